@@ -1,0 +1,360 @@
+//! The CPU reference executor: plain loops, one small function per op, obviously correct. Every GPU
+//! kernel is checked against these functions, and these against PyTorch.
+//!
+//! Parallel over output planes with rayon; accumulation order inside a plane is fixed, so results are
+//! deterministic.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::graph::*;
+
+/// Logits and probabilities for a batch, row-major `[batch, classes]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    pub batch: usize,
+    pub classes: usize,
+    pub logits: Vec<f32>,
+    pub probs: Vec<f32>,
+}
+
+impl Output {
+    /// Logits of image `n`.
+    pub fn logits_of(&self, n: usize) -> &[f32] {
+        &self.logits[n * self.classes..(n + 1) * self.classes]
+    }
+
+    /// Probabilities of image `n`.
+    pub fn probs_of(&self, n: usize) -> &[f32] {
+        &self.probs[n * self.classes..(n + 1) * self.classes]
+    }
+
+    /// The `k` most probable classes of image `n`, most probable first.
+    pub fn top_k(&self, n: usize, k: usize) -> Vec<(usize, f32)> {
+        let mut idx: Vec<(usize, f32)> = self.probs_of(n).iter().copied().enumerate().collect();
+        idx.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        idx.truncate(k);
+        idx
+    }
+}
+
+/// Checks an input buffer against the graph's input shape.
+pub fn check_input(graph: &Graph, input: &[f32], batch: usize) -> Result<()> {
+    let s = graph.input_shape();
+    if batch == 0 {
+        return Err(Error::input(
+            "batch",
+            "at least one image",
+            "an empty batch",
+        ));
+    }
+    if input.len() != batch * s.numel() {
+        return Err(Error::input(
+            "data",
+            format!(
+                "{} values for [{batch}, {}, {}, {}]",
+                batch * s.numel(),
+                s.c,
+                s.h,
+                s.w
+            ),
+            format!("{} values", input.len()),
+        ));
+    }
+    if let Some(i) = input.iter().position(|v| !v.is_finite()) {
+        let (n, rest) = (i / s.numel(), i % s.numel());
+        let (c, y, x) = (rest / s.plane(), rest % s.plane() / s.w, rest % s.w);
+        return Err(Error::input(
+            "values",
+            "finite numbers",
+            format!("{} at [{n}, {c}, {y}, {x}]", input[i]),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the whole network on `batch` images (`input` is `[batch, 3, H, W]`).
+pub fn forward(graph: &Graph, input: &[f32], batch: usize) -> Result<Output> {
+    let tensors = forward_all(graph, input, batch)?;
+    Ok(Output {
+        batch,
+        classes: graph.num_classes(),
+        logits: tensors[graph.logits.0].clone(),
+        probs: tensors[graph.probs.0].clone(),
+    })
+}
+
+/// Runs the whole network and returns every tensor (indexed by [`TensorId`]), for op-by-op comparison.
+pub fn forward_all(graph: &Graph, input: &[f32], batch: usize) -> Result<Vec<Vec<f32>>> {
+    if !graph.has_weights {
+        return Err(Error::Config(
+            "cannot run a shape-only graph: it has no weights".into(),
+        ));
+    }
+    check_input(graph, input, batch)?;
+    let mut tensors: Vec<Vec<f32>> = graph
+        .tensors
+        .iter()
+        .map(|t| vec![0.0; batch * t.shape.numel()])
+        .collect();
+    tensors[graph.input.0].copy_from_slice(input);
+    for node in &graph.nodes {
+        run_op(graph, &node.op, &mut tensors, batch);
+    }
+    Ok(tensors)
+}
+
+/// Runs one op, reading and writing `tensors` (each `batch * numel` long).
+pub fn run_op(graph: &Graph, op: &Op, tensors: &mut [Vec<f32>], batch: usize) {
+    match op {
+        Op::Conv(c) => conv(graph, c, tensors, batch),
+        Op::Pool(p) => pool(graph, p, tensors, batch),
+        Op::GlobalAvgPool(g) => global_avg_pool(graph, g, tensors, batch),
+        Op::Linear(l) => linear(graph, l, tensors, batch),
+        Op::ScaleAdd(s) => scale_add(graph, s, tensors, batch),
+        Op::Softmax(s) => softmax(graph, s, tensors, batch),
+    }
+}
+
+/// Copies a view out as a dense `[batch, channels, h, w]` buffer.
+pub fn gather(graph: &Graph, v: View, tensors: &[Vec<f32>], batch: usize) -> Vec<f32> {
+    let s = graph.shape(v.tensor);
+    let len = v.channels * s.plane();
+    let data = &tensors[v.tensor.0];
+    let mut out = Vec::with_capacity(batch * len);
+    for n in 0..batch {
+        let start = n * s.numel() + v.c0 * s.plane();
+        out.extend_from_slice(&data[start..start + len]);
+    }
+    out
+}
+
+/// Writes a dense `[batch, channels, h, w]` buffer into a view.
+fn scatter(graph: &Graph, v: View, dense: &[f32], tensors: &mut [Vec<f32>], batch: usize) {
+    let s = graph.shape(v.tensor);
+    let len = v.channels * s.plane();
+    let data = &mut tensors[v.tensor.0];
+    for n in 0..batch {
+        let start = n * s.numel() + v.c0 * s.plane();
+        data[start..start + len].copy_from_slice(&dense[n * len..(n + 1) * len]);
+    }
+}
+
+fn activate(v: f32, act: Activation) -> f32 {
+    match act {
+        Activation::None => v,
+        Activation::Relu => v.max(0.0),
+        Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+    }
+}
+
+/// Output positions `o` whose input position `o * stride + k - pad` lies in `0..len`.
+fn valid_range(
+    out_len: usize,
+    len: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> std::ops::Range<usize> {
+    let lo = if pad > k {
+        (pad - k).div_ceil(stride)
+    } else {
+        0
+    };
+    let hi = if len + pad > k {
+        ((len + pad - k - 1) / stride + 1).min(out_len)
+    } else {
+        0
+    };
+    lo..hi.max(lo)
+}
+
+fn conv(graph: &Graph, c: &Conv, tensors: &mut [Vec<f32>], batch: usize) {
+    let ins = graph.shape(c.src.tensor);
+    let outs = graph.shape(c.dst.tensor);
+    let (cin, cout) = (c.cin(), c.cout());
+    let (kh, kw) = c.kernel;
+    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
+    let mut input = gather(graph, c.src, tensors, batch);
+    if let Some(add) = c.src_add {
+        for (a, b) in input.iter_mut().zip(gather(graph, add, tensors, batch)) {
+            *a += b;
+        }
+    }
+    let (ih, iw, oh, ow) = (ins.h, ins.w, outs.h, outs.w);
+    let mut out = vec![0.0f32; batch * cout * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(i, plane)| {
+            let (n, co) = (i / cout, i % cout);
+            let g = co / cout_g;
+            plane.fill(c.bias[co]);
+            for ci in 0..cin_g {
+                let ic = g * cin_g + ci;
+                let src = &input[(n * cin + ic) * ih * iw..][..ih * iw];
+                let wk = &c.weight[(co * cin_g + ci) * kh * kw..][..kh * kw];
+                for ky in 0..kh {
+                    let ys = valid_range(oh, ih, ky, c.stride, c.pad);
+                    for kx in 0..kw {
+                        let wv = wk[ky * kw + kx];
+                        let xs = valid_range(ow, iw, kx, c.stride, c.pad);
+                        for oy in ys.clone() {
+                            let row = &src[(oy * c.stride + ky - c.pad) * iw..][..iw];
+                            let dst = &mut plane[oy * ow..(oy + 1) * ow];
+                            for ox in xs.clone() {
+                                dst[ox] += wv * row[ox * c.stride + kx - c.pad];
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    if let Some(r) = c.residual {
+        for (o, r) in out.iter_mut().zip(gather(graph, r, tensors, batch)) {
+            *o += r;
+        }
+    }
+    for o in &mut out {
+        *o = activate(*o, c.act);
+    }
+    scatter(graph, c.dst, &out, tensors, batch);
+}
+
+fn pool(graph: &Graph, p: &Pool, tensors: &mut [Vec<f32>], batch: usize) {
+    let ins = graph.shape(p.src.tensor);
+    let outs = graph.shape(p.dst.tensor);
+    let input = gather(graph, p.src, tensors, batch);
+    let (ih, iw, oh, ow) = (ins.h as isize, ins.w as isize, outs.h, outs.w);
+    let (k, s, pad) = (p.kernel as isize, p.stride as isize, p.pad as isize);
+    let mut out = vec![0.0f32; batch * p.src.channels * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(i, plane)| {
+            let src = &input[i * (ih * iw) as usize..][..(ih * iw) as usize];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    // PyTorch: the window is clipped to the padded input, then to the input itself.
+                    let (y0, x0) = (oy as isize * s - pad, ox as isize * s - pad);
+                    let (y1, x1) = ((y0 + k).min(ih + pad), (x0 + k).min(iw + pad));
+                    let padded_cells = (y1 - y0) * (x1 - x0);
+                    let (y0, x0, y1, x1) = (y0.max(0), x0.max(0), y1.min(ih), x1.min(iw));
+                    let value = match p.kind {
+                        PoolKind::Max => {
+                            let mut m = f32::NEG_INFINITY;
+                            for y in y0..y1 {
+                                for x in x0..x1 {
+                                    m = m.max(src[(y * iw + x) as usize]);
+                                }
+                            }
+                            m
+                        }
+                        PoolKind::Avg { count_include_pad } => {
+                            let mut sum = 0.0f32;
+                            for y in y0..y1 {
+                                for x in x0..x1 {
+                                    sum += src[(y * iw + x) as usize];
+                                }
+                            }
+                            let count = if count_include_pad {
+                                padded_cells
+                            } else {
+                                (y1 - y0) * (x1 - x0)
+                            };
+                            sum / count.max(1) as f32
+                        }
+                    };
+                    plane[oy * ow + ox] = value;
+                }
+            }
+        });
+    scatter(graph, p.dst, &out, tensors, batch);
+}
+
+fn global_avg_pool(graph: &Graph, g: &GlobalAvgPool, tensors: &mut [Vec<f32>], batch: usize) {
+    let plane = graph.shape(g.src.tensor).plane();
+    let input = gather(graph, g.src, tensors, batch);
+    let out: Vec<f32> = input
+        .chunks(plane)
+        .map(|p| (p.iter().map(|&v| f64::from(v)).sum::<f64>() / plane as f64) as f32)
+        .collect();
+    scatter(graph, g.dst, &out, tensors, batch);
+}
+
+fn linear(graph: &Graph, l: &Linear, tensors: &mut [Vec<f32>], batch: usize) {
+    let (k, m) = (l.src.channels, l.dst.channels);
+    let input = gather(graph, l.src, tensors, batch);
+    let mut out = vec![0.0f32; batch * m];
+    out.par_chunks_mut(m).enumerate().for_each(|(n, row)| {
+        let x = &input[n * k..(n + 1) * k];
+        for (j, o) in row.iter_mut().enumerate() {
+            let w = &l.weight[j * k..(j + 1) * k];
+            let dot: f32 = w.iter().zip(x).map(|(a, b)| a * b).sum();
+            *o = activate(dot + l.bias[j], l.act);
+        }
+    });
+    scatter(graph, l.dst, &out, tensors, batch);
+}
+
+fn scale_add(graph: &Graph, s: &ScaleAdd, tensors: &mut [Vec<f32>], batch: usize) {
+    let plane = graph.shape(s.src.tensor).plane();
+    let c = s.src.channels;
+    let mut out = gather(graph, s.src, tensors, batch);
+    let scale = gather(graph, s.scale, tensors, batch);
+    for (i, v) in out.iter_mut().enumerate() {
+        *v *= scale[i / plane % c + i / (plane * c) * c];
+    }
+    if let Some(r) = s.residual {
+        for (o, r) in out.iter_mut().zip(gather(graph, r, tensors, batch)) {
+            *o += r;
+        }
+    }
+    for o in &mut out {
+        *o = activate(*o, s.act);
+    }
+    scatter(graph, s.dst, &out, tensors, batch);
+}
+
+fn softmax(graph: &Graph, s: &Softmax, tensors: &mut [Vec<f32>], batch: usize) {
+    let c = s.src.channels;
+    let mut out = gather(graph, s.src, tensors, batch);
+    for row in out.chunks_mut(c) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f64;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += f64::from(*v);
+        }
+        for v in row.iter_mut() {
+            *v = (f64::from(*v) / sum) as f32;
+        }
+    }
+    scatter(graph, s.dst, &out, tensors, batch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_range_matches_brute_force() {
+        for len in 1..9 {
+            for k in 0..7 {
+                for stride in 1..4 {
+                    for pad in 0..4 {
+                        let out_len = (len + 2 * pad).saturating_sub(7) / stride + 3;
+                        let r = valid_range(out_len, len, k, stride, pad);
+                        for o in 0..out_len {
+                            let i = (o * stride + k) as isize - pad as isize;
+                            let inside = i >= 0 && (i as usize) < len;
+                            assert_eq!(
+                                r.contains(&o),
+                                inside,
+                                "len {len} k {k} s {stride} p {pad} o {o}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

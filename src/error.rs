@@ -1,0 +1,91 @@
+//! One error type for the whole crate. Every message says what was expected and what was found, on one
+//! line, so the CLI can print it as-is and a program can match on the variant.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading, building or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file is not a valid safetensors file (empty, truncated, lying header, ...).
+    #[error("{path}: not a valid safetensors file: {reason}")]
+    Format { path: PathBuf, reason: String },
+
+    /// A tensor has the wrong dtype, rank or shape, or is missing.
+    #[error("{context}: expected {expected}, found {found}")]
+    Tensor {
+        context: String,
+        expected: String,
+        found: String,
+    },
+
+    /// The checkpoint does not match any architecture this crate can build, or the one asked for.
+    #[error("checkpoint does not fit {arch}: {detail}")]
+    Architecture { arch: String, detail: String },
+
+    /// A configuration (preset name, metadata config, input size) is not usable.
+    #[error("{0}")]
+    Config(String),
+
+    /// The input tensor or image does not fit the model.
+    #[error("input {context}: expected {expected}, found {found}")]
+    Input {
+        context: String,
+        expected: String,
+        found: String,
+    },
+
+    /// No GPU adapter, a device limit, a lost device or a validation error on the GPU side.
+    #[error("gpu: {0}")]
+    Gpu(String),
+}
+
+impl Error {
+    /// Whether the error was caused by what the user handed in (exit code 2), rather than by the
+    /// machine or a bug (exit code 1).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::Format { .. }
+                | Error::Tensor { .. }
+                | Error::Architecture { .. }
+                | Error::Config(_)
+                | Error::Input { .. }
+        ) || matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound
+            || source.kind() == std::io::ErrorKind::InvalidData
+            || source.kind() == std::io::ErrorKind::IsADirectory)
+    }
+
+    pub(crate) fn tensor(
+        context: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Self {
+        Error::Tensor {
+            context: context.into(),
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
+
+    pub(crate) fn input(
+        context: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Self {
+        Error::Input {
+            context: context.into(),
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

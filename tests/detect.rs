@@ -1,0 +1,358 @@
+//! Architecture facts and detection: preset parameter counts against the published table, detection
+//! of every preset and of odd configurations from keys and shapes alone, and clear refusals.
+
+use std::collections::HashMap;
+
+use res2net_wgpu::arch::{self, Flavour, Res2NetConfig, Stem};
+use res2net_wgpu::checkpoint::Checkpoint;
+use res2net_wgpu::{model, Error, Model};
+use safetensors::tensor::{Dtype, TensorView};
+
+/// Published parameter counts (timm; weights and BN affine terms, not running statistics).
+const PUBLISHED: [(&str, u64); 9] = [
+    ("res2net50_48w_2s", 25_287_304),
+    ("res2net50_26w_4s", 25_699_120),
+    ("res2net50_14w_8s", 25_059_816),
+    ("res2net50_26w_6s", 37_051_448),
+    ("res2net50_26w_8s", 48_403_776),
+    ("res2net101_26w_4s", 45_206_688),
+    ("res2next50", 24_671_464),
+    ("res2net50d", 25_718_352),
+    ("res2net101d", 45_225_920),
+];
+
+#[test]
+fn preset_parameter_counts_equal_the_published_table() {
+    for (name, params) in PUBLISHED {
+        assert_eq!(
+            model::param_count(&arch::preset(name).unwrap()),
+            params,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn res2net50_shapes_and_macs_at_224() {
+    let g = model::shape_graph(&arch::preset("res2net50_26w_4s").unwrap(), 224, 224).unwrap();
+    let shapes: Vec<_> = g
+        .stage_outputs
+        .iter()
+        .map(|(_, t)| g.shape(*t))
+        .map(|s| (s.c, s.h, s.w))
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            (64, 56, 56),
+            (256, 56, 56),
+            (512, 28, 28),
+            (1024, 14, 14),
+            (2048, 7, 7)
+        ]
+    );
+    // 4.2 GMACs in the published table.
+    let gmacs = g.macs() as f64 / 1e9;
+    assert!((4.2..4.3).contains(&gmacs), "{gmacs}");
+}
+
+/// Serializes a state dict in `dtype` (F32, F16 or BF16) with PyTorch's I64 `num_batches_tracked`
+/// counters added after every BatchNorm, keys prefixed with `prefix`.
+fn checkpoint_bytes(
+    model: &Model,
+    dtype: Dtype,
+    prefix: &str,
+    meta: Option<HashMap<String, String>>,
+) -> Vec<u8> {
+    let mut bufs: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
+    for (k, shape, values) in model.state_dict().unwrap() {
+        let bytes: Vec<u8> = match dtype {
+            Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Dtype::F16 => values
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
+            Dtype::BF16 => values
+                .iter()
+                .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                .collect(),
+            _ => unreachable!(),
+        };
+        if let Some(bn) = k.strip_suffix(".running_var") {
+            bufs.push((
+                format!("{prefix}{bn}.num_batches_tracked"),
+                vec![],
+                Dtype::I64,
+                7i64.to_le_bytes().to_vec(),
+            ));
+        }
+        bufs.push((format!("{prefix}{k}"), shape, dtype, bytes));
+    }
+    let views: Vec<(String, TensorView)> = bufs
+        .iter()
+        .map(|(k, s, d, b)| (k.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize(views, meta).unwrap()
+}
+
+fn detect(bytes: Vec<u8>) -> Result<Model, Error> {
+    Model::from_checkpoint(Checkpoint::from_bytes(bytes, "test.safetensors")?, None)
+}
+
+#[test]
+fn every_preset_is_detected_from_keys_and_shapes() {
+    for p in arch::presets() {
+        let m = Model::from_config(&p.config, 1).unwrap();
+        let found = detect(checkpoint_bytes(&m, Dtype::BF16, "", None)).unwrap();
+        assert_eq!(found.config(), &p.config, "{}", p.name);
+        assert_eq!(found.name(), p.name);
+    }
+}
+
+fn odd_configs() -> Vec<Res2NetConfig> {
+    let official = |layers, planes, stem, bw, scale, card, avg_down, se, classes| Res2NetConfig {
+        flavour: Flavour::Official,
+        layers,
+        planes,
+        stem,
+        base_width: bw,
+        scale,
+        cardinality: card,
+        avg_down,
+        se,
+        num_classes: classes,
+    };
+    vec![
+        arch::seed([1, 2, 1, 1], 5, 4, 4, 1, true),
+        arch::seed([1, 1, 1, 2], 3, 2, 8, 2, true),
+        arch::seed([2, 1, 1, 1], 7, 6, 2, 1, false),
+        arch::seed([1, 1, 1, 1], 4, 8, 1, 1, false),
+        arch::seed([1, 1, 1, 1], 4, 4, 1, 2, true),
+        official(
+            [2, 1, 1, 1],
+            [16, 32, 64, 128],
+            Stem::Conv7 { channels: 64 },
+            26,
+            4,
+            1,
+            false,
+            false,
+            10,
+        ),
+        official(
+            [1, 2, 1, 1],
+            [16, 32, 64, 128],
+            Stem::Deep {
+                mid: 16,
+                channels: 32,
+            },
+            26,
+            4,
+            1,
+            true,
+            true,
+            10,
+        ),
+        official(
+            [1, 1, 2, 1],
+            [16, 32, 64, 128],
+            Stem::Conv7 { channels: 24 },
+            4,
+            4,
+            4,
+            false,
+            false,
+            6,
+        ),
+        official(
+            [1, 1, 1, 1],
+            [16, 32, 64, 128],
+            Stem::Conv7 { channels: 64 },
+            48,
+            2,
+            1,
+            true,
+            false,
+            3,
+        ),
+        official(
+            [1, 1, 1, 1],
+            [32, 64, 128, 256],
+            Stem::Conv7 { channels: 64 },
+            14,
+            8,
+            1,
+            false,
+            true,
+            2,
+        ),
+        official(
+            [2, 1, 1, 1],
+            [16, 32, 64, 128],
+            Stem::Conv7 { channels: 64 },
+            26,
+            1,
+            1,
+            false,
+            false,
+            4,
+        ),
+    ]
+}
+
+#[test]
+fn odd_configurations_are_detected_in_every_float_dtype() {
+    for (i, cfg) in odd_configs().into_iter().enumerate() {
+        cfg.validate().unwrap();
+        let m = Model::from_config(&cfg, i as u64).unwrap();
+        for dtype in [Dtype::F32, Dtype::F16, Dtype::BF16] {
+            let found = detect(checkpoint_bytes(&m, dtype, "", None))
+                .unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
+            assert_eq!(found.config(), &cfg);
+        }
+    }
+}
+
+#[test]
+fn wrapper_prefixes_are_stripped() {
+    let cfg = &odd_configs()[0];
+    let m = Model::from_config(cfg, 3).unwrap();
+    let found = detect(checkpoint_bytes(&m, Dtype::F32, "module.", None)).unwrap();
+    assert_eq!(found.config(), cfg);
+}
+
+#[test]
+fn a_config_in_metadata_wins_over_detection() {
+    let cfg = &odd_configs()[5];
+    let m = Model::from_config(cfg, 3).unwrap();
+    let meta = [(arch::METADATA_KEY.to_string(), cfg.to_json())]
+        .into_iter()
+        .collect();
+    let found = detect(checkpoint_bytes(&m, Dtype::F32, "", Some(meta))).unwrap();
+    assert_eq!(found.config_source(), &arch::ConfigSource::Metadata);
+    assert_eq!(found.config(), cfg);
+
+    // A metadata config that disagrees with the tensors is refused naming the first disagreeing key.
+    let mut other = cfg.clone();
+    other.base_width = 14;
+    let meta = [(arch::METADATA_KEY.to_string(), other.to_json())]
+        .into_iter()
+        .collect();
+    let e = detect(checkpoint_bytes(&m, Dtype::F32, "", Some(meta)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("layer1.0.conv1.weight") && e.contains("expected shape") && e.contains("found"),
+        "{e}"
+    );
+
+    let meta = [(
+        arch::METADATA_KEY.to_string(),
+        "{\"flavour\": 3}".to_string(),
+    )]
+    .into_iter()
+    .collect();
+    let e = detect(checkpoint_bytes(&m, Dtype::F32, "", Some(meta))).unwrap_err();
+    assert!(
+        e.is_bad_input() && e.to_string().contains("res2net.config"),
+        "{e}"
+    );
+}
+
+#[test]
+fn saved_models_load_back_with_identical_outputs() {
+    let cfg = &odd_configs()[6];
+    let m = Model::from_config(cfg, 11).unwrap();
+    let dir = std::env::temp_dir().join(format!("res2net-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    m.save(&path).unwrap();
+    let back = Model::load(&path).unwrap();
+    let input: Vec<f32> = (0..2 * 3 * 23 * 19)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let a = res2net_wgpu::cpu::forward(&m.graph(23, 19).unwrap(), &input, 2).unwrap();
+    let b = res2net_wgpu::cpu::forward(&back.graph(23, 19).unwrap(), &input, 2).unwrap();
+    assert_eq!(a, b);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn forced_preset_that_does_not_fit_names_key_and_shapes() {
+    let m = Model::from_config(&odd_configs()[5], 3).unwrap();
+    let ck = Checkpoint::from_bytes(checkpoint_bytes(&m, Dtype::F32, "", None), "x.safetensors")
+        .unwrap();
+    let e = Model::from_checkpoint(ck, Some("res2net50_26w_4s"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("res2net50_26w_4s") && e.contains("expected") && e.contains("found"),
+        "{e}"
+    );
+}
+
+/// Rewrites one tensor of a valid checkpoint and returns the loader's error.
+fn tamper(f: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> String {
+    let m = Model::from_config(&odd_configs()[0], 5).unwrap();
+    let mut dict = m.state_dict().unwrap();
+    f(&mut dict);
+    let views: Vec<(String, TensorView)> = dict
+        .iter()
+        .map(|(k, s, v)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, s.clone(), bytemuck::cast_slice(v)).unwrap(),
+            )
+        })
+        .collect();
+    let e = detect(safetensors::serialize(views, None).unwrap()).unwrap_err();
+    assert!(e.is_bad_input(), "{e}");
+    let msg = e.to_string();
+    assert!(!msg.contains('\n'), "{msg}");
+    msg
+}
+
+#[test]
+fn mismatched_checkpoints_are_refused_with_the_first_disagreement() {
+    let e = tamper(|d| {
+        let t = d
+            .iter_mut()
+            .find(|(k, _, _)| k == "layer2.0.conv3.weight")
+            .unwrap();
+        t.1 = vec![t.1[0], t.1[1] / 2, 1, 1];
+        t.2.truncate(t.2.len() / 2);
+    });
+    assert!(
+        e.contains("layer2.0.conv3.weight") && e.contains("expected") && e.contains("found"),
+        "{e}"
+    );
+
+    let e = tamper(|d| d.retain(|(k, _, _)| k != "layer3.0.bn2.1.running_var"));
+    assert!(
+        e.contains("layer3.0.bn2.1.running_var") && e.contains("found none"),
+        "{e}"
+    );
+
+    let e = tamper(|d| d.push(("layer9.extra.weight".into(), vec![2], vec![0.0, 1.0])));
+    assert!(e.contains("layer9.extra.weight"), "{e}");
+
+    let e = tamper(|d| d.retain(|(k, _, _)| !k.starts_with("layer1.")));
+    assert!(e.contains("layer1.0"), "{e}");
+
+    let e = tamper(|d| {
+        let t = d.iter_mut().find(|(k, _, _)| k == "fc.weight").unwrap();
+        t.1 = vec![t.1[0] * t.1[1]];
+    });
+    assert!(e.contains("fc.weight"), "{e}");
+}
+
+#[test]
+fn unrelated_models_are_refused() {
+    let views = vec![(
+        "encoder.weight".to_string(),
+        TensorView::new(Dtype::F32, vec![1], &[0u8; 4]).unwrap(),
+    )];
+    let e = detect(safetensors::serialize(views, None).unwrap()).unwrap_err();
+    assert!(e.is_bad_input());
+    assert!(e.to_string().contains("fc.weight"), "{e}");
+}
