@@ -273,8 +273,8 @@ pub fn write_f32(
                 })
         })
         .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(views, metadata, path).map_err(|e| Error::Io {
+    safetensors::serialize_to_file(views, metadata, path).map_err(|e| Error::Write {
         path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
+        reason: e.to_string(),
     })
 }

@@ -7,12 +7,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: expected a readable file, found: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+
+    /// An output file could not be written.
+    #[error("{path}: cannot write: {reason}")]
+    Write { path: PathBuf, reason: String },
 
     /// A file is not a valid safetensors file (empty, truncated, lying header, ...).
     #[error("{path}: not a valid safetensors file: {reason}")]
