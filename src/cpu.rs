@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn valid_range_matches_brute_force() {
-        for len in 1..9 {
+        for len in 1usize..9 {
             for k in 0..7 {
                 for stride in 1..4 {
                     for pad in 0..4 {

@@ -23,7 +23,9 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod error;
 pub mod graph;
+pub mod labels;
 pub mod model;
+pub mod preprocess;
 pub mod tensor_io;
 
 pub use arch::Res2NetConfig;
