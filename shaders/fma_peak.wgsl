@@ -1,0 +1,38 @@
+// Adapter peak: eight independent vec4 FMA chains per invocation, nothing else, so the measured rate is
+// the adapter's f32 FMA throughput (2 FLOPs per lane per FMA). The sum is stored so no chain is dead code.
+
+struct Params {
+    iters: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> sink: array<vec4<f32>>;
+@group(0) @binding(1) var<uniform> params: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let s = f32(gid.x) * 1e-7;
+    var a0 = vec4<f32>(s, s + 0.1, s + 0.2, s + 0.3);
+    var a1 = a0 + 1.0;
+    var a2 = a0 + 2.0;
+    var a3 = a0 + 3.0;
+    var a4 = a0 + 4.0;
+    var a5 = a0 + 5.0;
+    var a6 = a0 + 6.0;
+    var a7 = a0 + 7.0;
+    let m = vec4<f32>(0.99999);
+    let c = vec4<f32>(1e-5);
+    for (var i = 0u; i < params.iters; i = i + 1u) {
+        a0 = fma(a0, m, c);
+        a1 = fma(a1, m, c);
+        a2 = fma(a2, m, c);
+        a3 = fma(a3, m, c);
+        a4 = fma(a4, m, c);
+        a5 = fma(a5, m, c);
+        a6 = fma(a6, m, c);
+        a7 = fma(a7, m, c);
+    }
+    sink[gid.x] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+}

@@ -1,0 +1,79 @@
+// Max and average pooling with a square window, PyTorch semantics (ceil_mode included).
+//
+// Views are (element offset of image 0's first channel, per-image stride) into the activation arena;
+// the image index is the dispatch's z coordinate.
+
+struct PoolParams {
+    src_off: u32,
+    src_bs: u32,
+    dst_off: u32,
+    dst_bs: u32,
+    channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    kernel: u32,
+    stride: u32,
+    pad: u32,
+    // Workgroups along x; the flat workgroup index is y * groups_x + x (a plane may need more than
+    // the 65535 workgroups one dimension allows).
+    groups_x: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// 0 = max, 1 = average dividing by the window clipped to the padded input (count_include_pad),
+// 2 = average dividing by the number of in-bounds cells.
+override KIND: u32 = 0u;
+
+@group(0) @binding(0) var<storage, read_write> act: array<f32>;
+@group(0) @binding(1) var<uniform> p: PoolParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn pool(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let out_plane = p.out_h * p.out_w;
+    let e = (wg.y * p.groups_x + wg.x) * 64u + li;
+    if (e >= p.channels * out_plane) {
+        return;
+    }
+    let n = wg.z;
+    let c = e / out_plane;
+    let r = e % out_plane;
+    let oy = r / p.out_w;
+    let ox = r % p.out_w;
+
+    // The window, clipped to the padded input (PyTorch's avg_pool2d), then to the input itself.
+    let hs = i32(oy * p.stride) - i32(p.pad);
+    let ws = i32(ox * p.stride) - i32(p.pad);
+    let he = min(hs + i32(p.kernel), i32(p.in_h + p.pad));
+    let we = min(ws + i32(p.kernel), i32(p.in_w + p.pad));
+    let padded_count = (he - hs) * (we - ws);
+    let h0 = u32(max(hs, 0));
+    let w0 = u32(max(ws, 0));
+    let h1 = u32(min(he, i32(p.in_h)));
+    let w1 = u32(min(we, i32(p.in_w)));
+
+    let base = p.src_off + n * p.src_bs + c * p.in_h * p.in_w;
+    // PyTorch's output-size rule guarantees every window holds at least one input cell.
+    var m = act[base + h0 * p.in_w + w0];
+    var sum = 0.0;
+    for (var y = h0; y < h1; y++) {
+        for (var x = w0; x < w1; x++) {
+            let v = act[base + y * p.in_w + x];
+            m = max(m, v);
+            sum += v;
+        }
+    }
+    var out = m;
+    if (KIND == 1u) {
+        out = sum / f32(padded_count);
+    } else if (KIND == 2u) {
+        out = sum / f32((h1 - h0) * (w1 - w0));
+    }
+    act[p.dst_off + n * p.dst_bs + e] = out;
+}

@@ -1,0 +1,258 @@
+//! The one place that owns WGSL sources, shader modules, bind group layouts and compute pipelines.
+//!
+//! Shapes travel in uniforms, so a pipeline depends only on (shader, entry point, override constants):
+//! the activation and which optional operands are present. A whole Res2Net-50 needs about a dozen
+//! pipelines, and every op with the same key shares one.
+
+use std::collections::HashMap;
+
+/// A shader file in `shaders/`, one per kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Shader {
+    Conv,
+    Pool,
+    GlobalPool,
+    Linear,
+    ScaleAdd,
+    Softmax,
+}
+
+/// Which bind group layout a shader uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// 0: activation arena (read-write storage), 1: parameters (read-only storage), 2: uniforms.
+    ArenaParams,
+    /// 0: activation arena (read-write storage), 1: uniforms.
+    Arena,
+}
+
+impl Shader {
+    pub const ALL: [Shader; 6] = [
+        Shader::Conv,
+        Shader::Pool,
+        Shader::GlobalPool,
+        Shader::Linear,
+        Shader::ScaleAdd,
+        Shader::Softmax,
+    ];
+
+    /// File name in `shaders/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Shader::Conv => "conv.wgsl",
+            Shader::Pool => "pool.wgsl",
+            Shader::GlobalPool => "global_pool.wgsl",
+            Shader::Linear => "linear.wgsl",
+            Shader::ScaleAdd => "scale_add.wgsl",
+            Shader::Softmax => "softmax.wgsl",
+        }
+    }
+
+    /// WGSL source, compiled into the crate.
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
+            Shader::GlobalPool => include_str!("../../shaders/global_pool.wgsl"),
+            Shader::Linear => include_str!("../../shaders/linear.wgsl"),
+            Shader::ScaleAdd => include_str!("../../shaders/scale_add.wgsl"),
+            Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
+        }
+    }
+
+    pub(crate) fn layout(self) -> Layout {
+        match self {
+            Shader::Conv | Shader::Linear => Layout::ArenaParams,
+            Shader::Pool | Shader::GlobalPool | Shader::ScaleAdd | Shader::Softmax => Layout::Arena,
+        }
+    }
+}
+
+/// One compute pipeline: a shader entry point specialised by override constants.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KernelKey {
+    pub shader: Shader,
+    pub entry: &'static str,
+    /// Override constants by name; booleans are 0 or 1.
+    pub constants: Vec<(&'static str, u32)>,
+}
+
+impl KernelKey {
+    pub(crate) fn new(
+        shader: Shader,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+    ) -> Self {
+        KernelKey {
+            shader,
+            entry,
+            constants: constants.to_vec(),
+        }
+    }
+
+    /// A readable label: `conv.wgsl:conv_1x1[ACT=1,HAS_ADD=0,HAS_RES=1]`.
+    pub fn label(&self) -> String {
+        let consts: Vec<String> = self
+            .constants
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "{}:{}[{}]",
+            self.shader.file_name(),
+            self.entry,
+            consts.join(",")
+        )
+    }
+}
+
+/// Every pipeline the runtime can ask for. The naga test validates and translates each of them, so a
+/// variant that only breaks on Metal or DX12 fails on any machine.
+pub fn all_variants() -> Vec<KernelKey> {
+    let mut keys = Vec::new();
+    for entry in ["conv_direct", "conv_1x1"] {
+        for act in 0..3 {
+            for add in 0..2 {
+                for res in 0..2 {
+                    keys.push(KernelKey::new(
+                        Shader::Conv,
+                        entry,
+                        &[("ACT", act), ("HAS_ADD", add), ("HAS_RES", res)],
+                    ));
+                }
+            }
+        }
+    }
+    for kind in 0..3 {
+        keys.push(KernelKey::new(Shader::Pool, "pool", &[("KIND", kind)]));
+    }
+    keys.push(KernelKey::new(Shader::GlobalPool, "global_avg_pool", &[]));
+    for act in 0..3 {
+        keys.push(KernelKey::new(Shader::Linear, "linear", &[("ACT", act)]));
+        for res in 0..2 {
+            keys.push(KernelKey::new(
+                Shader::ScaleAdd,
+                "scale_add",
+                &[("ACT", act), ("HAS_RES", res)],
+            ));
+        }
+    }
+    keys.push(KernelKey::new(Shader::Softmax, "softmax", &[]));
+    keys
+}
+
+/// Shader modules, layouts and pipelines of one device, created on first use and shared by key.
+pub(crate) struct Kernels {
+    device: wgpu::Device,
+    arena_params: (wgpu::BindGroupLayout, wgpu::PipelineLayout),
+    arena: (wgpu::BindGroupLayout, wgpu::PipelineLayout),
+    modules: HashMap<Shader, wgpu::ShaderModule>,
+    pipelines: HashMap<KernelKey, wgpu::ComputePipeline>,
+}
+
+fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn layouts(
+    device: &wgpu::Device,
+    label: &str,
+    entries: &[wgpu::BindGroupLayoutEntry],
+) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries,
+    });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(label),
+        bind_group_layouts: &[Some(&bgl)],
+        immediate_size: 0,
+    });
+    (bgl, pl)
+}
+
+impl Kernels {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        Kernels {
+            device: device.clone(),
+            arena_params: layouts(
+                device,
+                "arena+params",
+                &[storage(0, false), storage(1, true), uniform(2)],
+            ),
+            arena: layouts(device, "arena", &[storage(0, false), uniform(1)]),
+            modules: HashMap::new(),
+            pipelines: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn bind_group_layout(&self, layout: Layout) -> &wgpu::BindGroupLayout {
+        match layout {
+            Layout::ArenaParams => &self.arena_params.0,
+            Layout::Arena => &self.arena.0,
+        }
+    }
+
+    /// The pipeline for `key`, created on first request.
+    pub(crate) fn pipeline(&mut self, key: &KernelKey) -> wgpu::ComputePipeline {
+        if let Some(p) = self.pipelines.get(key) {
+            return p.clone();
+        }
+        let device = &self.device;
+        let module = self.modules.entry(key.shader).or_insert_with(|| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(key.shader.file_name()),
+                source: wgpu::ShaderSource::Wgsl(key.shader.source().into()),
+            })
+        });
+        let constants: Vec<(&str, f64)> = key
+            .constants
+            .iter()
+            .map(|&(k, v)| (k, f64::from(v)))
+            .collect();
+        let layout = match key.shader.layout() {
+            Layout::ArenaParams => &self.arena_params.1,
+            Layout::Arena => &self.arena.1,
+        };
+        let label = key.label();
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(layout),
+            module,
+            entry_point: Some(key.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        self.pipelines.insert(key.clone(), pipeline.clone());
+        pipeline
+    }
+
+    pub(crate) fn pipeline_count(&self) -> usize {
+        self.pipelines.len()
+    }
+}

@@ -1,0 +1,31 @@
+//! The GPU executor: the same [`Graph`](crate::graph::Graph) the CPU reference runs, on any adapter
+//! wgpu supports (Vulkan, Metal, DX12, OpenGL), through WGSL compute shaders in `shaders/`.
+//!
+//! - [`context`]: the adapter and device (opened here, or the caller's own).
+//! - [`kernels`]: the one owner of shader sources and pipelines (shared by override constants).
+//! - `lower`: graph node -> dispatch (uniforms, packed weights, workgroup counts).
+//! - [`plan`]: the activation arena (liveness-based reuse).
+//! - [`Session`]: everything built once per (graph, batch); `run` records one command buffer.
+//!
+//! ```no_run
+//! use res2net_wgpu::{arch, gpu, Model};
+//!
+//! let model = Model::from_config(&arch::seed([1, 1, 1, 1], 10, 2, 4, 1, true), 7)?;
+//! let graph = model.graph(32, 32)?;
+//! let ctx = gpu::GpuContext::new()?;
+//! let session = gpu::Session::new(&ctx, &graph, 1)?;
+//! let out = session.run(&vec![0.5f32; 3 * 32 * 32])?;
+//! assert_eq!(out.probs.len(), 10);
+//! # Ok::<(), res2net_wgpu::Error>(())
+//! ```
+
+pub mod context;
+pub mod kernels;
+mod lower;
+pub mod peak;
+pub mod plan;
+mod readback;
+mod session;
+
+pub use context::GpuContext;
+pub use session::{Session, SessionOptions, DEFAULT_TIMEOUT};

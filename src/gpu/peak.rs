@@ -1,0 +1,106 @@
+//! The adapter's own f32 peak, measured with a pure-FMA shader (`shaders/fma_peak.wgsl`), so model
+//! throughput can be reported as a fraction of what this adapter can do at best.
+
+use std::time::{Duration, Instant};
+
+use super::context::{ErrorScopes, GpuContext};
+use crate::error::{Error, Result};
+
+/// Source of the FMA microbenchmark shader.
+pub const SHADER: &str = include_str!("../../shaders/fma_peak.wgsl");
+
+/// Invocations per dispatch (1024 workgroups of 64).
+const INVOCATIONS: u32 = 1024 * 64;
+/// FLOPs per invocation per loop iteration: 8 chains x 4 lanes x 2.
+const FLOPS_PER_ITER: f64 = 64.0;
+
+/// Measures the adapter's f32 FMA rate in GFLOP/s: calibrates the loop count so one dispatch takes
+/// about `target`, then keeps the best of `repeats` timed runs.
+pub fn fma_peak_gflops(ctx: &GpuContext, target: Duration, repeats: usize) -> Result<f64> {
+    let device = ctx.device();
+    let scopes = ErrorScopes::push(device);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("fma_peak"),
+        source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("fma_peak"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let sink = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("fma_peak sink"),
+        size: u64::from(INVOCATIONS) * 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    pollster::block_on(scopes.pop("building the FMA benchmark"))?;
+
+    let run = |iters: u32| -> Result<Duration> {
+        let scopes = ErrorScopes::push(device);
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fma_peak params"),
+            size: 16,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.queue()
+            .write_buffer(&params, 0, bytemuck::cast_slice(&[iters, 0, 0, 0]));
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("fma_peak"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: sink.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: params.as_entire_binding(),
+                },
+            ],
+        });
+        let mut enc = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(INVOCATIONS / 64, 1, 1);
+        }
+        let start = Instant::now();
+        ctx.queue().submit([enc.finish()]);
+        device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(Duration::from_secs(120)),
+            })
+            .map_err(|e| Error::Gpu(format!("FMA benchmark did not finish: {e}")))?;
+        let elapsed = start.elapsed();
+        pollster::block_on(scopes.pop("running the FMA benchmark"))?;
+        ctx.check_health()?;
+        Ok(elapsed)
+    };
+
+    // Calibrate: grow the loop until one dispatch takes a quarter of the target.
+    let mut iters = 64u32;
+    loop {
+        let t = run(iters)?;
+        if t >= target / 4 || iters >= 1 << 22 {
+            let scale = target.as_secs_f64() / t.as_secs_f64().max(1e-6);
+            iters = ((f64::from(iters) * scale) as u32).clamp(64, 1 << 24);
+            break;
+        }
+        iters *= 4;
+    }
+    let best = (0..repeats.max(1))
+        .map(|_| run(iters))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .min()
+        .unwrap_or(Duration::MAX);
+    let flops = f64::from(INVOCATIONS) * f64::from(iters) * FLOPS_PER_ITER;
+    Ok(flops / best.as_secs_f64() / 1e9)
+}

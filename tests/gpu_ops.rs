@@ -1,0 +1,583 @@
+//! Every GPU kernel against the CPU reference, op by op, on small hand-built graphs with random
+//! weights: odd and non-square sizes, strides, padding, groups, batches > 1, views at channel
+//! offsets, `src_add` and residual present and absent, every activation, every pooling convention.
+//! Each graph ends in global pool + softmax (the shape a session reads back), and every view any node
+//! writes is compared.
+
+mod gpu_common;
+
+use gpu_common::{assert_close, context, random};
+use res2net_wgpu::cpu;
+use res2net_wgpu::gpu::{Session, SessionOptions};
+use res2net_wgpu::graph::{
+    Activation, Conv, GlobalAvgPool, Graph, Linear, Node, Op, Pool, PoolKind, ScaleAdd, Shape,
+    Softmax, TensorId, TensorInfo, View,
+};
+
+/// Single ops are exact sums of at most a few thousand products of values in [-1, 1]: their f32
+/// rounding differs between executors by ~1e-6; 1e-4 leaves two orders of magnitude of margin.
+const ATOL: f32 = 1e-4;
+const RTOL: f32 = 1e-4;
+
+/// Builds a graph node by node; tensor 0 is the input.
+struct Builder {
+    tensors: Vec<TensorInfo>,
+    nodes: Vec<Node>,
+    seed: u64,
+}
+
+impl Builder {
+    fn new(input: Shape) -> Self {
+        Builder {
+            tensors: vec![TensorInfo {
+                name: "input".into(),
+                shape: input,
+            }],
+            nodes: Vec::new(),
+            seed: 1,
+        }
+    }
+
+    fn tensor(&mut self, c: usize, h: usize, w: usize) -> TensorId {
+        self.tensors.push(TensorInfo {
+            name: format!("t{}", self.tensors.len()),
+            shape: Shape::new(c, h, w),
+        });
+        TensorId(self.tensors.len() - 1)
+    }
+
+    fn shape(&self, t: TensorId) -> Shape {
+        self.tensors[t.0].shape
+    }
+
+    fn rand(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        self.seed += 1;
+        random(n, self.seed)
+            .into_iter()
+            .map(|v| v * scale)
+            .collect()
+    }
+
+    fn op(&mut self, op: Op) {
+        self.nodes.push(Node {
+            name: format!("node{}.{}", self.nodes.len(), op.kind()),
+            op,
+        });
+    }
+
+    /// Appends global pool -> softmax over `feat` and returns the graph.
+    fn finish(mut self, feat: View) -> Graph {
+        let logits = self.tensor(feat.channels, 1, 1);
+        let probs = self.tensor(feat.channels, 1, 1);
+        self.op(Op::GlobalAvgPool(GlobalAvgPool {
+            src: feat,
+            dst: whole(logits, feat.channels),
+        }));
+        self.op(Op::Softmax(Softmax {
+            src: whole(logits, feat.channels),
+            dst: whole(probs, feat.channels),
+        }));
+        Graph {
+            tensors: self.tensors,
+            nodes: self.nodes,
+            input: TensorId(0),
+            logits,
+            probs,
+            stage_outputs: vec![],
+            features: feat.tensor,
+            has_weights: true,
+        }
+    }
+}
+
+fn view(t: TensorId, c0: usize, channels: usize) -> View {
+    View {
+        tensor: t,
+        c0,
+        channels,
+    }
+}
+
+fn whole(t: TensorId, channels: usize) -> View {
+    view(t, 0, channels)
+}
+
+/// Runs `graph` on the GPU (with at most `max_chunk` images per chunk) and on the CPU, and compares
+/// every view a node writes.
+fn check(name: &str, graph: &Graph, batch: usize, max_chunk: Option<usize>) {
+    let Some(ctx) = context() else { return };
+    let input = random(batch * graph.input_shape().numel(), 99);
+    let options = SessionOptions {
+        max_chunk,
+        ..Default::default()
+    };
+    let session = Session::with_options(&ctx, graph, batch, &options)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let gpu = session
+        .run_all(&input)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let cpu = cpu::forward_all(graph, &input, batch).unwrap();
+    for node in &graph.nodes {
+        let v = node.op.writes();
+        let g = cpu::gather(graph, v, &gpu, batch);
+        let c = cpu::gather(graph, v, &cpu, batch);
+        assert_close(&format!("{name} {}", node.name), &g, &c, ATOL, RTOL);
+    }
+    // The plain run returns the same logits and probabilities.
+    let out = session
+        .run(&input)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_close(
+        &format!("{name} logits"),
+        &out.logits,
+        &cpu[graph.logits.0],
+        ATOL,
+        RTOL,
+    );
+    assert_close(
+        &format!("{name} probs"),
+        &out.probs,
+        &cpu[graph.probs.0],
+        ATOL,
+        RTOL,
+    );
+}
+
+/// One conv case.
+#[derive(Clone, Copy, Debug)]
+struct ConvCase {
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    kernel: (usize, usize),
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    add: bool,
+    residual: bool,
+    act: Activation,
+    batch: usize,
+}
+
+/// Input channels hold [src | src_add]; the conv reads and writes views at channel offsets, and a
+/// first conv makes the residual tensor (so residuals of strided convs have the output's size).
+fn conv_graph(c: ConvCase) -> Graph {
+    let extra = 3; // unrelated channels around every view
+    let in_c = extra + c.cin * if c.add { 2 } else { 1 };
+    let mut b = Builder::new(Shape::new(in_c, c.h, c.w));
+    let input = TensorId(0);
+    let oh = (c.h + 2 * c.pad - c.kernel.0) / c.stride + 1;
+    let ow = (c.w + 2 * c.pad - c.kernel.1) / c.stride + 1;
+    let src = view(input, extra, c.cin);
+    let src_add = c.add.then(|| view(input, extra + c.cin, c.cin));
+    let residual = if c.residual {
+        let r = b.tensor(c.cout, oh, ow);
+        let taps = c.cin * c.kernel.0 * c.kernel.1;
+        let weight = b.rand(c.cout * taps, 0.3);
+        let bias = b.rand(c.cout, 0.5);
+        b.op(Op::Conv(Conv {
+            src,
+            src_add: None,
+            dst: whole(r, c.cout),
+            residual: None,
+            weight,
+            bias,
+            kernel: c.kernel,
+            stride: c.stride,
+            pad: c.pad,
+            groups: 1,
+            act: Activation::None,
+        }));
+        Some(whole(r, c.cout))
+    } else {
+        None
+    };
+    let out = b.tensor(c.cout + 2 * extra, oh, ow);
+    let taps = c.cin / c.groups * c.kernel.0 * c.kernel.1;
+    let scale = 1.0 / (taps as f32).sqrt();
+    let weight = b.rand(c.cout * taps, scale);
+    let bias = b.rand(c.cout, 0.5);
+    let dst = view(out, extra, c.cout);
+    b.op(Op::Conv(Conv {
+        src,
+        src_add,
+        dst,
+        residual,
+        weight,
+        bias,
+        kernel: c.kernel,
+        stride: c.stride,
+        pad: c.pad,
+        groups: c.groups,
+        act: c.act,
+    }));
+    assert_eq!(b.shape(out).h, oh);
+    b.finish(dst)
+}
+
+#[test]
+fn conv_matches_cpu() {
+    use Activation::{Relu, Sigmoid};
+    let base = ConvCase {
+        cin: 8,
+        cout: 8,
+        h: 9,
+        w: 11,
+        kernel: (3, 3),
+        stride: 1,
+        pad: 1,
+        groups: 1,
+        add: false,
+        residual: false,
+        act: Activation::None,
+        batch: 1,
+    };
+    let cases = [
+        base,
+        // 3x3 stride 1 with src_add (the hierarchical add), residual, relu, batch 2
+        ConvCase {
+            add: true,
+            act: Relu,
+            batch: 2,
+            ..base
+        },
+        ConvCase {
+            residual: true,
+            act: Relu,
+            ..base
+        },
+        ConvCase {
+            add: true,
+            residual: true,
+            act: Sigmoid,
+            batch: 3,
+            ..base
+        },
+        // stride 2, odd sizes, output channels not a multiple of 4
+        ConvCase {
+            cin: 5,
+            cout: 7,
+            h: 13,
+            w: 10,
+            stride: 2,
+            act: Relu,
+            ..base
+        },
+        ConvCase {
+            cin: 6,
+            cout: 10,
+            h: 7,
+            w: 7,
+            stride: 2,
+            residual: true,
+            batch: 2,
+            ..base
+        },
+        // grouped (Res2NeXt / stage-block style) and depthwise
+        ConvCase {
+            cin: 12,
+            cout: 12,
+            groups: 3,
+            add: true,
+            act: Relu,
+            ..base
+        },
+        ConvCase {
+            cin: 8,
+            cout: 8,
+            groups: 8,
+            stride: 2,
+            ..base
+        },
+        ConvCase {
+            cin: 6,
+            cout: 9,
+            groups: 3,
+            h: 5,
+            w: 17,
+            act: Relu,
+            batch: 2,
+            ..base
+        },
+        // 7x7 stem
+        ConvCase {
+            cin: 3,
+            cout: 16,
+            h: 23,
+            w: 19,
+            kernel: (7, 7),
+            stride: 2,
+            pad: 3,
+            act: Relu,
+            ..base
+        },
+        // non-square kernel, no padding
+        ConvCase {
+            cin: 4,
+            cout: 5,
+            kernel: (1, 3),
+            pad: 0,
+            ..base
+        },
+        // 1x1 stride 1 (the pointwise kernel): plain, add, residual, groups, odd plane, batch
+        ConvCase {
+            cin: 16,
+            cout: 24,
+            kernel: (1, 1),
+            pad: 0,
+            act: Relu,
+            ..base
+        },
+        ConvCase {
+            cin: 9,
+            cout: 6,
+            h: 5,
+            w: 3,
+            kernel: (1, 1),
+            pad: 0,
+            add: true,
+            residual: true,
+            act: Relu,
+            batch: 2,
+            ..base
+        },
+        ConvCase {
+            cin: 8,
+            cout: 12,
+            kernel: (1, 1),
+            pad: 0,
+            groups: 2,
+            residual: true,
+            act: Sigmoid,
+            ..base
+        },
+        // 1x1 stride 2 (downsample) goes through the direct kernel
+        ConvCase {
+            cin: 8,
+            cout: 16,
+            h: 9,
+            w: 9,
+            kernel: (1, 1),
+            pad: 0,
+            stride: 2,
+            residual: true,
+            ..base
+        },
+        // long reduction
+        ConvCase {
+            cin: 96,
+            cout: 8,
+            h: 6,
+            w: 6,
+            act: Relu,
+            ..base
+        },
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        check(
+            &format!("conv case {i} {c:?}"),
+            &conv_graph(*c),
+            c.batch,
+            None,
+        );
+    }
+}
+
+/// (channels, height, width, kernel, stride, pad, ceil_mode)
+type PoolShape = (usize, usize, usize, usize, usize, usize, bool);
+
+fn pool_graph(kind: PoolKind, shape: PoolShape) -> Graph {
+    let (c, h, w, kernel, stride, pad, ceil_mode) = shape;
+    let mut b = Builder::new(Shape::new(c + 2, h, w));
+    let oh = res2net_wgpu::graph::out_size(h, kernel, stride, pad, ceil_mode).unwrap();
+    let ow = res2net_wgpu::graph::out_size(w, kernel, stride, pad, ceil_mode).unwrap();
+    let out = b.tensor(c + 1, oh, ow);
+    let dst = view(out, 1, c);
+    b.op(Op::Pool(Pool {
+        src: view(TensorId(0), 2, c),
+        dst,
+        kind,
+        kernel,
+        stride,
+        pad,
+        ceil_mode,
+    }));
+    b.finish(dst)
+}
+
+#[test]
+fn pools_match_cpu() {
+    let kinds = [
+        PoolKind::Max,
+        PoolKind::Avg {
+            count_include_pad: true,
+        },
+        PoolKind::Avg {
+            count_include_pad: false,
+        },
+    ];
+    let shapes: [PoolShape; 6] = [
+        (5, 12, 12, 3, 2, 1, false), // stem max pool, stage-block avg pool
+        (4, 11, 9, 3, 2, 1, false),  // odd sizes
+        (3, 8, 8, 3, 1, 1, false),   // layer1.0 avg pool at stride 1
+        (6, 7, 9, 2, 2, 0, true),    // res2net50d avg-down: ceil mode, last window half outside
+        (2, 10, 13, 3, 2, 1, true),  // ceil mode with padding
+        (3, 5, 5, 2, 2, 1, true),    // ceil mode where a window would start in the padding only
+    ];
+    for kind in kinds {
+        for (i, &shape) in shapes.iter().enumerate() {
+            for batch in [1, 2] {
+                let g = pool_graph(kind, shape);
+                check(
+                    &format!("pool {kind:?} shape {i} batch {batch}"),
+                    &g,
+                    batch,
+                    None,
+                );
+            }
+        }
+    }
+}
+
+/// The SE block: squeeze (global pool), excite (linear ReLU, linear Sigmoid), scale + residual + ReLU;
+/// then the classifier (linear, no activation) on a global pool.
+fn se_graph(c: usize, h: usize, w: usize, residual: bool, act: Activation) -> Graph {
+    let mut b = Builder::new(Shape::new(2 * c, h, w));
+    let input = TensorId(0);
+    let squeezed = b.tensor(c, 1, 1);
+    let rd = (c / 4).max(1);
+    let reduced = b.tensor(rd, 1, 1);
+    let gate = b.tensor(c, 1, 1);
+    let out = b.tensor(c, h, w);
+    b.op(Op::GlobalAvgPool(GlobalAvgPool {
+        src: view(input, 0, c),
+        dst: whole(squeezed, c),
+    }));
+    let (w1, b1) = (b.rand(rd * c, 1.0), b.rand(rd, 0.5));
+    b.op(Op::Linear(Linear {
+        src: whole(squeezed, c),
+        dst: whole(reduced, rd),
+        weight: w1,
+        bias: b1,
+        act: Activation::Relu,
+    }));
+    let (w2, b2) = (b.rand(c * rd, 1.0), b.rand(c, 0.5));
+    b.op(Op::Linear(Linear {
+        src: whole(reduced, rd),
+        dst: whole(gate, c),
+        weight: w2,
+        bias: b2,
+        act: Activation::Sigmoid,
+    }));
+    b.op(Op::ScaleAdd(ScaleAdd {
+        src: view(input, 0, c),
+        scale: whole(gate, c),
+        residual: residual.then(|| view(input, c, c)),
+        dst: whole(out, c),
+        act,
+    }));
+    // Classifier: pool + linear without activation, then the softmax `finish` adds.
+    let pooled = b.tensor(c, 1, 1);
+    let classes = 7;
+    let logits = b.tensor(classes, 1, 1);
+    b.op(Op::GlobalAvgPool(GlobalAvgPool {
+        src: whole(out, c),
+        dst: whole(pooled, c),
+    }));
+    let (w3, b3) = (b.rand(classes * c, 1.0), b.rand(classes, 0.5));
+    b.op(Op::Linear(Linear {
+        src: whole(pooled, c),
+        dst: whole(logits, classes),
+        weight: w3,
+        bias: b3,
+        act: Activation::None,
+    }));
+    b.finish(whole(logits, classes))
+}
+
+#[test]
+fn se_pieces_linear_and_softmax_match_cpu() {
+    for (c, h, w) in [(16, 7, 5), (40, 3, 3), (130, 1, 1)] {
+        for (residual, act) in [
+            (true, Activation::Relu),
+            (false, Activation::None),
+            (false, Activation::Sigmoid),
+        ] {
+            for batch in [1, 3] {
+                let g = se_graph(c, h, w, residual, act);
+                check(
+                    &format!("se c{c} {h}x{w} res {residual} {act:?} batch {batch}"),
+                    &g,
+                    batch,
+                    None,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_handles_large_logits_and_many_classes() {
+    // 1000 classes (more than a workgroup's lanes) with logits up to +-80: exp would overflow without
+    // the max subtraction.
+    let classes = 1000;
+    let mut b = Builder::new(Shape::new(classes, 1, 1));
+    let probs = b.tensor(classes, 1, 1);
+    b.op(Op::Softmax(Softmax {
+        src: whole(TensorId(0), classes),
+        dst: whole(probs, classes),
+    }));
+    let graph = Graph {
+        tensors: b.tensors,
+        nodes: b.nodes,
+        input: TensorId(0),
+        logits: TensorId(0),
+        probs,
+        stage_outputs: vec![],
+        features: TensorId(0),
+        has_weights: true,
+    };
+    let Some(ctx) = context() else { return };
+    let input: Vec<f32> = random(2 * classes, 5).iter().map(|v| v * 80.0).collect();
+    let session = Session::new(&ctx, &graph, 2).unwrap();
+    let out = session.run(&input).unwrap();
+    let cpu = cpu::forward(&graph, &input, 2).unwrap();
+    assert_close("softmax", &out.probs, &cpu.probs, 1e-6, 1e-4);
+    for n in 0..2 {
+        let sum: f32 = out.probs_of(n).iter().sum();
+        assert!(
+            (sum - 1.0).abs() < 1e-4,
+            "probabilities of image {n} sum to {sum}"
+        );
+    }
+}
+
+#[test]
+fn batches_split_into_chunks_give_the_same_results() {
+    let c = ConvCase {
+        cin: 8,
+        cout: 12,
+        h: 9,
+        w: 7,
+        kernel: (3, 3),
+        stride: 2,
+        pad: 1,
+        groups: 2,
+        add: true,
+        residual: true,
+        act: Activation::Relu,
+        batch: 5,
+    };
+    let g = conv_graph(c);
+    // 5 images in chunks of 2, 2, 1: every chunk reuses the same arena and bind groups.
+    check("chunked conv", &g, 5, Some(2));
+    let Some(ctx) = context() else { return };
+    let opts = SessionOptions {
+        max_chunk: Some(2),
+        ..Default::default()
+    };
+    let s = Session::with_options(&ctx, &g, 5, &opts).unwrap();
+    assert_eq!(s.chunk(), 2);
+    assert_eq!(s.dispatch_count(), 3 * g.nodes.len());
+}
