@@ -19,14 +19,20 @@
 //! ```
 
 pub mod arch;
+pub mod bench;
+pub mod bundled;
+pub mod cam;
 pub mod checkpoint;
+pub mod classifier;
 pub mod cpu;
 pub mod error;
+pub mod gpu;
 pub mod graph;
 pub mod labels;
 pub mod model;
 pub mod preprocess;
 pub mod tensor_io;
+pub mod verify;
 
 pub use arch::Res2NetConfig;
 pub use error::{Error, Result};

@@ -1,12 +1,16 @@
 //! The `res2net` command: a thin layer that parses arguments, calls the library and prints.
-//! Exit codes: 0 success, 2 bad input (file, tensor, checkpoint, arguments), 1 any other failure.
+//! Exit codes: 0 success, 2 bad input (file, tensor, checkpoint, image, arguments), 1 any other failure.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use res2net_wgpu::{arch, cpu, model, tensor_io, Error, Model, Result};
+use res2net_wgpu::classifier::{CamOutput, Classifier, DeviceChoice};
+use res2net_wgpu::{
+    arch, bench, bundled, cam, gpu, model, preprocess, tensor_io, verify, Error, Model, Result,
+};
 
 #[derive(Parser)]
 #[command(
@@ -26,8 +30,48 @@ enum Device {
     Auto,
 }
 
+impl From<Device> for DeviceChoice {
+    fn from(d: Device) -> Self {
+        match d {
+            Device::Cpu => DeviceChoice::Cpu,
+            Device::Gpu => DeviceChoice::Gpu,
+            Device::Auto => DeviceChoice::Auto,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Classify the bundled held-out digits with the bundled model: accuracy, confusions, latency.
+    Demo {
+        #[arg(long, value_enum, default_value_t = Device::Auto)]
+        device: Device,
+    },
+    /// Classify PNG or JPEG images (a directory means every image in it).
+    Classify {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// A checkpoint; the bundled digits model when absent.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Force a preset architecture instead of detecting it.
+        #[arg(long)]
+        arch: Option<String>,
+        /// Classes to show per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Print JSON for programs.
+        #[arg(long)]
+        json: bool,
+        /// Write a class activation map of the top class (IMAGE's name is added for several images).
+        #[arg(long)]
+        cam: Option<PathBuf>,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, value_enum, default_value_t = Device::Auto)]
+        device: Device,
+    },
     /// Run a model on a tensor file: `input` [N,3,H,W] f32 in, `logits` and `probs` [N,classes] out.
     Infer {
         #[arg(long)]
@@ -42,7 +86,38 @@ enum Command {
         #[arg(long)]
         arch: Option<String>,
     },
-    /// Show the architecture, parameter count, GFLOPs at 224 and the shape after every stage.
+    /// Run on the GPU and the CPU reference and compare every op's output.
+    Verify {
+        #[arg(long)]
+        weights: PathBuf,
+        /// An input tensor file; random values at --size when absent.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[arg(long)]
+        arch: Option<String>,
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+    },
+    /// Time forward passes on the GPU.
+    Bench {
+        #[arg(long, conflicts_with = "arch", required_unless_present = "arch")]
+        weights: Option<PathBuf>,
+        /// A preset with random weights.
+        #[arg(long)]
+        arch: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the architecture, parameter count, GFLOPs and the shape after every stage.
     Inspect {
         #[arg(long, required_unless_present = "arch")]
         weights: Option<PathBuf>,
@@ -60,27 +135,63 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            if e.is_bad_input() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            exit_code(&e)
         }
     }
 }
 
-fn load(weights: &PathBuf, arch: Option<&str>) -> Result<Model> {
+fn exit_code(e: &Error) -> ExitCode {
+    if e.is_bad_input() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn load(weights: &Path, arch: Option<&str>) -> Result<Model> {
     match arch {
         Some(a) => Model::load_as(weights, a),
         None => Model::load(weights),
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn classifier(model: Model, device: Device) -> Result<Classifier> {
+    let c = Classifier::new(model, device.into())?;
+    if let Some(reason) = c.fallback_reason() {
+        eprintln!("warning: running on the CPU: {reason}");
+    }
+    Ok(c)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Demo { device } => demo(device).map(|()| ExitCode::SUCCESS),
+        Command::Classify {
+            images,
+            weights,
+            arch,
+            top,
+            json,
+            cam,
+            batch,
+            device,
+        } => {
+            let model = match &weights {
+                Some(w) => load(w, arch.as_deref())?,
+                None => bundled::model()?,
+            };
+            classify(
+                classifier(model, device)?,
+                &images,
+                top,
+                json,
+                cam.as_deref(),
+                batch,
+            )
+        }
         Command::Infer {
             weights,
             input,
@@ -90,16 +201,62 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let model = load(&weights, arch.as_deref())?;
             let batch = tensor_io::read_input(&input)?;
-            let graph = model.graph(batch.h, batch.w)?;
-            let out = match device {
-                Device::Cpu => cpu::forward(&graph, &batch.data, batch.n)?,
-                Device::Gpu | Device::Auto => {
-                    return Err(Error::Gpu(
-                        "the GPU executor is not available in this build".into(),
-                    ))
-                }
+            let c = classifier(model, device)?;
+            let out = c.run_tensor(&batch.data, batch.n, batch.h, batch.w)?;
+            tensor_io::write_output(&output, &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            weights,
+            input,
+            arch,
+            size,
+            batch,
+        } => {
+            let model = load(&weights, arch.as_deref())?;
+            let input = match input {
+                Some(p) => tensor_io::read_input(p)?,
+                None => verify::random_input(batch, size, size, 1),
             };
-            tensor_io::write_output(&output, &out)
+            let report = verify::compare(&model, &gpu::GpuContext::new()?, &input)?;
+            print!("{}", report.table());
+            println!("{}", report.verdict());
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Bench {
+            weights,
+            arch,
+            batch,
+            size,
+            iters,
+            json,
+        } => {
+            let t = Instant::now();
+            let model = match (&weights, &arch) {
+                (Some(w), _) => load(w, None)?,
+                (None, Some(a)) => Model::from_config(&arch::preset(a)?, 1)?,
+                (None, None) => unreachable!("clap requires --weights or --arch"),
+            };
+            let load_ms = t.elapsed().as_secs_f64() * 1e3;
+            let report = bench::run(
+                &model,
+                &gpu::GpuContext::new()?,
+                batch,
+                size,
+                iters,
+                load_ms,
+                !json,
+            )?;
+            if json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.text());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Inspect {
             weights,
@@ -111,7 +268,8 @@ fn run(cli: Cli) -> Result<()> {
                 (None, Some(a)) => Model::from_config(&arch::preset(a)?, 0)?,
                 (None, None) => unreachable!("clap requires --weights or --arch"),
             };
-            inspect(&model, size)
+            inspect(&model, size)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Presets => {
             for p in arch::presets() {
@@ -122,7 +280,7 @@ fn run(cli: Cli) -> Result<()> {
                     p.description
                 );
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -155,5 +313,265 @@ fn inspect(model: &Model, size: usize) -> Result<()> {
         println!("  {name:<8} [{}, {}, {}]", s.c, s.h, s.w);
     }
     println!("  {:<8} [{}]", "logits", graph.num_classes());
+    Ok(())
+}
+
+/// Image files named on the command line, directories expanded (sorted, PNG and JPEG by extension).
+fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        match std::fs::read_dir(p) {
+            Ok(entries) if p.is_dir() => {
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| {
+                        f.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                            matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
+                        })
+                    })
+                    .collect();
+                files.sort();
+                out.extend(files);
+            }
+            _ => out.push(p.clone()),
+        }
+    }
+    out
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+fn classify(
+    c: Classifier,
+    paths: &[PathBuf],
+    top: usize,
+    json: bool,
+    cam_path: Option<&Path>,
+    batch: usize,
+) -> Result<ExitCode> {
+    let files = expand(paths);
+    let top = top.clamp(1, c.labels().len());
+    let batch = batch.max(1);
+    let [h, w] = c.preprocess().input_size;
+    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if files.len() <= batch {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut worst: Option<Error> = None;
+    let mut records: Vec<String> = Vec::new();
+    for chunk in files.chunks(batch) {
+        let mut images = Vec::new();
+        let mut names = Vec::new();
+        for f in chunk {
+            match preprocess::load_image(f) {
+                Ok(img) => {
+                    images.push(img);
+                    names.push(f.clone());
+                }
+                Err(e) => {
+                    bar.suspend(|| eprintln!("error: {e}"));
+                    if json {
+                        records.push(format!(
+                            "{{\"file\":{},\"error\":{}}}",
+                            json_string(&f.display().to_string()),
+                            json_string(&e.to_string())
+                        ));
+                    }
+                    worst = Some(e);
+                }
+            }
+            bar.inc(1);
+        }
+        if images.is_empty() {
+            continue;
+        }
+        let input = c.to_tensor(&images);
+        let out = match cam_path {
+            Some(cam_path) => {
+                let CamOutput {
+                    out,
+                    maps,
+                    map_size: (fh, fw),
+                } = c.run_with_cam(&input, images.len(), h, w)?;
+                if fh * fw == 1 {
+                    bar.suspend(|| {
+                        eprintln!("warning: the last feature map is 1x1 at {h}x{w}, so the class activation map cannot localize anything")
+                    });
+                }
+                let per_input = input.len() / images.len();
+                for (i, (name, map)) in names.iter().zip(&maps).enumerate() {
+                    let img = cam::render(
+                        &input[i * per_input..(i + 1) * per_input],
+                        c.preprocess(),
+                        map,
+                        fh,
+                        fw,
+                    );
+                    let target = cam_target(cam_path, name, files.len() > 1);
+                    img.save(&target).map_err(|e| Error::Write {
+                        path: target.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    let label = &c.labels()[out.top_k(i, 1)[0].0];
+                    bar.suspend(|| {
+                        eprintln!(
+                            "class activation map of '{label}' for {} written to {}",
+                            name.display(),
+                            target.display()
+                        )
+                    });
+                }
+                out
+            }
+            None => c.run_tensor(&input, images.len(), h, w)?,
+        };
+        for (i, preds) in c.top_k(&out, top).iter().enumerate() {
+            if json {
+                let top: Vec<String> = preds
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{{\"class\":{},\"label\":{},\"prob\":{}}}",
+                            p.class,
+                            json_string(&p.label),
+                            p.prob
+                        )
+                    })
+                    .collect();
+                records.push(format!(
+                    "{{\"file\":{},\"top\":[{}]}}",
+                    json_string(&names[i].display().to_string()),
+                    top.join(",")
+                ));
+            } else {
+                bar.suspend(|| {
+                    println!("{}", names[i].display());
+                    for p in preds {
+                        println!("  {:>7.2}%  {}", p.prob * 100.0, p.label);
+                    }
+                });
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if json {
+        println!("[{}]", records.join(",\n "));
+    }
+    Ok(match worst {
+        None => ExitCode::SUCCESS,
+        Some(e) => exit_code(&e),
+    })
+}
+
+/// Where the map of `image` goes: `path` itself for one image, else `path`'s stem + the image's stem.
+fn cam_target(path: &Path, image: &Path, several: bool) -> PathBuf {
+    if !several {
+        return path.to_path_buf();
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("cam");
+    let img = image
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("image");
+    path.with_file_name(format!("{stem}_{img}.png"))
+}
+
+fn demo(device: Device) -> Result<()> {
+    let model = bundled::model()?;
+    let heldout = bundled::heldout()?;
+    let c = classifier(model, device)?;
+    println!(
+        "model:   {} ({} parameters), bundled",
+        c.model().config().summary(),
+        c.model().param_count()
+    );
+    let dataset = c
+        .model()
+        .metadata()
+        .get("res2net.dataset")
+        .cloned()
+        .unwrap_or(heldout.description.clone());
+    println!("data:    {dataset}");
+    println!("device:  {}", c.device_name());
+    let [h, w] = c.preprocess().input_size;
+    let n = heldout.labels.len();
+    let images = heldout.images();
+    let input = c.to_tensor(&images);
+    // Warm-up builds the session; then one timed batch of the whole set and one single image.
+    let t = Instant::now();
+    c.run_tensor(&input[..3 * h * w], 1, h, w)?;
+    let build = t.elapsed();
+    let t = Instant::now();
+    let out = c.run_tensor(&input, n, h, w)?;
+    let batch_time = t.elapsed();
+    let t = Instant::now();
+    c.run_tensor(&input[..3 * h * w], 1, h, w)?;
+    let single = t.elapsed();
+
+    let pred: Vec<usize> = (0..n).map(|i| out.top_k(i, 1)[0].0).collect();
+    let correct = pred
+        .iter()
+        .zip(&heldout.labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    let agree = pred
+        .iter()
+        .zip(&heldout.torch_pred)
+        .filter(|(p, t)| p == t)
+        .count();
+    println!(
+        "accuracy: {correct}/{n} = {:.2}% (PyTorch: {:.2}%; predictions agree on {agree}/{n})",
+        100.0 * correct as f64 / n as f64,
+        100.0 * heldout.torch_accuracy
+    );
+    let classes = c.labels().len();
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    for (p, l) in pred.iter().zip(&heldout.labels) {
+        confusion[*l][*p] += 1;
+    }
+    println!("per class (correct/total):");
+    let line: Vec<String> = (0..classes)
+        .map(|k| {
+            format!(
+                "{}: {}/{}",
+                c.labels()[k],
+                confusion[k][k],
+                confusion[k].iter().sum::<usize>()
+            )
+        })
+        .collect();
+    println!("  {}", line.join("  "));
+    let mut mistakes: Vec<(usize, usize, usize)> = (0..classes)
+        .flat_map(|t| (0..classes).map(move |p| (t, p)))
+        .filter(|(t, p)| t != p)
+        .map(|(t, p)| (confusion[t][p], t, p))
+        .filter(|(k, _, _)| *k > 0)
+        .collect();
+    mistakes.sort_by(|a, b| b.cmp(a));
+    let list: Vec<String> = mistakes
+        .iter()
+        .take(5)
+        .map(|(k, t, p)| format!("{} as {} x{k}", c.labels()[*t], c.labels()[*p]))
+        .collect();
+    println!(
+        "most confused: {}",
+        if list.is_empty() {
+            "none".into()
+        } else {
+            list.join(", ")
+        }
+    );
+    println!(
+        "latency: {:.2} ms per image in one batch of {n}, {:.2} ms for a single image (first run with set-up: {:.0} ms)",
+        batch_time.as_secs_f64() * 1e3 / n as f64,
+        single.as_secs_f64() * 1e3,
+        build.as_secs_f64() * 1e3
+    );
     Ok(())
 }

@@ -1,0 +1,195 @@
+//! `res2net bench`: forward-pass latency on the GPU, as absolute numbers and as a fraction of the
+//! adapter's own FMA peak measured in the same process, with the host cost, dispatch and pipeline
+//! counts and memory of the session.
+
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::gpu::{peak, GpuContext, Session};
+use crate::model::Model;
+use crate::verify::random_input;
+
+/// Everything one benchmark run measured.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub model: String,
+    pub adapter: String,
+    pub batch: usize,
+    pub size: usize,
+    pub iters: usize,
+    pub latency_ms_median: f64,
+    pub latency_ms_p90: f64,
+    pub images_per_s: f64,
+    /// Model FLOPs per second at the median latency.
+    pub gflops_effective: f64,
+    pub adapter_peak_gflops: f64,
+    pub peak_fraction: f64,
+    /// Host time to record and submit one forward pass (median).
+    pub record_ms: f64,
+    pub dispatches: usize,
+    pub convolutions: usize,
+    pub pipelines: usize,
+    pub activation_bytes_peak: u64,
+    /// Sum of all activation tensors without reuse, for comparison.
+    pub activation_bytes_total: u64,
+    pub load_ms: f64,
+    /// Graph building (BatchNorm folding) plus session creation: pipelines, buffers, bind groups.
+    pub session_ms: f64,
+    pub gflop_per_image: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Benchmarks `model` at `size`x`size` with `batch` images: one warm-up run, then `iters` timed runs.
+/// `progress` draws a bar on stderr.
+pub fn run(
+    model: &Model,
+    ctx: &GpuContext,
+    batch: usize,
+    size: usize,
+    iters: usize,
+    load_ms: f64,
+    progress: bool,
+) -> Result<BenchReport> {
+    let iters = iters.max(1);
+    let t = Instant::now();
+    let graph = model.graph(size, size)?;
+    let session = Session::new(ctx, &graph, batch.max(1))?;
+    let session_ms = t.elapsed().as_secs_f64() * 1e3;
+    let input = random_input(batch.max(1), size, size, 7);
+
+    let bar = if progress {
+        indicatif::ProgressBar::new(iters as u64 + 1)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:12} {bar:30} {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("forward");
+    session.run(&input.data)?;
+    bar.inc(1);
+    let mut latencies = Vec::with_capacity(iters);
+    let mut records = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        let (_, host) = session.run_timed(&input.data)?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        records.push(host.as_secs_f64() * 1e3);
+        bar.inc(1);
+    }
+    bar.set_message("adapter peak");
+    let adapter_peak_gflops = peak::fma_peak_gflops(ctx, Duration::from_millis(300), 3)?;
+    bar.finish_and_clear();
+
+    latencies.sort_by(f64::total_cmp);
+    records.sort_by(f64::total_cmp);
+    let median = percentile(&latencies, 0.5);
+    let gflop_per_image = graph.flops() as f64 / 1e9;
+    let gflops_effective = gflop_per_image * batch as f64 / (median / 1e3);
+    Ok(BenchReport {
+        model: model.name().to_string(),
+        adapter: ctx.describe(),
+        batch,
+        size,
+        iters,
+        latency_ms_median: median,
+        latency_ms_p90: percentile(&latencies, 0.9),
+        images_per_s: batch as f64 / (median / 1e3),
+        gflops_effective,
+        adapter_peak_gflops,
+        peak_fraction: gflops_effective / adapter_peak_gflops,
+        record_ms: percentile(&records, 0.5),
+        dispatches: session.dispatch_count(),
+        convolutions: graph.conv_count(),
+        pipelines: session.pipeline_count(),
+        activation_bytes_peak: session.activation_bytes_peak(),
+        activation_bytes_total: session.activation_bytes_total(),
+        load_ms,
+        session_ms,
+        gflop_per_image,
+    })
+}
+
+impl BenchReport {
+    /// Human-readable report.
+    pub fn text(&self) -> String {
+        let mib = |b: u64| b as f64 / 1048576.0;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "model:        {} at {}x{}, batch {}",
+            self.model, self.size, self.size, self.batch
+        );
+        let _ = writeln!(s, "adapter:      {}", self.adapter);
+        let _ = writeln!(
+            s,
+            "latency:      median {:.2} ms, p90 {:.2} ms over {} runs",
+            self.latency_ms_median, self.latency_ms_p90, self.iters
+        );
+        let _ = writeln!(
+            s,
+            "throughput:   {:.2} images/s, {:.2} GFLOP/s effective ({:.3} GFLOP per image)",
+            self.images_per_s, self.gflops_effective, self.gflop_per_image
+        );
+        let _ = writeln!(
+            s,
+            "adapter peak: {:.2} GFLOP/s (FMA shader); model reaches {:.1}% of it",
+            self.adapter_peak_gflops,
+            100.0 * self.peak_fraction
+        );
+        let _ = writeln!(
+            s,
+            "host:         {:.3} ms to record and submit one forward",
+            self.record_ms
+        );
+        let _ = writeln!(
+            s,
+            "dispatches:   {} per forward ({} convolutions), {} pipelines",
+            self.dispatches, self.convolutions, self.pipelines
+        );
+        let _ = writeln!(
+            s,
+            "memory:       {:.2} MiB peak activations ({:.2} MiB without reuse)",
+            mib(self.activation_bytes_peak),
+            mib(self.activation_bytes_total)
+        );
+        let _ = writeln!(s, "start-up:     load {:.0} ms, graph + session (pipelines, buffers, bind groups) {:.0} ms", self.load_ms, self.session_ms);
+        s
+    }
+
+    /// One JSON object.
+    pub fn json(&self) -> String {
+        serde_json::json!({
+            "model": self.model,
+            "adapter": self.adapter,
+            "batch": self.batch,
+            "size": self.size,
+            "iters": self.iters,
+            "latency_ms_median": self.latency_ms_median,
+            "latency_ms_p90": self.latency_ms_p90,
+            "images_per_s": self.images_per_s,
+            "gflops_effective": self.gflops_effective,
+            "adapter_peak_gflops": self.adapter_peak_gflops,
+            "peak_fraction": self.peak_fraction,
+            "record_ms": self.record_ms,
+            "dispatches": self.dispatches,
+            "convolutions": self.convolutions,
+            "pipelines": self.pipelines,
+            "activation_bytes_peak": self.activation_bytes_peak,
+            "activation_bytes_total": self.activation_bytes_total,
+            "load_ms": self.load_ms,
+            "session_ms": self.session_ms,
+            "gflop_per_image": self.gflop_per_image,
+        })
+        .to_string()
+    }
+}
