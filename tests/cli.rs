@@ -1,0 +1,273 @@
+//! The day-one commands as a person runs them: demo, classify (files, directories, JSON, broken images,
+//! class activation maps), infer on the GPU, verify and bench.
+
+mod gpu_common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn res2net(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_res2net"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("res2net-cli-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The device flag for commands that should use the GPU when the test machine has one.
+fn device() -> &'static str {
+    if gpu_common::context().is_some() {
+        "gpu"
+    } else {
+        "cpu"
+    }
+}
+
+#[test]
+fn demo_reports_pytorchs_accuracy() {
+    let out = res2net(&["demo", "--device", device()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout
+            .contains("accuracy: 357/360 = 99.17% (PyTorch: 99.17%; predictions agree on 360/360)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("latency:"), "{stdout}");
+}
+
+#[test]
+fn classify_a_directory_as_json_and_as_text() {
+    let samples = root().join("weights/samples");
+    let out = res2net(&[
+        "classify",
+        samples.to_str().unwrap(),
+        "--json",
+        "--top",
+        "2",
+        "--device",
+        device(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = json.as_array().unwrap();
+    assert_eq!(items.len(), 10);
+    for (k, item) in items.iter().enumerate() {
+        assert!(item["file"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("digit_{k}.png")));
+        let top = item["top"].as_array().unwrap();
+        assert_eq!(top.len(), 2);
+        assert_eq!(top[0]["label"], k.to_string());
+        assert!(top[0]["prob"].as_f64().unwrap() > top[1]["prob"].as_f64().unwrap());
+    }
+    let out = res2net(&[
+        "classify",
+        samples.join("digit_4.png").to_str().unwrap(),
+        "--top",
+        "3",
+        "--device",
+        "cpu",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    assert!(
+        stdout.lines().nth(1).unwrap().trim().ends_with("  4"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn broken_images_are_reported_and_the_rest_classified() {
+    let dir = scratch("broken");
+    std::fs::write(dir.join("empty.png"), b"").unwrap();
+    std::fs::write(dir.join("text.jpg"), b"not an image").unwrap();
+    let png = std::fs::read(root().join("weights/samples/digit_5.png")).unwrap();
+    std::fs::write(dir.join("cut.png"), &png[..png.len() / 2]).unwrap();
+    std::fs::write(
+        dir.join("picture.gif"),
+        b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
+    )
+    .unwrap();
+    let good = root().join("weights/samples/digit_5.png");
+    let missing = dir.join("missing.png");
+    let out = res2net(&[
+        "classify",
+        dir.join("empty.png").to_str().unwrap(),
+        good.to_str().unwrap(),
+        dir.join("text.jpg").to_str().unwrap(),
+        dir.join("cut.png").to_str().unwrap(),
+        dir.join("picture.gif").to_str().unwrap(),
+        missing.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 5, "{stderr}");
+    for (name, needle) in [
+        ("empty.png", "an empty file"),
+        ("text.jpg", "no known image format"),
+        ("cut.png", "broken Png"),
+        ("picture.gif", "Gif"),
+        ("missing.png", "expected a readable file"),
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|l| l.contains(name) && l.contains(needle)),
+            "{name}: {stderr}"
+        );
+    }
+    // The good image is still classified.
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("digit_5.png") && stdout.lines().nth(1).unwrap().trim().ends_with("  5"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cam_writes_one_png_per_image() {
+    let dir = scratch("cam");
+    let weights = dir.join("imagenet_like.safetensors");
+    // A random ImageNet-shaped (1000-class, 224x224 eval transform) seed model with a 7x7 feature map.
+    res2net_wgpu::Model::from_config(
+        &res2net_wgpu::arch::seed([1, 1, 1, 1], 1000, 2, 4, 1, true),
+        4,
+    )
+    .unwrap()
+    .save(&weights)
+    .unwrap();
+    let samples = root().join("weights/samples");
+    let cam = dir.join("cam.png");
+    let out = res2net(&[
+        "classify",
+        samples.join("digit_1.png").to_str().unwrap(),
+        samples.join("digit_2.png").to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--cam",
+        cam.to_str().unwrap(),
+        "--device",
+        device(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for k in [1, 2] {
+        let img = image::open(dir.join(format!("cam_digit_{k}.png"))).unwrap();
+        assert_eq!((img.width(), img.height()), (224, 224));
+    }
+    // ImageNet class names ship with the crate.
+    let stdout = text(&out.stdout);
+    assert!(stdout.lines().count() >= 12, "{stdout}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn infer_on_the_gpu_matches_pytorch_and_verify_passes() {
+    let Some(_) = gpu_common::context() else {
+        return;
+    };
+    let dir = scratch("infer");
+    let fixtures = root().join("tests/fixtures");
+    let out_path = dir.join("out.safetensors");
+    let weights = fixtures.join("timm_res2net_s4.safetensors");
+    let io = fixtures.join("timm_res2net_s4.io.safetensors");
+    let out = res2net(&[
+        "infer",
+        "--device",
+        "gpu",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--input",
+        io.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ours = res2net_wgpu::checkpoint::Checkpoint::open(&out_path).unwrap();
+    let torch = res2net_wgpu::checkpoint::Checkpoint::open(&io).unwrap();
+    let (_, a) = ours.tensor_any_shape("logits").unwrap();
+    let (_, b) = torch.tensor_any_shape("logits").unwrap();
+    gpu_common::assert_close("infer --device gpu logits", &a, &b, 1e-4, 1e-4);
+
+    let out = res2net(&[
+        "verify",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--size",
+        "45",
+        "--batch",
+        "2",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.lines().last().unwrap().starts_with("PASS"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("layer1.0.convs") && stdout.contains("softmax"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bench_json_has_every_key() {
+    let Some(_) = gpu_common::context() else {
+        return;
+    };
+    let out = res2net(&[
+        "bench",
+        "--arch",
+        "res2net50_26w_4s",
+        "--size",
+        "32",
+        "--iters",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "latency_ms_median",
+        "latency_ms_p90",
+        "images_per_s",
+        "gflops_effective",
+        "adapter_peak_gflops",
+        "peak_fraction",
+        "record_ms",
+        "dispatches",
+        "pipelines",
+        "activation_bytes_peak",
+        "load_ms",
+        "adapter",
+    ] {
+        assert!(!json[key].is_null(), "{key} missing: {json}");
+    }
+    let peak = json["adapter_peak_gflops"].as_f64().unwrap();
+    let eff = json["gflops_effective"].as_f64().unwrap();
+    assert!(peak > 0.0 && eff > 0.0);
+    assert!((json["peak_fraction"].as_f64().unwrap() - eff / peak).abs() < 1e-9);
+}
