@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::gpu::{peak, GpuContext, Session};
+use crate::gpu::{peak, GpuContext, Profile, Session};
 use crate::model::Model;
 use crate::verify::random_input;
 
@@ -36,7 +36,15 @@ pub struct BenchReport {
     pub load_ms: f64,
     /// Graph building (BatchNorm folding) plus session creation: pipelines, buffers, bind groups.
     pub session_ms: f64,
+    /// The part of `session_ms` spent creating shader modules and pipelines.
+    pub pipelines_ms: f64,
+    /// Reading the pipeline cache file and creating the cache (also part of `session_ms`).
+    pub pipeline_cache_load_ms: f64,
+    /// What the pipeline cache did: `off`, `loaded N bytes`, `saved N bytes`, ... with the file.
+    pub pipeline_cache: String,
     pub gflop_per_image: f64,
+    /// Per-op times (median over the profiled runs), when asked for.
+    pub profile: Option<Profile>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -47,17 +55,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Benchmarks `model` at `size`x`size` with `batch` images: one warm-up run, then `iters` timed runs.
-/// `progress` draws a bar on stderr.
+/// What to benchmark beyond the model and device.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub batch: usize,
+    pub size: usize,
+    pub iters: usize,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    /// Also time every op ([`Session::profile`], median of up to three runs).
+    pub profile: bool,
+}
+
+/// Benchmarks `model` at `size`x`size` with `batch` images: one warm-up run, then `iters` timed runs,
+/// then the profiled runs if asked for.
 pub fn run(
     model: &Model,
     ctx: &GpuContext,
-    batch: usize,
-    size: usize,
-    iters: usize,
+    options: &BenchOptions,
     load_ms: f64,
-    progress: bool,
 ) -> Result<BenchReport> {
+    let BenchOptions {
+        batch,
+        size,
+        iters,
+        progress,
+        profile,
+    } = *options;
     let iters = iters.max(1);
     let t = Instant::now();
     let graph = model.graph(size, size)?;
@@ -86,6 +110,16 @@ pub fn run(
         records.push(host.as_secs_f64() * 1e3);
         bar.inc(1);
     }
+    let profile = if profile {
+        bar.set_message("profile");
+        // The per-op median of up to three profiled runs (after the plain ones, so they are warm).
+        let runs = (0..iters.min(3))
+            .map(|_| session.profile(&input.data))
+            .collect::<Result<Vec<_>>>()?;
+        Profile::median(&runs)
+    } else {
+        None
+    };
     bar.set_message("adapter peak");
     let adapter_peak_gflops = peak::fma_peak_gflops(ctx, Duration::from_millis(300), 3)?;
     bar.finish_and_clear();
@@ -115,8 +149,31 @@ pub fn run(
         activation_bytes_total: session.activation_bytes_total(),
         load_ms,
         session_ms,
+        pipelines_ms: session.build_stats().pipelines.as_secs_f64() * 1e3,
+        pipeline_cache_load_ms: session.build_stats().pipeline_cache.load_time.as_secs_f64() * 1e3,
+        pipeline_cache: describe_cache(&session.build_stats().pipeline_cache),
         gflop_per_image,
+        profile,
     })
+}
+
+fn describe_cache(r: &crate::gpu::PipelineCacheReport) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = r.loaded_bytes {
+        parts.push(format!("loaded {b} bytes"));
+    } else if r.path.is_some() {
+        parts.push("nothing loaded".to_string());
+    }
+    if let Some(b) = r.saved_bytes {
+        parts.push(format!("saved {b} bytes"));
+    }
+    if let Some(note) = &r.note {
+        parts.push(note.clone());
+    }
+    if let Some(p) = &r.path {
+        parts.push(p.display().to_string());
+    }
+    parts.join(", ")
 }
 
 impl BenchReport {
@@ -162,7 +219,15 @@ impl BenchReport {
             mib(self.activation_bytes_peak),
             mib(self.activation_bytes_total)
         );
-        let _ = writeln!(s, "start-up:     load {:.0} ms, graph + session (pipelines, buffers, bind groups) {:.0} ms", self.load_ms, self.session_ms);
+        let _ = writeln!(
+            s,
+            "start-up:     load {:.0} ms, graph + session {:.0} ms, of which pipelines {:.0} ms (+ {:.1} ms reading the pipeline cache)",
+            self.load_ms, self.session_ms, self.pipelines_ms, self.pipeline_cache_load_ms
+        );
+        let _ = writeln!(s, "pipeline cache: {}", self.pipeline_cache);
+        if let Some(p) = &self.profile {
+            s.push_str(&p.text());
+        }
         s
     }
 
@@ -188,7 +253,11 @@ impl BenchReport {
             "activation_bytes_total": self.activation_bytes_total,
             "load_ms": self.load_ms,
             "session_ms": self.session_ms,
+            "pipelines_ms": self.pipelines_ms,
+            "pipeline_cache_load_ms": self.pipeline_cache_load_ms,
+            "pipeline_cache": self.pipeline_cache,
             "gflop_per_image": self.gflop_per_image,
+            "profile": self.profile.as_ref().map(Profile::json),
         })
         .to_string()
     }

@@ -116,6 +116,13 @@ enum Command {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also time every op on the GPU (timestamp queries; host wall-clock per op where the
+        /// adapter has none) and print them slowest first, with totals per kind of op.
+        #[arg(long)]
+        profile: bool,
+        /// Write the profile as an SVG bar chart to this file (implies --profile).
+        #[arg(long, value_name = "OUT.svg")]
+        profile_svg: Option<PathBuf>,
     },
     /// Show the architecture, parameter count, GFLOPs and the shape after every stage.
     Inspect {
@@ -234,6 +241,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             size,
             iters,
             json,
+            profile,
+            profile_svg,
         } => {
             let t = Instant::now();
             let model = match (&weights, &arch) {
@@ -242,15 +251,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (None, None) => unreachable!("clap requires --weights or --arch"),
             };
             let load_ms = t.elapsed().as_secs_f64() * 1e3;
-            let report = bench::run(
-                &model,
-                &gpu::GpuContext::new()?,
+            let options = bench::BenchOptions {
                 batch,
                 size,
                 iters,
-                load_ms,
-                !json,
-            )?;
+                progress: !json,
+                profile: profile || profile_svg.is_some(),
+            };
+            let report = bench::run(&model, &gpu::GpuContext::new()?, &options, load_ms)?;
+            if let (Some(path), Some(p)) = (&profile_svg, &report.profile) {
+                let title = format!(
+                    "{} at {}x{}, batch {} on {}",
+                    report.model, report.size, report.size, report.batch, report.adapter
+                );
+                std::fs::write(path, p.svg(&title)).map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
             if json {
                 println!("{}", report.json());
             } else {

@@ -8,6 +8,7 @@ mod gpu_common;
 
 use gpu_common::{assert_close, context, random};
 use res2net_wgpu::cpu;
+use res2net_wgpu::gpu::tune::{subgroup_gemm_supported, ConvKernel};
 use res2net_wgpu::gpu::{Session, SessionOptions};
 use res2net_wgpu::graph::{
     Activation, Conv, GlobalAvgPool, Graph, Linear, Node, Op, Pool, PoolKind, ScaleAdd, Shape,
@@ -105,10 +106,22 @@ fn whole(t: TensorId, channels: usize) -> View {
 /// Runs `graph` on the GPU (with at most `max_chunk` images per chunk) and on the CPU, and compares
 /// every view a node writes.
 fn check(name: &str, graph: &Graph, batch: usize, max_chunk: Option<usize>) {
+    check_with(name, graph, batch, max_chunk, ConvKernel::Auto);
+}
+
+/// [`check`] with the conv kernel family forced.
+fn check_with(
+    name: &str,
+    graph: &Graph,
+    batch: usize,
+    max_chunk: Option<usize>,
+    conv_kernel: ConvKernel,
+) {
     let Some(ctx) = context() else { return };
     let input = random(batch * graph.input_shape().numel(), 99);
     let options = SessionOptions {
         max_chunk,
+        conv_kernel,
         ..Default::default()
     };
     let session = Session::with_options(&ctx, graph, batch, &options)
@@ -375,11 +388,160 @@ fn conv_matches_cpu() {
         },
     ];
     for (i, c) in cases.iter().enumerate() {
-        check(
-            &format!("conv case {i} {c:?}"),
-            &conv_graph(*c),
-            c.batch,
-            None,
+        for kernel in ConvKernel::FORCEABLE {
+            check_with(
+                &format!("conv case {i} {c:?} {kernel:?}"),
+                &conv_graph(*c),
+                c.batch,
+                None,
+                kernel,
+            );
+        }
+    }
+}
+
+/// Shapes aimed at the subgroup GEMM kernels' edges: several 64- and 32-channel blocks with a ragged
+/// last one, planes that are and are not multiples of 4 (vec4 and gathered input rows) and of the 16-
+/// and 32-pixel tiles, groups whose channel counts are not multiples of 4, src_add, residual, batch.
+#[test]
+fn conv_gemm_edges_match_cpu() {
+    use Activation::{Relu, Sigmoid};
+    let base = ConvCase {
+        cin: 70,
+        cout: 130,
+        h: 8,
+        w: 8,
+        kernel: (1, 1),
+        stride: 1,
+        pad: 0,
+        groups: 1,
+        add: false,
+        residual: false,
+        act: Activation::None,
+        batch: 1,
+    };
+    let cases = [
+        // aligned 1x1 (8x8 plane), 3 channel blocks, src_add + residual, batch 2
+        ConvCase {
+            add: true,
+            residual: true,
+            act: Relu,
+            batch: 2,
+            ..base
+        },
+        // unaligned plane (7x7) and a view at an odd channel offset
+        ConvCase {
+            h: 7,
+            w: 7,
+            act: Sigmoid,
+            ..base
+        },
+        // 1x1 stride 2 (downsample) on an odd plane
+        ConvCase {
+            h: 9,
+            w: 11,
+            stride: 2,
+            residual: true,
+            ..base
+        },
+        // the Res2Net chain: 26 -> 26 3x3 with the hierarchical add, batch 3
+        ConvCase {
+            cin: 26,
+            cout: 26,
+            h: 10,
+            w: 13,
+            kernel: (3, 3),
+            pad: 1,
+            add: true,
+            act: Relu,
+            batch: 3,
+            ..base
+        },
+        // grouped stage-block conv, stride 2, 3 groups of 22 channels
+        ConvCase {
+            cin: 66,
+            cout: 66,
+            h: 11,
+            w: 9,
+            kernel: (3, 3),
+            stride: 2,
+            pad: 1,
+            groups: 3,
+            act: Relu,
+            ..base
+        },
+        // the stem: 7x7 stride 2 on 3 channels
+        ConvCase {
+            cin: 3,
+            cout: 40,
+            h: 21,
+            w: 18,
+            kernel: (7, 7),
+            stride: 2,
+            pad: 3,
+            residual: true,
+            ..base
+        },
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        for kernel in ConvKernel::FORCEABLE {
+            check_with(
+                &format!("gemm edge case {i} {c:?} {kernel:?}"),
+                &conv_graph(*c),
+                c.batch,
+                None,
+                kernel,
+            );
+        }
+    }
+}
+
+/// A forced GEMM family really runs where the adapter supports it (and the direct kernels otherwise).
+#[test]
+fn forced_conv_kernels_are_the_ones_that_run() {
+    let Some(ctx) = context() else { return };
+    let c = ConvCase {
+        cin: 8,
+        cout: 8,
+        h: 9,
+        w: 11,
+        kernel: (3, 3),
+        stride: 1,
+        pad: 1,
+        groups: 1,
+        add: false,
+        residual: false,
+        act: Activation::None,
+        batch: 1,
+    };
+    let g = conv_graph(c);
+    let input = random(g.input_shape().numel(), 3);
+    let gemm = subgroup_gemm_supported(&ctx);
+    for (kernel, entry) in [
+        (ConvKernel::Direct, "conv_direct"),
+        (
+            ConvKernel::Gemm64x16,
+            if gemm { "conv_gemm[" } else { "conv_direct" },
+        ),
+        (
+            ConvKernel::Gemm32x32,
+            if gemm { "conv_gemm_32" } else { "conv_direct" },
+        ),
+        (
+            ConvKernel::Gemm64x16K8,
+            if gemm { "K8=1" } else { "conv_direct" },
+        ),
+    ] {
+        let opts = SessionOptions {
+            conv_kernel: kernel,
+            ..Default::default()
+        };
+        let s = Session::with_options(&ctx, &g, 1, &opts).unwrap();
+        let p = s.profile(&input).unwrap();
+        assert!(
+            p.ops[0].kernel.contains(entry),
+            "{kernel:?}: ran {}",
+            p.ops[0].kernel
         );
     }
 }

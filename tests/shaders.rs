@@ -1,7 +1,7 @@
 //! Every WGSL shader, in every variant the runtime can create, parses, validates with the capabilities
-//! the runtime enables (none beyond WebGPU's baseline), and translates to SPIR-V (Vulkan), MSL
-//! (Metal), HLSL (DX12) and GLSL ES 3.10 (OpenGL ES / WebGL-class GL). A shader that only breaks on
-//! one backend fails here, on any machine, without a GPU.
+//! the runtime enables (WebGPU's baseline, plus subgroups for the shaders that call them), and
+//! translates to SPIR-V (Vulkan), MSL (Metal), HLSL (DX12) and GLSL ES 3.10 (OpenGL ES / WebGL-class
+//! GL). A shader that only breaks on one backend fails here, on any machine, without a GPU.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,10 +10,24 @@ use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use res2net_wgpu::gpu::kernels::{all_variants, KernelKey, Shader};
 
+/// Shaders that call subgroup builtins: the runtime only creates them where the device has
+/// `Features::SUBGROUP` (with 8-lane subgroups), so they validate with that capability; they still
+/// translate to every backend.
+fn uses_subgroups(name: &str) -> bool {
+    Shader::ALL
+        .iter()
+        .any(|s| s.file_name() == name && s.needs_subgroups())
+}
+
 fn parse_source(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    let caps = if uses_subgroups(name) {
+        Capabilities::SUBGROUP
+    } else {
+        Capabilities::empty()
+    };
+    let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
     (module, info)

@@ -49,15 +49,18 @@ impl GpuContext {
     /// `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`) and a device with every limit the adapter offers (large
     /// storage buffers matter for big batches).
     pub async fn new_async() -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
-            .await
-            .map_err(|e| Error::Gpu(format!("{NO_ADAPTER_HINT}: {e}")))?;
+        let adapter = open_adapter().await?;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("res2net"),
-                required_features: wgpu::Features::empty(),
+                // Timestamps for `Session::profile`, a pipeline cache for warm starts: both only
+                // where the adapter has them (neither costs anything until used).
+                // SUBGROUP enables the subgroup-sharing conv kernels (chosen per adapter, with a
+                // fallback where it is missing).
+                required_features: adapter.features()
+                    & (wgpu::Features::TIMESTAMP_QUERY
+                        | wgpu::Features::PIPELINE_CACHE
+                        | wgpu::Features::SUBGROUP),
                 required_limits: adapter.limits(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -147,6 +150,35 @@ impl GpuContext {
         }
         Ok(())
     }
+}
+
+/// The adapter chosen by `WGPU_BACKEND` (and wgpu's other variables) when set; otherwise the first
+/// found on the primary backends (Vulkan, Metal, DX12), then on OpenGL. Trying OpenGL only when there is
+/// nothing better keeps EGL from probing (and complaining about) display servers a headless machine
+/// does not have.
+async fn open_adapter() -> Result<wgpu::Adapter> {
+    let explicit = std::env::var_os("WGPU_BACKEND").is_some();
+    let tiers: &[Option<wgpu::Backends>] = if explicit {
+        &[None]
+    } else {
+        &[
+            Some(wgpu::Backends::PRIMARY),
+            Some(wgpu::Backends::SECONDARY),
+        ]
+    };
+    let mut last = String::from("no backend tried");
+    for tier in tiers {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(backends) = tier {
+            desc.backends = *backends;
+        }
+        let instance = wgpu::Instance::new(desc);
+        match wgpu::util::initialize_adapter_from_env_or_default(&instance, None).await {
+            Ok(adapter) => return Ok(adapter),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(Error::Gpu(format!("{NO_ADAPTER_HINT}: {last}")))
 }
 
 /// Validation, out-of-memory and internal error scopes around a piece of work, popped together.

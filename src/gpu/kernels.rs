@@ -10,6 +10,8 @@ use std::collections::HashMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shader {
     Conv,
+    /// Implicit-GEMM convolution sharing loads through subgroup broadcasts (8-lane subgroups only).
+    ConvGemm,
     Pool,
     GlobalPool,
     Linear,
@@ -27,8 +29,9 @@ pub(crate) enum Layout {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 6] = [
+    pub const ALL: [Shader; 7] = [
         Shader::Conv,
+        Shader::ConvGemm,
         Shader::Pool,
         Shader::GlobalPool,
         Shader::Linear,
@@ -40,6 +43,7 @@ impl Shader {
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Conv => "conv.wgsl",
+            Shader::ConvGemm => "conv_gemm.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::GlobalPool => "global_pool.wgsl",
             Shader::Linear => "linear.wgsl",
@@ -52,6 +56,7 @@ impl Shader {
     pub fn source(self) -> &'static str {
         match self {
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::ConvGemm => include_str!("../../shaders/conv_gemm.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::GlobalPool => include_str!("../../shaders/global_pool.wgsl"),
             Shader::Linear => include_str!("../../shaders/linear.wgsl"),
@@ -60,9 +65,14 @@ impl Shader {
         }
     }
 
+    /// Whether the shader calls subgroup builtins (needs `Features::SUBGROUP`).
+    pub fn needs_subgroups(self) -> bool {
+        matches!(self, Shader::ConvGemm)
+    }
+
     pub(crate) fn layout(self) -> Layout {
         match self {
-            Shader::Conv | Shader::Linear => Layout::ArenaParams,
+            Shader::Conv | Shader::ConvGemm | Shader::Linear => Layout::ArenaParams,
             Shader::Pool | Shader::GlobalPool | Shader::ScaleAdd | Shader::Softmax => Layout::Arena,
         }
     }
@@ -123,6 +133,26 @@ pub fn all_variants() -> Vec<KernelKey> {
             }
         }
     }
+    for act in 0..3 {
+        for add in 0..2 {
+            for res in 0..2 {
+                for aligned in 0..2 {
+                    let c = [
+                        ("ACT", act),
+                        ("HAS_ADD", add),
+                        ("HAS_RES", res),
+                        ("ALIGNED", aligned),
+                    ];
+                    keys.push(KernelKey::new(Shader::ConvGemm, "conv_gemm_32", &c));
+                    for k8 in 0..2 {
+                        let mut c = c.to_vec();
+                        c.push(("K8", k8));
+                        keys.push(KernelKey::new(Shader::ConvGemm, "conv_gemm", &c));
+                    }
+                }
+            }
+        }
+    }
     for kind in 0..3 {
         keys.push(KernelKey::new(Shader::Pool, "pool", &[("KIND", kind)]));
     }
@@ -148,6 +178,10 @@ pub(crate) struct Kernels {
     arena: (wgpu::BindGroupLayout, wgpu::PipelineLayout),
     modules: HashMap<Shader, wgpu::ShaderModule>,
     pipelines: HashMap<KernelKey, wgpu::ComputePipeline>,
+    /// Every pipeline is created through this cache when there is one (see `pipeline_cache`).
+    cache: Option<wgpu::PipelineCache>,
+    /// Host time spent creating shader modules and pipelines.
+    creation_time: std::time::Duration,
 }
 
 fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -194,7 +228,7 @@ fn layouts(
 }
 
 impl Kernels {
-    pub(crate) fn new(device: &wgpu::Device) -> Self {
+    pub(crate) fn new(device: &wgpu::Device, cache: Option<&wgpu::PipelineCache>) -> Self {
         Kernels {
             device: device.clone(),
             arena_params: layouts(
@@ -205,6 +239,8 @@ impl Kernels {
             arena: layouts(device, "arena", &[storage(0, false), uniform(1)]),
             modules: HashMap::new(),
             pipelines: HashMap::new(),
+            cache: cache.cloned(),
+            creation_time: std::time::Duration::ZERO,
         }
     }
 
@@ -220,13 +256,27 @@ impl Kernels {
         if let Some(p) = self.pipelines.get(key) {
             return p.clone();
         }
+        let start = std::time::Instant::now();
+        self.module(key.shader);
+        let pipeline = self.create(key);
+        self.pipelines.insert(key.clone(), pipeline.clone());
+        self.creation_time += start.elapsed();
+        pipeline
+    }
+
+    fn module(&mut self, shader: Shader) {
         let device = &self.device;
-        let module = self.modules.entry(key.shader).or_insert_with(|| {
+        self.modules.entry(shader).or_insert_with(|| {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(key.shader.file_name()),
-                source: wgpu::ShaderSource::Wgsl(key.shader.source().into()),
+                label: Some(shader.file_name()),
+                source: wgpu::ShaderSource::Wgsl(shader.source().into()),
             })
         });
+    }
+
+    /// Creates the pipeline of `key` (its module must exist).
+    fn create(&self, key: &KernelKey) -> wgpu::ComputePipeline {
+        let module = &self.modules[&key.shader];
         let constants: Vec<(&str, f64)> = key
             .constants
             .iter()
@@ -237,19 +287,23 @@ impl Kernels {
             Layout::Arena => &self.arena.1,
         };
         let label = key.label();
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&label),
-            layout: Some(layout),
-            module,
-            entry_point: Some(key.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
-        self.pipelines.insert(key.clone(), pipeline.clone());
-        pipeline
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(layout),
+                module,
+                entry_point: Some(key.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: self.cache.as_ref(),
+            })
+    }
+
+    /// Host time spent so far creating shader modules and pipelines (driver compilation included).
+    pub(crate) fn creation_time(&self) -> std::time::Duration {
+        self.creation_time
     }
 
     pub(crate) fn pipeline_count(&self) -> usize {

@@ -10,6 +10,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::kernels::{KernelKey, Shader};
 use super::plan::ArenaPlan;
+use super::tune::{ConvKernel, ConvPolicy};
 use crate::error::{Error, Result};
 use crate::graph::{
     out_size, Activation, Conv, GlobalAvgPool, Graph, Linear, Node, Op, Pool, PoolKind, ScaleAdd,
@@ -23,6 +24,8 @@ const PIX_BLOCK: usize = 4;
 /// Output channels and pixels per invocation of the 1x1 conv kernel.
 const COUT_BLOCK_1X1: usize = 8;
 const PIX_BLOCK_1X1: usize = 8;
+/// Lanes of the subgroup GEMM kernels (one subgroup per workgroup).
+const GEMM_LANES: usize = 8;
 /// Invocations per workgroup along x and y of the conv kernels (`@workgroup_size(8, 8)`).
 const CONV_WG: usize = 8;
 /// Invocations per workgroup of the one-dimensional kernels (`@workgroup_size(64)`).
@@ -240,7 +243,12 @@ fn bytes<T: Pod>(v: &T) -> Vec<u8> {
 }
 
 /// Lowers one node. `plan` gives every tensor's arena offset.
-pub(crate) fn lower(graph: &Graph, node: &Node, plan: &ArenaPlan) -> Result<Lowered> {
+pub(crate) fn lower(
+    graph: &Graph,
+    node: &Node,
+    plan: &ArenaPlan,
+    policy: &ConvPolicy,
+) -> Result<Lowered> {
     let cx = Ctx {
         graph,
         plan,
@@ -252,7 +260,7 @@ pub(crate) fn lower(graph: &Graph, node: &Node, plan: &ArenaPlan) -> Result<Lowe
         }
     }
     match &node.op {
-        Op::Conv(c) => conv(&cx, c),
+        Op::Conv(c) => conv(&cx, c, policy),
         Op::Pool(p) => pool(&cx, p),
         Op::GlobalAvgPool(g) => global_pool(&cx, g),
         Op::Linear(l) => linear(&cx, l),
@@ -290,7 +298,43 @@ fn pack_conv(c: &Conv, cb: usize) -> (Vec<f32>, usize) {
     (out, bias_off / 4)
 }
 
-fn conv(cx: &Ctx, c: &Conv) -> Result<Lowered> {
+/// Packs weights for `conv_gemm.wgsl`: per lane block of `block / 8` output channels (`block`-channel
+/// blocks per group, 8 lane blocks each), `[tap][cin_g rounded up to 4][lane channels]`, zeros where a
+/// channel does not exist; then the lane block's biases. Returns the data and the bias offset in vec4s.
+fn pack_gemm(c: &Conv, block: usize, cin_step: usize) -> (Vec<f32>, usize) {
+    let lane = block / GEMM_LANES;
+    let cin_g = c.cin() / c.groups;
+    let cout_g = c.cout() / c.groups;
+    let cin4 = cin_g.div_ceil(cin_step) * cin_step;
+    let taps = c.kernel.0 * c.kernel.1;
+    let blocks = cout_g.div_ceil(block);
+    let lane_blocks = c.groups * blocks * GEMM_LANES;
+    let per_block = taps * cin4 * lane;
+    let bias_off = lane_blocks * per_block;
+    let mut out = vec![0.0f32; bias_off + lane_blocks * lane];
+    for lb in 0..lane_blocks {
+        let per_group = blocks * (GEMM_LANES);
+        let g = lb / per_group;
+        let first = (lb % per_group) * lane;
+        for r in 0..lane {
+            let co_l = first + r;
+            if co_l >= cout_g {
+                continue;
+            }
+            let co = g * cout_g + co_l;
+            for ci in 0..cin_g {
+                for t in 0..taps {
+                    out[lb * per_block + (t * cin4 + ci) * lane + r] =
+                        c.weight[(co * cin_g + ci) * taps + t];
+                }
+            }
+            out[bias_off + lb * lane + r] = c.bias[co];
+        }
+    }
+    (out, bias_off / 4)
+}
+
+fn conv(cx: &Ctx, c: &Conv, policy: &ConvPolicy) -> Result<Lowered> {
     let (kh, kw) = c.kernel;
     if c.groups == 0 || !c.cin().is_multiple_of(c.groups) || !c.cout().is_multiple_of(c.groups) {
         return Err(cx.err(format!(
@@ -339,15 +383,32 @@ fn conv(cx: &Ctx, c: &Conv) -> Result<Lowered> {
     };
 
     let pointwise = c.kernel == (1, 1) && c.stride == 1 && c.pad == 0;
-    let (cb, x_blocks, x_items) = if pointwise {
+    let kernel = policy.choose(cout_g, pointwise);
+    let gemm = kernel.gemm_tile();
+    let (cb, x_blocks, x_items, wg) = if let Some((cb, pb)) = gemm {
+        let x_blocks = (out_h * out_w).div_ceil(pb);
+        (cb, x_blocks, x_blocks, 1)
+    } else if pointwise {
         let x_blocks = (out_h * out_w).div_ceil(PIX_BLOCK_1X1);
-        (COUT_BLOCK_1X1, x_blocks, x_blocks)
+        (COUT_BLOCK_1X1, x_blocks, x_blocks, CONV_WG)
     } else {
         let x_blocks = out_w.div_ceil(PIX_BLOCK);
-        (COUT_BLOCK, x_blocks, out_h * x_blocks)
+        (COUT_BLOCK, x_blocks, out_h * x_blocks, CONV_WG)
     };
     let cout_blocks = cout_g.div_ceil(cb);
-    let (packed, bias_off) = pack_conv(c, cb);
+    let (packed, bias_off) = if gemm.is_some() {
+        pack_gemm(
+            c,
+            cb,
+            if kernel == ConvKernel::Gemm64x16K8 {
+                8
+            } else {
+                4
+            },
+        )
+    } else {
+        pack_conv(c, cb)
+    };
     let params = ConvParams {
         src_off,
         src_bs,
@@ -373,23 +434,37 @@ fn conv(cx: &Ctx, c: &Conv) -> Result<Lowered> {
         bias_off: cx.u32(bias_off, "weights")?,
         _pad: [0; 2],
     };
-    let entry = if pointwise { "conv_1x1" } else { "conv_direct" };
-    let key = KernelKey::new(
-        Shader::Conv,
-        entry,
-        &[
-            ("ACT", act_code(c.act)),
-            ("HAS_ADD", u32::from(c.src_add.is_some())),
-            ("HAS_RES", u32::from(c.residual.is_some())),
-        ],
-    );
+    let mut constants = vec![
+        ("ACT", act_code(c.act)),
+        ("HAS_ADD", u32::from(c.src_add.is_some())),
+        ("HAS_RES", u32::from(c.residual.is_some())),
+    ];
+    let key = if gemm.is_some() {
+        // Input rows can be read as vec4s when every row of every image starts 16-byte aligned.
+        let in_plane = in_h * in_w;
+        let aligned = pointwise
+            && in_plane % 4 == 0
+            && [src_off, src_bs].iter().all(|v| v % 4 == 0)
+            && (c.src_add.is_none() || [add_off, add_bs].iter().all(|v| v % 4 == 0));
+        constants.push(("ALIGNED", u32::from(aligned)));
+        let entry = if kernel == ConvKernel::Gemm32x32 {
+            "conv_gemm_32"
+        } else {
+            constants.push(("K8", u32::from(kernel == ConvKernel::Gemm64x16K8)));
+            "conv_gemm"
+        };
+        KernelKey::new(Shader::ConvGemm, entry, &constants)
+    } else {
+        let entry = if pointwise { "conv_1x1" } else { "conv_direct" };
+        KernelKey::new(Shader::Conv, entry, &constants)
+    };
     Ok(Lowered {
         key,
         uniform: bytes(&params),
         params: Some(packed),
         groups: (
-            cx.u32(x_items.div_ceil(CONV_WG), "workgroups")?,
-            cx.u32((c.groups * cout_blocks).div_ceil(CONV_WG), "workgroups")?,
+            cx.u32(x_items.div_ceil(wg), "workgroups")?,
+            cx.u32((c.groups * cout_blocks).div_ceil(wg), "workgroups")?,
         ),
     })
 }

@@ -6,6 +6,8 @@
 //! - `lower`: graph node -> dispatch (uniforms, packed weights, workgroup counts).
 //! - [`plan`]: the activation arena (liveness-based reuse).
 //! - [`Session`]: everything built once per (graph, batch); `run` records one command buffer.
+//! - [`profile`]: per-op GPU time from timestamp queries ([`Session::profile`]).
+//! - [`pipeline_cache`]: compiled pipelines kept on disk between processes (Vulkan).
 //!
 //! ```no_run
 //! use res2net_wgpu::{arch, gpu, Model};
@@ -23,9 +25,15 @@ pub mod context;
 pub mod kernels;
 mod lower;
 pub mod peak;
+pub mod pipeline_cache;
 pub mod plan;
+pub mod profile;
 mod readback;
 mod session;
+pub mod tune;
+mod upload;
 
 pub use context::GpuContext;
-pub use session::{Session, SessionOptions, DEFAULT_TIMEOUT};
+pub use pipeline_cache::{PipelineCacheReport, PipelineCacheSetting};
+pub use profile::{Profile, ProfileSource};
+pub use session::{BuildStats, Session, SessionOptions, DEFAULT_TIMEOUT};

@@ -36,6 +36,29 @@ impl Readback {
 
     /// The buffer's contents as f32 (after [`wait`] or [`wait_async`] succeeded).
     pub(crate) fn into_f32(self) -> Result<Vec<f32>> {
+        self.read_f32()
+    }
+
+    /// The buffer's contents as f32, unmapping it so that it can be used again.
+    pub(crate) fn read_f32(&self) -> Result<Vec<f32>> {
+        self.read(|view| {
+            view.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+    }
+
+    /// The buffer's bytes, unmapping it.
+    pub(crate) fn read_bytes(&self) -> Result<Vec<u8>> {
+        self.read(|view| view.to_vec())
+    }
+
+    /// The staging buffer (unmapped again after a successful read).
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
         let state = self
             .state
             .lock()
@@ -51,9 +74,7 @@ impl Readback {
                 .buffer
                 .get_mapped_range(..)
                 .map_err(|e| Error::Gpu(format!("reading results back failed: {e}")))?;
-            view.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()
+            f(&view)
         };
         self.buffer.unmap();
         Ok(data)

@@ -1,20 +1,28 @@
 //! A session: one graph at one batch size on one device, ready to run.
 //!
 //! Everything is created up front (pipelines, the activation arena, parameter buffers, one uniform
-//! buffer, every bind group) and never changed afterwards, so a run is: upload the input, record one
-//! command buffer with every dispatch, submit once, read back. Runs may come from several threads.
+//! buffer, every bind group, the input buffer and a readback buffer) and never changed afterwards, so
+//! a run is: write the input (`queue.write_buffer`), record one command buffer with every dispatch,
+//! submit once, read back. Runs may come from several threads: writing the input and submitting
+//! happen under one lock (the GPU runs submissions in order, so each run reads its own input), and
+//! readback buffers come from a small pool (one per run in flight).
 //!
 //! When the activations of the whole batch do not fit one storage binding, the batch is split into
 //! chunks that do; each chunk replays the same dispatches (same bind groups, z = images in the chunk)
 //! inside the same command buffer.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::context::{ErrorScopes, GpuContext};
 use super::kernels::Kernels;
 use super::lower::{lower, Lowered};
+use super::pipeline_cache::{DiskPipelineCache, PipelineCacheReport, PipelineCacheSetting};
 use super::plan::{plan, ArenaPlan, Interval};
+use super::profile::{op_kind, OpTime, Profile, ProfileSource, Timestamps};
 use super::readback::{self, Readback};
+use super::tune::{ConvKernel, ConvPolicy};
+use super::upload::{Upload, UploadPool};
 use crate::cpu::Output;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
@@ -29,6 +37,10 @@ pub struct SessionOptions {
     pub timeout: Duration,
     /// At most this many images per chunk; `None` lets the device's buffer limits decide.
     pub max_chunk: Option<usize>,
+    /// Where compiled pipelines are cached between processes (Vulkan).
+    pub pipeline_cache: PipelineCacheSetting,
+    /// Which conv kernel family to use (tests force each one; `Auto` picks per adapter).
+    pub conv_kernel: ConvKernel,
 }
 
 impl Default for SessionOptions {
@@ -36,15 +48,34 @@ impl Default for SessionOptions {
         SessionOptions {
             timeout: DEFAULT_TIMEOUT,
             max_chunk: None,
+            pipeline_cache: PipelineCacheSetting::Default,
+            conv_kernel: ConvKernel::Auto,
         }
     }
 }
 
-/// One recorded op.
+/// What building the session cost, and what the pipeline cache did.
+#[derive(Clone, Debug, Default)]
+pub struct BuildStats {
+    /// Host time creating shader modules and pipelines (driver compilation included).
+    pub pipelines: Duration,
+    pub pipeline_cache: PipelineCacheReport,
+}
+
+/// One recorded dispatch.
 struct Step {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: (u32, u32),
+    /// The graph node it belongs to.
+    node: usize,
+}
+
+/// A graph node, for profiles.
+struct OpInfo {
+    name: String,
+    kind: String,
+    kernel: String,
 }
 
 /// What the session remembers of its graph (not the weights: those live on the GPU).
@@ -68,8 +99,19 @@ pub struct Session {
     plan: ArenaPlan,
     arena: wgpu::Buffer,
     steps: Vec<Step>,
+    ops: Vec<OpInfo>,
     pipeline_count: usize,
     timeout: Duration,
+    /// Mapped buffers a run copies its input into (the usual path).
+    uploads: UploadPool,
+    /// Where `queue.write_buffer` puts the input when no upload buffer is free: the whole batch when
+    /// it does not fit the arena at once (chunked runs), else `None` for its arena slot.
+    input_buffer: Option<wgpu::Buffer>,
+    /// Held from writing the input to submitting, so that concurrent runs never mix inputs.
+    submit_lock: Mutex<()>,
+    /// Idle logits+probs readback buffers; a run takes one (or makes one when all are in flight).
+    staging_pool: Mutex<Vec<wgpu::Buffer>>,
+    build: BuildStats,
 }
 
 impl std::fmt::Debug for Session {
@@ -219,10 +261,11 @@ impl Session {
             }
         }
         let (chunk, plan) = choose_chunk(graph, batch, options.max_chunk, &limits)?;
+        let conv_policy = ConvPolicy::new(ctx, options.conv_kernel);
         let lowered: Vec<Lowered> = graph
             .nodes
             .iter()
-            .map(|n| lower(graph, n, &plan))
+            .map(|n| lower(graph, n, &plan, &conv_policy))
             .collect::<Result<_>>()?;
         let max_groups = limits.max_compute_workgroups_per_dimension;
         for (node, l) in graph.nodes.iter().zip(&lowered) {
@@ -241,11 +284,54 @@ impl Session {
             "max_buffer_size",
         )?;
 
+        let out_bytes = 2 * io_bytes(graph.logits);
+        check_size(
+            "the logits+probs readback",
+            out_bytes,
+            limits.max_buffer_size,
+            "max_buffer_size",
+        )?;
+
         let scopes = ErrorScopes::push(device);
-        let built = Self::create(ctx, graph, &plan, &lowered, &limits);
+        let (disk_cache, cache_report) =
+            DiskPipelineCache::open(device, ctx.adapter_info(), &options.pipeline_cache);
+        let built = Self::create(
+            ctx,
+            graph,
+            &plan,
+            &lowered,
+            &limits,
+            disk_cache.as_ref().map(DiskPipelineCache::cache),
+        );
+        let input_buffer = (chunk < batch).then(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("input"),
+                size: io_bytes(graph.input).max(4),
+                usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        });
+        let staging = staging_buffer(device, "logits+probs", out_bytes);
         pollster::block_on(scopes.pop("building the session"))?;
-        let (arena, steps, pipeline_count) = built?;
+        let (arena, steps, pipeline_count, pipelines_time) = built?;
         ctx.check_health()?;
+        let mut build = BuildStats {
+            pipelines: pipelines_time,
+            pipeline_cache: cache_report,
+        };
+        if let Some(cache) = &disk_cache {
+            cache.save(&mut build.pipeline_cache);
+        }
+        let ops = graph
+            .nodes
+            .iter()
+            .zip(&lowered)
+            .map(|(n, l)| OpInfo {
+                name: n.name.clone(),
+                kind: op_kind(&n.op),
+                kernel: l.key.label(),
+            })
+            .collect();
 
         let s = graph.input_shape();
         Ok(Session {
@@ -264,8 +350,14 @@ impl Session {
             plan,
             arena,
             steps,
+            ops,
             pipeline_count,
             timeout: options.timeout,
+            uploads: UploadPool::new(ctx.device(), io_bytes(graph.input)),
+            input_buffer,
+            submit_lock: Mutex::new(()),
+            staging_pool: Mutex::new(vec![staging]),
+            build,
         })
     }
 
@@ -276,7 +368,8 @@ impl Session {
         plan: &ArenaPlan,
         lowered: &[Lowered],
         limits: &wgpu::Limits,
-    ) -> Result<(wgpu::Buffer, Vec<Step>, usize)> {
+        cache: Option<&wgpu::PipelineCache>,
+    ) -> Result<(wgpu::Buffer, Vec<Step>, usize, Duration)> {
         let device = ctx.device();
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("activation arena"),
@@ -310,9 +403,15 @@ impl Session {
             &uniform_data,
         )?;
 
-        let mut kernels = Kernels::new(device);
+        let mut kernels = Kernels::new(device, cache);
         let mut steps = Vec::with_capacity(lowered.len());
-        for ((node, l), &uoff) in graph.nodes.iter().zip(lowered).zip(&uniform_offsets) {
+        for (index, ((node, l), &uoff)) in graph
+            .nodes
+            .iter()
+            .zip(lowered)
+            .zip(&uniform_offsets)
+            .enumerate()
+        {
             let pipeline = kernels.pipeline(&l.key);
             let uniform_binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &uniforms,
@@ -366,9 +465,20 @@ impl Session {
                 pipeline,
                 bind_group,
                 groups: l.groups,
+                node: index,
             });
         }
-        Ok((arena, steps, kernels.pipeline_count()))
+        Ok((
+            arena,
+            steps,
+            kernels.pipeline_count(),
+            kernels.creation_time(),
+        ))
+    }
+
+    /// What building the session cost (pipeline creation time) and what the pipeline cache did.
+    pub fn build_stats(&self) -> &BuildStats {
+        &self.build
     }
 
     /// Sets how long a run may take before it returns an error.
@@ -418,6 +528,19 @@ impl Session {
     }
 
     fn check_input(&self, input: &[f32]) -> Result<()> {
+        self.check_len(input)?;
+        // A branch-free pass first (vectorised), the position only when something is wrong.
+        let all_finite = input
+            .chunks(4096)
+            .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()));
+        if all_finite {
+            Ok(())
+        } else {
+            Err(self.non_finite(input))
+        }
+    }
+
+    fn check_len(&self, input: &[f32]) -> Result<()> {
         let [c, h, w] = self.graph.input_dims;
         let per = c * h * w;
         if input.len() != self.batch * per {
@@ -431,22 +554,30 @@ impl Session {
                 format!("{} values", input.len()),
             ));
         }
-        if let Some(i) = input.iter().position(|v| !v.is_finite()) {
-            let (n, rest) = (i / per, i % per);
-            let (ch, y, x) = (rest / (h * w), rest % (h * w) / w, rest % w);
-            return Err(Error::input(
-                "values",
-                "finite numbers",
-                format!("{} at [{n}, {ch}, {y}, {x}]", input[i]),
-            ));
-        }
         Ok(())
+    }
+
+    /// The error for an input with a NaN or infinity, naming the first one.
+    fn non_finite(&self, input: &[f32]) -> Error {
+        let [_, h, w] = self.graph.input_dims;
+        let per = self.graph.input_dims.iter().product::<usize>().max(1);
+        let i = input.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        let (n, rest) = (i / per, i % per);
+        let (ch, y, x) = (rest / (h * w), rest % (h * w) / w, rest % w);
+        Error::input(
+            "values",
+            "finite numbers",
+            format!(
+                "{} at [{n}, {ch}, {y}, {x}]",
+                input.get(i).copied().unwrap_or(0.0)
+            ),
+        )
     }
 
     /// Runs the network on `input` (`[batch, 3, H, W]`, row-major), blocking until the results are
     /// back or the timeout passes.
     pub fn run(&self, input: &[f32]) -> Result<Output> {
-        let (submission, readback, scopes) = self.submit(input, &[])?;
+        let (submission, readback, scopes) = self.submit(input, &[], None)?;
         pollster::block_on(scopes)?;
         readback::wait(self.ctx.device(), submission, &readback, self.timeout)?;
         self.output(readback)
@@ -456,7 +587,7 @@ impl Session {
     /// buffer and submitting it (the CPU cost of one forward pass).
     pub fn run_timed(&self, input: &[f32]) -> Result<(Output, Duration)> {
         let start = std::time::Instant::now();
-        let (submission, readback, scopes) = self.submit(input, &[])?;
+        let (submission, readback, scopes) = self.submit(input, &[], None)?;
         let host = start.elapsed();
         pollster::block_on(scopes)?;
         readback::wait(self.ctx.device(), submission, &readback, self.timeout)?;
@@ -466,7 +597,7 @@ impl Session {
     /// The same as [`run`](Self::run) without blocking: the future polls the device each time it is
     /// polled (and re-schedules itself until the GPU is done), so no other thread needs to drive it.
     pub async fn run_async(&self, input: &[f32]) -> Result<Output> {
-        let (_, readback, scopes) = self.submit(input, &[])?;
+        let (_, readback, scopes) = self.submit(input, &[], None)?;
         scopes.await?;
         readback::wait_async(self.ctx.device(), &readback, self.timeout).await?;
         self.output(readback)
@@ -491,7 +622,7 @@ impl Session {
                 ));
             }
         }
-        let (submission, readback, scopes) = self.submit(input, tensors)?;
+        let (submission, readback, scopes) = self.submit(input, tensors, None)?;
         pollster::block_on(scopes)?;
         readback::wait(self.ctx.device(), submission, &readback, self.timeout)?;
         // The first readback holds logits and probs; then one per asked-for tensor that is used.
@@ -505,11 +636,139 @@ impl Session {
             .collect()
     }
 
+    /// Runs the network once with every op timed: on the GPU with timestamp queries (one compute
+    /// pass per op, one submit) where the device has `Features::TIMESTAMP_QUERY`, else on the host
+    /// with one submit per op ([`ProfileSource::WallClock`]). Every graph node appears once, in graph
+    /// order, summed over its dispatches and batch chunks. Plain runs are not slowed by any of this.
+    pub fn profile(&self, input: &[f32]) -> Result<Profile> {
+        let device = self.ctx.device();
+        if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return self.profile_wall_clock(input);
+        }
+        let nsteps = self.steps.len();
+        let passes = u32::try_from(nsteps * self.batch.div_ceil(self.chunk))
+            .map_err(|_| Error::Gpu("too many dispatches to profile".into()))?;
+        let scopes = ErrorScopes::push(device);
+        let timestamps = Timestamps::new(device, passes);
+        pollster::block_on(scopes.pop("creating the timestamp queries"))?;
+
+        let start = Instant::now();
+        let (submission, readback, scopes) = self.submit(input, &[], Some(&timestamps))?;
+        pollster::block_on(scopes)?;
+        readback::wait(device, submission, &readback, self.timeout)?;
+        let wall = start.elapsed();
+        let raw = match readback.last() {
+            Some(r) => r.read_bytes()?,
+            None => return Err(Error::Gpu("no timestamp readback".into())),
+        };
+        let period = self.ctx.queue().get_timestamp_period();
+        let mut ms = vec![0.0; self.ops.len()];
+        for (k, d) in timestamps
+            .durations_ms(&raw, passes, period)
+            .into_iter()
+            .enumerate()
+        {
+            ms[self.steps[k % nsteps].node] += d;
+        }
+        self.output(readback)?;
+        Ok(self.make_profile(ProfileSource::Timestamps, ms, wall))
+    }
+
+    /// The profile without timestamp queries: each op submitted alone and waited for.
+    fn profile_wall_clock(&self, input: &[f32]) -> Result<Profile> {
+        self.ctx.check_health()?;
+        self.check_input(input)?;
+        let device = self.ctx.device();
+        let queue = self.ctx.queue();
+        let wait = |index: wgpu::SubmissionIndex| {
+            device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: Some(self.timeout),
+                })
+                .map(|_| ())
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))
+        };
+        let scopes = ErrorScopes::push(device);
+        let guard = self
+            .submit_lock
+            .lock()
+            .map_err(|_| Error::Gpu("a run panicked while submitting".into()))?;
+        let start = Instant::now();
+        let mut ms = vec![0.0; self.ops.len()];
+        let mut timed = || -> Result<()> {
+            self.write_input(input);
+            wait(queue.submit([]))?;
+            let g = &self.graph;
+            let mut n0 = 0;
+            while n0 < self.batch {
+                let n = self.chunk.min(self.batch - n0);
+                if let Some(upload) = &self.input_buffer {
+                    let in_bytes = (g.numel[g.input.0] * 4) as u64;
+                    let mut encoder = device.create_command_encoder(&Default::default());
+                    encoder.copy_buffer_to_buffer(
+                        upload,
+                        n0 as u64 * in_bytes,
+                        &self.arena,
+                        self.plan.offset(g.input).unwrap_or(0) * 4,
+                        n as u64 * in_bytes,
+                    );
+                    wait(queue.submit([encoder.finish()]))?;
+                }
+                for s in &self.steps {
+                    let mut encoder = device.create_command_encoder(&Default::default());
+                    {
+                        let mut pass = encoder.begin_compute_pass(&Default::default());
+                        pass.set_pipeline(&s.pipeline);
+                        pass.set_bind_group(0, &s.bind_group, &[]);
+                        pass.dispatch_workgroups(s.groups.0, s.groups.1, n as u32);
+                    }
+                    let command_buffer = encoder.finish();
+                    let t = Instant::now();
+                    wait(queue.submit([command_buffer]))?;
+                    ms[s.node] += t.elapsed().as_secs_f64() * 1e3;
+                }
+                n0 += n;
+            }
+            Ok(())
+        };
+        let result = timed();
+        let wall = start.elapsed();
+        drop(guard);
+        pollster::block_on(scopes.pop("profiling the session"))?;
+        result?;
+        self.ctx.check_health()?;
+        Ok(self.make_profile(ProfileSource::WallClock, ms, wall))
+    }
+
+    fn make_profile(&self, source: ProfileSource, ms: Vec<f64>, wall: Duration) -> Profile {
+        Profile {
+            source,
+            ops: self
+                .ops
+                .iter()
+                .zip(ms)
+                .map(|(o, ms)| OpTime {
+                    name: o.name.clone(),
+                    kind: o.kind.clone(),
+                    kernel: o.kernel.clone(),
+                    ms,
+                })
+                .collect(),
+            wall_ms: wall.as_secs_f64() * 1e3,
+            batch: self.batch,
+        }
+    }
+
     fn output(&self, readback: Vec<Readback>) -> Result<Output> {
         let Some(first) = readback.into_iter().next() else {
             return Err(Error::Gpu("no readback buffer".into()));
         };
-        let mut data = first.into_f32()?;
+        let mut data = first.read_f32()?;
+        // Read and unmapped: ready for the next run.
+        if let Ok(mut pool) = self.staging_pool.lock() {
+            pool.push(first.buffer().clone());
+        }
         let n = self.batch * self.graph.classes;
         if data.len() < 2 * n {
             return Err(Error::Gpu(format!(
@@ -535,12 +794,29 @@ impl Session {
             self.ctx.device().limits().max_buffer_size,
             "max_buffer_size",
         )?;
-        Ok(self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: bytes.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }))
+        Ok(staging_buffer(self.ctx.device(), label, bytes))
+    }
+
+    /// An idle logits+probs readback buffer from the pool, or a new one when every one is in flight.
+    fn take_staging(&self) -> wgpu::Buffer {
+        let pooled = self.staging_pool.lock().ok().and_then(|mut p| p.pop());
+        pooled.unwrap_or_else(|| {
+            let bytes = (2 * self.batch * self.graph.classes * 4) as u64;
+            staging_buffer(self.ctx.device(), "logits+probs", bytes)
+        })
+    }
+
+    /// Writes `input` where the first copy or dispatch of a run reads it. Call with `submit_lock`
+    /// held until the submit.
+    fn write_input(&self, input: &[f32]) {
+        let bytes: &[u8] = bytemuck::cast_slice(input);
+        match &self.input_buffer {
+            Some(buffer) => self.ctx.queue().write_buffer(buffer, 0, bytes),
+            None => {
+                let offset = self.plan.offset(self.graph.input).unwrap_or(0) * 4;
+                self.ctx.queue().write_buffer(&self.arena, offset, bytes);
+            }
+        }
     }
 
     /// Uploads `input`, records and submits one command buffer, and requests the readbacks: the first
@@ -551,16 +827,30 @@ impl Session {
         &self,
         input: &[f32],
         extra: &[TensorId],
+        timestamps: Option<&Timestamps>,
     ) -> Result<(
         wgpu::SubmissionIndex,
         Vec<Readback>,
         impl std::future::Future<Output = Result<()>> + Send,
     )> {
         self.ctx.check_health()?;
-        self.check_input(input)?;
+        self.check_len(input)?;
+        // Copy the input into a mapped upload buffer and check it in the same pass; without a free
+        // upload buffer, check here and write it with `queue.write_buffer` at submit.
+        let upload = match self.uploads.fill(input) {
+            Some((up, true)) => Some(up),
+            Some((up, false)) => {
+                self.uploads.recycle(up);
+                return Err(self.non_finite(input));
+            }
+            None => {
+                self.check_input(input)?;
+                None
+            }
+        };
         let device = self.ctx.device();
         let scopes = ErrorScopes::push(device);
-        let recorded = self.record(input, extra);
+        let recorded = self.record(input, upload, extra, timestamps);
         let errors = scopes.pop("running the session");
         let (submission, buffers) = match recorded {
             Ok(r) => r,
@@ -580,12 +870,13 @@ impl Session {
     fn record(
         &self,
         input: &[f32],
+        upload: Option<Upload>,
         extra: &[TensorId],
+        timestamps: Option<&Timestamps>,
     ) -> Result<(wgpu::SubmissionIndex, Vec<wgpu::Buffer>)> {
         let device = self.ctx.device();
         let g = &self.graph;
         let classes_bytes = (self.batch * g.classes * 4) as u64;
-        let out = self.staging("logits+probs", 2 * classes_bytes)?;
         let mut extra_buffers = Vec::with_capacity(extra.len());
         for &t in extra {
             extra_buffers.push(match self.plan.live[t.0] {
@@ -595,27 +886,33 @@ impl Session {
                 None => None,
             });
         }
-        let upload = buffer_with(
-            device,
-            "input",
-            wgpu::BufferUsages::COPY_SRC,
-            bytemuck::cast_slice(input),
-        )?;
+        let out = self.take_staging();
+        // Chunks copy their input from here; `None`: written straight into the arena at submit.
+        let source = upload
+            .as_ref()
+            .map(|u| u.buffer())
+            .or(self.input_buffer.as_ref());
 
-        // Tensor copies due right after each step (step 0 = upload, i + 1 = node i, last = readback).
+        // Tensor copies due right after each step (step 0 = upload, i + 1 = node i, last = readback);
+        // nothing to allocate for a plain run.
         let nsteps = self.steps.len();
-        let mut due: Vec<Vec<usize>> = vec![Vec::new(); nsteps + 2];
-        for (i, &t) in extra.iter().enumerate() {
-            if let Some(Interval { last, .. }) = self.plan.live[t.0] {
-                due[last.min(nsteps + 1)].push(i);
+        let mut due: Vec<Vec<usize>> = Vec::new();
+        if !extra.is_empty() {
+            due = vec![Vec::new(); nsteps + 2];
+            for (i, &t) in extra.iter().enumerate() {
+                if let Some(Interval { last, .. }) = self.plan.live[t.0] {
+                    due[last.min(nsteps + 1)].push(i);
+                }
             }
         }
+        let due_at = |i: usize| due.get(i).map_or(&[][..], Vec::as_slice);
 
         let offset_bytes = |t: TensorId| self.plan.offset(t).unwrap_or(0) * 4;
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("forward"),
         });
         let mut n0 = 0;
+        let mut timed = 0u32;
         while n0 < self.batch {
             let n = self.chunk.min(self.batch - n0);
             let copy_out = |encoder: &mut wgpu::CommandEncoder, idx: &[usize]| {
@@ -633,37 +930,47 @@ impl Session {
                     }
                 }
             };
-            let in_bytes = (g.numel[g.input.0] * 4) as u64;
-            encoder.copy_buffer_to_buffer(
-                &upload,
-                n0 as u64 * in_bytes,
-                &self.arena,
-                offset_bytes(g.input),
-                n as u64 * in_bytes,
-            );
-            copy_out(&mut encoder, &due[0]);
+            if let Some(src) = source {
+                let in_bytes = (g.numel[g.input.0] * 4) as u64;
+                encoder.copy_buffer_to_buffer(
+                    src,
+                    n0 as u64 * in_bytes,
+                    &self.arena,
+                    offset_bytes(g.input),
+                    n as u64 * in_bytes,
+                );
+            }
+            copy_out(&mut encoder, due_at(0));
 
             let mut i = 0;
             while i < nsteps {
-                // One compute pass up to the next step after which a tensor must be copied out.
+                // One compute pass up to the next step after which a tensor must be copied out; one
+                // pass per step when profiling.
+                let timestamp_writes = timestamps.map(|t| t.writes(timed));
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("forward"),
-                    timestamp_writes: None,
+                    timestamp_writes,
                 });
+                let mut bound: Option<&wgpu::ComputePipeline> = None;
                 loop {
                     let s = &self.steps[i];
-                    pass.set_pipeline(&s.pipeline);
+                    // wgpu re-validates the layout on every set_pipeline: skip repeats.
+                    if bound != Some(&s.pipeline) {
+                        pass.set_pipeline(&s.pipeline);
+                        bound = Some(&s.pipeline);
+                    }
                     pass.set_bind_group(0, &s.bind_group, &[]);
                     pass.dispatch_workgroups(s.groups.0, s.groups.1, n as u32);
                     i += 1;
-                    if i >= nsteps || !due[i].is_empty() {
+                    if i >= nsteps || !due_at(i).is_empty() || timestamps.is_some() {
                         break;
                     }
                 }
                 drop(pass);
-                copy_out(&mut encoder, &due[i]);
+                timed += 1;
+                copy_out(&mut encoder, due_at(i));
             }
-            copy_out(&mut encoder, &due[nsteps + 1]);
+            copy_out(&mut encoder, due_at(nsteps + 1));
 
             let cls = (g.classes * 4) as u64;
             encoder.copy_buffer_to_buffer(
@@ -682,9 +989,37 @@ impl Session {
             );
             n0 += n;
         }
-        let submission = self.ctx.queue().submit([encoder.finish()]);
+        if let Some(t) = timestamps {
+            t.resolve(&mut encoder);
+        }
+        let command_buffer = encoder.finish();
+        let submission = {
+            let _guard = self
+                .submit_lock
+                .lock()
+                .map_err(|_| Error::Gpu("a run panicked while submitting".into()))?;
+            if upload.is_none() {
+                self.write_input(input);
+            }
+            self.ctx.queue().submit([command_buffer])
+        };
+        if let Some(up) = upload {
+            self.uploads.recycle(up);
+        }
         let mut buffers = vec![out];
         buffers.extend(extra_buffers.into_iter().flatten());
+        if let Some(t) = timestamps {
+            buffers.push(t.staging.clone());
+        }
         Ok((submission, buffers))
     }
+}
+
+fn staging_buffer(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(4),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
 }

@@ -1,0 +1,204 @@
+//! Session plumbing around the kernels: per-op profiles, the on-disk pipeline cache, and the reused
+//! per-run buffers (uploads, readbacks) under concurrent and chunked runs.
+
+mod gpu_common;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use gpu_common::{context, random};
+use res2net_wgpu::gpu::{PipelineCacheSetting, ProfileSource, Session, SessionOptions};
+use res2net_wgpu::{arch, Model};
+
+fn small() -> res2net_wgpu::graph::Graph {
+    let model = Model::from_config(&arch::seed([1, 1, 1, 1], 10, 2, 4, 1, true), 7).unwrap();
+    model.graph(32, 32).unwrap()
+}
+
+/// A fresh directory under the target dir (no temp-file crate needed).
+fn fresh_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}-{nanos}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn profile_lists_every_op_once_with_non_negative_times() {
+    let Some(ctx) = context() else { return };
+    let graph = small();
+    for (batch, max_chunk) in [(1, None), (3, Some(2))] {
+        let options = SessionOptions {
+            max_chunk,
+            pipeline_cache: PipelineCacheSetting::Off,
+            ..Default::default()
+        };
+        let session = Session::with_options(&ctx, &graph, batch, &options).unwrap();
+        let input = random(batch * 3 * 32 * 32, 5);
+        let profile = session.profile(&input).unwrap();
+        eprintln!("{}", profile.text());
+        let expected: Vec<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+        let got: Vec<&str> = profile.ops.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(got, expected, "every op once, in graph order");
+        assert!(profile.ops.iter().all(|o| o.ms.is_finite() && o.ms >= 0.0));
+        assert!(profile.wall_ms > 0.0);
+        if ctx
+            .device()
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+        {
+            assert_eq!(profile.source, ProfileSource::Timestamps);
+        }
+        let kinds = profile.by_kind();
+        assert_eq!(
+            kinds.iter().map(|k| k.ops).sum::<usize>(),
+            graph.nodes.len()
+        );
+        let unique: HashSet<&str> = kinds.iter().map(|k| k.kind.as_str()).collect();
+        assert_eq!(unique.len(), kinds.len(), "each kind once");
+        assert!(kinds.iter().any(|k| k.kind.starts_with("conv")));
+        let svg = profile.svg("small");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // The session still runs normally, with the same result as before profiling.
+        let a = session.run(&input).unwrap();
+        assert_eq!(a, session.run(&input).unwrap());
+    }
+}
+
+#[test]
+fn pipeline_cache_is_written_then_loaded_and_a_corrupt_file_is_ignored() {
+    let Some(ctx) = context() else { return };
+    let graph = small();
+    let dir = fresh_dir("pipeline-cache");
+    let options = SessionOptions {
+        pipeline_cache: PipelineCacheSetting::Dir(dir.clone()),
+        ..Default::default()
+    };
+    let input = random(3 * 32 * 32, 8);
+    let first = Session::with_options(&ctx, &graph, 1, &options).unwrap();
+    let report = first.build_stats().pipeline_cache.clone();
+    eprintln!(
+        "first build: {report:?}, pipelines {:?}",
+        first.build_stats().pipelines
+    );
+    let supported = ctx
+        .device()
+        .features()
+        .contains(wgpu::Features::PIPELINE_CACHE)
+        && wgpu::util::pipeline_cache_key(ctx.adapter_info()).is_some();
+    if !supported {
+        eprintln!("skipping the cache file checks: this device has no pipeline cache");
+        assert!(report.path.is_none() && report.note.is_some());
+        return;
+    }
+    let path = report.path.clone().expect("a cache path");
+    assert!(path.starts_with(&dir));
+    assert_eq!(
+        report.loaded_bytes, None,
+        "a fresh directory has nothing to load"
+    );
+    assert!(path.exists(), "the first build writes {}", path.display());
+    let expected = first.run(&input).unwrap();
+
+    let second = Session::with_options(&ctx, &graph, 1, &options).unwrap();
+    let report = &second.build_stats().pipeline_cache;
+    eprintln!(
+        "second build: {report:?}, pipelines {:?}",
+        second.build_stats().pipelines
+    );
+    assert!(
+        report.loaded_bytes.is_some(),
+        "the second build loads the file"
+    );
+    assert_eq!(report.note, None);
+    assert_eq!(second.run(&input).unwrap(), expected);
+
+    // Damaged files: never an error, the build goes on with an empty cache and rewrites the file.
+    let good = std::fs::read(&path).unwrap();
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x5a;
+    for bad in [
+        b"not a cache".to_vec(),
+        flipped,
+        good[..good.len() / 2].to_vec(),
+    ] {
+        std::fs::write(&path, &bad).unwrap();
+        let s = Session::with_options(&ctx, &graph, 1, &options).unwrap();
+        let report = &s.build_stats().pipeline_cache;
+        assert_eq!(report.loaded_bytes, None);
+        assert!(
+            report.note.as_deref().unwrap_or("").contains("ignored"),
+            "{report:?}"
+        );
+        assert_eq!(s.run(&input).unwrap(), expected);
+        assert!(decodes(&std::fs::read(&path).unwrap()), "rewritten");
+    }
+
+    // A file with our header intact around bytes that are not wgpu's: wgpu's own validation (with
+    // `fallback`) starts an empty cache instead.
+    let junk = b"not wgpu cache data at all".to_vec();
+    let mut file = b"R2NPC01\n".to_vec();
+    file.extend_from_slice(&(junk.len() as u64).to_le_bytes());
+    file.extend_from_slice(&fnv1a64(&junk).to_le_bytes());
+    file.extend_from_slice(&junk);
+    std::fs::write(&path, &file).unwrap();
+    let s = Session::with_options(&ctx, &graph, 1, &options).unwrap();
+    assert_eq!(s.run(&input).unwrap(), expected);
+
+    // Off means off.
+    let off = SessionOptions {
+        pipeline_cache: PipelineCacheSetting::Off,
+        ..Default::default()
+    };
+    let s = Session::with_options(&ctx, &graph, 1, &off).unwrap();
+    assert_eq!(s.build_stats().pipeline_cache.path, None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn fnv1a64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Whether a cache file has our header and a length that matches (the checksum is unit-tested).
+fn decodes(file: &[u8]) -> bool {
+    file.len() >= 24
+        && &file[..8] == b"R2NPC01\n"
+        && u64::from_le_bytes(file[8..16].try_into().unwrap()) == (file.len() - 24) as u64
+}
+
+#[test]
+fn many_threads_and_chunked_runs_reuse_buffers_without_mixing_inputs() {
+    let Some(ctx) = context() else { return };
+    let graph = small();
+    for (batch, max_chunk) in [(1, None), (3, Some(2))] {
+        let options = SessionOptions {
+            max_chunk,
+            ..Default::default()
+        };
+        let session = Session::with_options(&ctx, &graph, batch, &options).unwrap();
+        let inputs: Vec<Vec<f32>> = (0..10)
+            .map(|i| random(batch * 3 * 32 * 32, 100 + i))
+            .collect();
+        let expected: Vec<_> = inputs.iter().map(|x| session.run(x).unwrap()).collect();
+        // More threads than upload buffers: some runs take the `queue.write_buffer` path.
+        std::thread::scope(|s| {
+            let handles: Vec<_> = inputs
+                .iter()
+                .map(|x| s.spawn(|| session.run(x).unwrap()))
+                .collect();
+            for (h, e) in handles.into_iter().zip(&expected) {
+                assert_eq!(&h.join().unwrap(), e);
+            }
+        });
+        // And serially again, after the pools have grown.
+        for (x, e) in inputs.iter().zip(&expected).rev() {
+            assert_eq!(&session.run(x).unwrap(), e);
+        }
+    }
+}
