@@ -33,6 +33,8 @@ pub struct BenchReport {
     pub activation_bytes_peak: u64,
     /// Sum of all activation tensors without reuse, for comparison.
     pub activation_bytes_total: u64,
+    /// The largest single activation tensor of a chunk: the floor any plan must hold at once.
+    pub activation_bytes_largest: u64,
     pub load_ms: f64,
     /// Graph building (BatchNorm folding) plus session creation: pipelines, buffers, bind groups.
     pub session_ms: f64,
@@ -147,6 +149,16 @@ pub fn run(
         pipelines: session.pipeline_count(),
         activation_bytes_peak: session.activation_bytes_peak(),
         activation_bytes_total: session.activation_bytes_total(),
+        activation_bytes_largest: (graph
+            .tensors
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != graph.input.0)
+            .map(|(_, t)| t.shape.numel())
+            .max()
+            .unwrap_or(0)
+            * session.chunk()
+            * 4) as u64,
         load_ms,
         session_ms,
         pipelines_ms: session.build_stats().pipelines.as_secs_f64() * 1e3,
@@ -215,8 +227,10 @@ impl BenchReport {
         );
         let _ = writeln!(
             s,
-            "memory:       {:.2} MiB peak activations ({:.2} MiB without reuse)",
+            "memory:       {:.2} MiB peak activations = {:.2}x the largest tensor ({:.2} MiB); {:.2} MiB without reuse",
             mib(self.activation_bytes_peak),
+            self.activation_bytes_peak as f64 / self.activation_bytes_largest.max(1) as f64,
+            mib(self.activation_bytes_largest),
             mib(self.activation_bytes_total)
         );
         let _ = writeln!(
@@ -251,6 +265,7 @@ impl BenchReport {
             "pipelines": self.pipelines,
             "activation_bytes_peak": self.activation_bytes_peak,
             "activation_bytes_total": self.activation_bytes_total,
+            "activation_bytes_largest": self.activation_bytes_largest,
             "load_ms": self.load_ms,
             "session_ms": self.session_ms,
             "pipelines_ms": self.pipelines_ms,
