@@ -93,7 +93,7 @@ impl Res2NetConfig {
     /// Checks the numbers make a buildable network; the message names the first that does not.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::Config(format!("invalid config: {what}")));
-        if self.layers.iter().any(|&l| l == 0) {
+        if self.layers.contains(&0) {
             return bad(format!(
                 "expected at least one block per stage, found layers {:?}",
                 self.layers
@@ -110,6 +110,13 @@ impl Res2NetConfig {
         }
         if self.cardinality == 0 {
             return bad("expected cardinality >= 1, found 0".into());
+        }
+        // Bounds before any width is computed from them, so the products below cannot overflow.
+        if self.cardinality > 1 << 16 || self.base_width > 1 << 16 {
+            return bad(format!(
+                "expected cardinality and base width at most 65536, found cardinality {}, base width {}",
+                self.cardinality, self.base_width
+            ));
         }
         if self.num_classes == 0 || self.num_classes > 1 << 20 {
             return bad(format!(
@@ -131,7 +138,7 @@ impl Res2NetConfig {
                     stage + 1
                 ));
             }
-            if w % self.cardinality != 0 {
+            if !w.is_multiple_of(self.cardinality) {
                 return bad(format!(
                     "expected the 3x3 width {w} of stage {} to be divisible by cardinality {}",
                     stage + 1,
@@ -139,7 +146,7 @@ impl Res2NetConfig {
                 ));
             }
             if self.flavour == Flavour::Seed
-                && (self.cardinality * self.planes[stage]) % self.scale != 0
+                && !(self.cardinality * self.planes[stage]).is_multiple_of(self.scale)
             {
                 return bad(format!(
                     "expected planes {} of stage {} to be divisible by scales {}",
@@ -194,7 +201,8 @@ impl Res2NetConfig {
     pub fn from_json(json: &str) -> Result<Self> {
         let config: Res2NetConfig = serde_json::from_str(json).map_err(|e| {
             Error::Config(format!(
-                "'{METADATA_KEY}' metadata: expected a Res2Net config in JSON, found: {e}"
+                "'{METADATA_KEY}' metadata: expected a Res2Net config in JSON, found: {}",
+                crate::error::one_line(&e.to_string())
             ))
         })?;
         config.validate()?;
@@ -251,7 +259,7 @@ pub fn seed(
     Res2NetConfig {
         flavour: Flavour::Seed,
         layers,
-        planes: [0, 1, 2, 3].map(|i| width * scales << i),
+        planes: [0, 1, 2, 3].map(|i| (width * scales) << i),
         stem: Stem::Conv7 {
             channels: width * scales,
         },
@@ -489,7 +497,15 @@ pub fn detect(ck: &Checkpoint, key: &dyn Fn(&str) -> String) -> Result<Res2NetCo
                 *w = dim(&format!("layer{}.0.convs.0.weight", s + 1), 0)?;
             }
             let base_width = (1..=4096)
-                .find(|&bw| (0..4).all(|s| planes[s] * bw / 64 * cardinality == widths[s]))
+                .find(|&bw| {
+                    // Checked: planes and cardinality come straight from the file's shapes.
+                    (0..4).all(|s| {
+                        planes[s]
+                            .checked_mul(bw)
+                            .and_then(|p| (p / 64).checked_mul(cardinality))
+                            == Some(widths[s])
+                    })
+                })
                 .ok_or_else(|| {
                     unfit(format!(
                         "expected 3x3 widths floor(planes * baseWidth / 64) * {cardinality} for planes {planes:?}, found widths {widths:?}"
@@ -542,6 +558,26 @@ mod tests {
         assert_eq!(c.se_channels(256), 16);
         assert_eq!(c.se_channels(64), 8);
         assert_eq!(c.se_channels(200), 16);
+    }
+
+    #[test]
+    fn huge_cardinality_or_base_width_is_refused_not_overflowed() {
+        let mut c = seed([1, 1, 1, 1], 3, 1, 1, 1, false);
+        c.cardinality = 1 << 63;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("cardinality"), "{e}");
+        let mut c = preset("res2net50_26w_4s").unwrap();
+        c.base_width = 1 << 62;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("base width"), "{e}");
+    }
+
+    #[test]
+    fn json_errors_quoting_the_config_stay_on_one_line() {
+        let e = Res2NetConfig::from_json(r#"{"flavour":"se\ned"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n') && e.contains(r"se\ned"), "{e}");
     }
 
     #[test]

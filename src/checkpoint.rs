@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use safetensors::SafeTensors;
 
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 
 /// Bytes of a safetensors file: a read-only memory map of a file, or an owned buffer.
 enum Bytes {
@@ -78,11 +78,25 @@ impl Checkpoint {
     }
 
     fn parse(path: PathBuf, bytes: Bytes) -> Result<Self> {
+        if let Some(reason) = offsets_past_end(&bytes) {
+            return Err(Error::Format { path, reason });
+        }
         let (header_len, meta): (usize, Metadata) =
             SafeTensors::read_metadata(&bytes).map_err(|e| Error::Format {
                 path: path.clone(),
-                reason: describe_format_error(&e, bytes.len()),
+                reason: one_line(&describe_format_error(&e, bytes.len())),
             })?;
+        // Names end up in error messages, which must stay on one line and not drive the terminal.
+        if let Some(name) = meta
+            .tensors()
+            .into_keys()
+            .find(|n| n.chars().any(char::is_control))
+        {
+            return Err(Error::Format {
+                path,
+                reason: format!("expected tensor names without control characters, found {name:?}"),
+            });
+        }
         let data_start = 8 + header_len;
         let mut entries = BTreeMap::new();
         for (name, info) in meta.tensors() {
@@ -208,6 +222,26 @@ impl Checkpoint {
         Ok(out)
     }
 
+    /// The first NaN or infinite value of a float tensor, with its flat index; `None` when all are
+    /// finite, or the tensor is absent or not F32/F16/BF16. Reads the bytes in place, allocating
+    /// nothing.
+    pub fn first_non_finite(&self, name: &str) -> Option<(usize, f32)> {
+        let entry = self.entries.get(name)?;
+        let raw = &self.bytes[entry.start..entry.end];
+        let find = |size: usize, value: &dyn Fn(&[u8]) -> f32| {
+            raw.chunks_exact(size)
+                .map(value)
+                .enumerate()
+                .find(|(_, v)| !v.is_finite())
+        };
+        match entry.dtype {
+            Dtype::F32 => find(4, &|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            Dtype::F16 => find(2, &|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            Dtype::BF16 => find(2, &|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            _ => None,
+        }
+    }
+
     /// A short comma-separated list of tensor names for error messages.
     pub fn name_list(&self, max: usize) -> String {
         let mut names: Vec<&str> = self.names().take(max).collect();
@@ -220,6 +254,31 @@ impl Checkpoint {
             names.join(", ")
         }
     }
+}
+
+/// A tensor whose data offsets point past the end of the file, found by a light parse of the header.
+///
+/// safetensors 0.8 adds the last tensor's end offset to the header length without a check: offsets
+/// that sum past `usize::MAX` (eight 2^61-byte tensors in a 200-byte file) panic with an overflow in
+/// builds with overflow checks. Any header this parse cannot read is left to the real parser, which
+/// reports it.
+fn offsets_past_end(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Offsets {
+        data_offsets: Option<(u64, u64)>,
+    }
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header = bytes.get(8..8usize.checked_add(usize::try_from(n).ok()?)?)?;
+    let data_len = (bytes.len() - 8 - header.len()) as u64;
+    let entries: BTreeMap<String, Offsets> = serde_json::from_slice(header).ok()?;
+    let (name, (start, end)) = entries
+        .iter()
+        .filter_map(|(name, e)| Some((name, e.data_offsets?)))
+        .find(|(_, (start, end))| *start > data_len || *end > data_len)?;
+    Some(format!(
+        "expected data offsets within the {data_len} bytes after the header, found [{start}, {end}] for tensor '{}'",
+        one_line(name)
+    ))
 }
 
 /// Turns the safetensors crate's error into a sentence saying what was expected and found.
@@ -277,4 +336,80 @@ pub fn write_f32(
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn offsets_summing_past_u64_are_refused_without_overflow() {
+        let big = (1u64 << 61) - 1;
+        let entries: Vec<String> = (0..8)
+            .map(|k| {
+                format!(
+                    r#""t{k}":{{"dtype":"U8","shape":[{big}],"data_offsets":[{},{}]}}"#,
+                    k * big,
+                    (k + 1) * big
+                )
+            })
+            .collect();
+        let bytes = file(&format!("{{{}}}", entries.join(",")), b"");
+        let e = Checkpoint::from_bytes(bytes, "x")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("expected data offsets within the 0 bytes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_names_and_header_errors_stay_escaped() {
+        let h = r#"{"fc.we\nig\u001bht":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+        let e = Checkpoint::from_bytes(file(h, &[0; 4]), "x")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(r#"found "fc.we\nig\u{1b}ht""#), "{e}");
+        let h = r#"{"t":{"dtype":"F\n32","shape":[1],"data_offsets":[0,4]}}"#;
+        let e = Checkpoint::from_bytes(file(h, &[0; 4]), "x")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!e.contains('\n') && e.contains(r#"F\n32"#), "{e}");
+    }
+
+    #[test]
+    fn non_finite_values_are_found_in_every_float_dtype() {
+        let ck = |dtype: &str, data: &[u8]| {
+            let h = format!(
+                r#"{{"t":{{"dtype":"{dtype}","shape":[2],"data_offsets":[0,{}]}}}}"#,
+                data.len()
+            );
+            Checkpoint::from_bytes(file(&h, data), "x").unwrap()
+        };
+        let f32s: Vec<u8> = [1.0f32, f32::NAN]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert!(ck("F32", &f32s).first_non_finite("t").unwrap().1.is_nan());
+        assert_eq!(
+            ck("F16", &[0, 0x3c, 0, 0x7c]).first_non_finite("t"),
+            Some((1, f32::INFINITY))
+        );
+        assert_eq!(
+            ck("BF16", &[0x80, 0xff, 0, 0]).first_non_finite("t"),
+            Some((0, f32::NEG_INFINITY))
+        );
+        assert_eq!(ck("F32", &[0; 8]).first_non_finite("t"), None);
+    }
 }

@@ -19,6 +19,16 @@ pub fn class_names(meta: &HashMap<String, String>, classes: usize) -> Result<Vec
                 "'{METADATA_KEY}' metadata: expected a JSON array of strings, found: {e}"
             ))
         })?;
+        if let Some((i, name)) = names
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.chars().any(char::is_control))
+        {
+            return Err(Error::Config(format!(
+                "'{METADATA_KEY}' metadata: expected printable class names, found control characters in name {i} (\"{}\")",
+                crate::error::one_line(name)
+            )));
+        }
         if names.len() != classes {
             return Err(Error::Config(format!(
                 "'{METADATA_KEY}' metadata: expected {classes} names, found {}",
@@ -54,5 +64,15 @@ mod tests {
             .to_string()
             .contains("expected 3 names, found 2"));
         assert_eq!(class_names(&HashMap::new(), 3).unwrap()[2], "class 2");
+        let meta = [(
+            METADATA_KEY.to_string(),
+            "[\"ok\",\"bad\\n\\u001b[2J\"]".to_string(),
+        )]
+        .into();
+        let e = class_names(&meta, 2).unwrap_err().to_string();
+        assert!(
+            e.contains("control characters in name 1") && !e.contains('\n'),
+            "{e}"
+        );
     }
 }

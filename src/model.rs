@@ -36,6 +36,9 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// A parameter as a state dict holds it: key, shape, values.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// Prefixes that wrappers add to every key (DataParallel's `module.`, some training loops' `model.`).
 const KNOWN_PREFIXES: [&str; 3] = ["", "module.", "model."];
 
@@ -134,38 +137,22 @@ impl Model {
         }
     }
 
-    /// Every parameter the network reads, proven present with the right shape and dtype, and no
-    /// tensor left over.
+    /// Every parameter the network reads, proven present with the right shape and dtype and free of
+    /// NaN and infinity, and no tensor left over.
     fn check_checkpoint(&self) -> Result<()> {
         let Params::Checkpoint { ck, prefix } = &self.params else {
             return Ok(());
         };
-        let mut keys = ShapeOnly::default();
+        // Each key is checked as the builder asks for it, so a config that does not fit stops at its
+        // first missing tensor instead of first listing every key of a possibly huge network.
+        let mut keys = CheckedKeys {
+            ck,
+            prefix,
+            arch: &self.name,
+            used: HashSet::new(),
+        };
         graph::build(&self.config, &mut keys, 64, 64)?;
-        let mut used = HashSet::new();
-        for (k, shape) in &keys.keys {
-            let full = format!("{prefix}{k}");
-            let found = ck.shape(&full).ok_or_else(|| Error::Architecture {
-                arch: self.name.clone(),
-                detail: format!("expected tensor '{full}' of shape {shape:?}, found none"),
-            })?;
-            if found != shape.as_slice() {
-                return Err(Error::Architecture {
-                    arch: self.name.clone(),
-                    detail: format!("tensor '{full}': expected shape {shape:?}, found {found:?}"),
-                });
-            }
-            if !ck.is_float(&full) {
-                return Err(Error::Architecture {
-                    arch: self.name.clone(),
-                    detail: format!(
-                        "tensor '{full}': expected dtype F32, F16 or BF16, found {}",
-                        ck.dtype(&full).unwrap_or_default()
-                    ),
-                });
-            }
-            used.insert(full);
-        }
+        let used = keys.used;
         if let Some(extra) = ck
             .names()
             .find(|n| !used.contains(*n) && !n.ends_with("num_batches_tracked"))
@@ -188,7 +175,7 @@ impl Model {
 
     /// The unfolded parameters under their checkpoint keys (as a PyTorch state dict holds them,
     /// without the `num_batches_tracked` counters), in build order.
-    pub fn state_dict(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn state_dict(&self) -> Result<Vec<NamedTensor>> {
         let mut keys = ShapeOnly::default();
         graph::build(&self.config, &mut keys, 64, 64)?;
         let mut out = Vec::with_capacity(keys.keys.len());
@@ -238,6 +225,53 @@ fn matching_preset(config: &Res2NetConfig) -> Option<String> {
         .into_iter()
         .find(|p| &p.config == config)
         .map(|p| p.name.to_string())
+}
+
+/// A shape-only source that proves every key the builder asks for is in the checkpoint with the right
+/// shape and dtype and only finite values, and records the keys it saw.
+struct CheckedKeys<'a> {
+    ck: &'a Checkpoint,
+    prefix: &'a str,
+    arch: &'a str,
+    used: HashSet<String>,
+}
+
+impl ParamSource for CheckedKeys<'_> {
+    fn fetch(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (ck, full) = (self.ck, format!("{}{key}", self.prefix));
+        let found = ck.shape(&full).ok_or_else(|| Error::Architecture {
+            arch: self.arch.to_string(),
+            detail: format!("expected tensor '{full}' of shape {shape:?}, found none"),
+        })?;
+        if found != shape {
+            return Err(Error::Architecture {
+                arch: self.arch.to_string(),
+                detail: format!("tensor '{full}': expected shape {shape:?}, found {found:?}"),
+            });
+        }
+        if !ck.is_float(&full) {
+            return Err(Error::Architecture {
+                arch: self.arch.to_string(),
+                detail: format!(
+                    "tensor '{full}': expected dtype F32, F16 or BF16, found {}",
+                    ck.dtype(&full).unwrap_or_default()
+                ),
+            });
+        }
+        if let Some((i, v)) = ck.first_non_finite(&full) {
+            return Err(Error::tensor(
+                format!("{}: tensor '{full}'", ck.path().display()),
+                "finite values",
+                format!("{v} at flat index {i}"),
+            ));
+        }
+        self.used.insert(full);
+        Ok(Vec::new())
+    }
+
+    fn has_values(&self) -> bool {
+        false
+    }
 }
 
 /// Reads parameters from a checkpoint, turning every mismatch into an architecture error.

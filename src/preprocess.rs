@@ -55,12 +55,13 @@ impl Preprocess {
         };
         let p: Preprocess = serde_json::from_str(json).map_err(|e| {
             Error::Config(format!(
-                "'{METADATA_KEY}' metadata: expected preprocessing settings in JSON, found: {e}"
+                "'{METADATA_KEY}' metadata: expected preprocessing settings in JSON, found: {}",
+                crate::error::one_line(&e.to_string())
             ))
         })?;
         if p.interpolation != "bilinear" {
             return Err(Error::Config(format!(
-                "'{METADATA_KEY}' metadata: expected interpolation \"bilinear\", found \"{}\"",
+                "'{METADATA_KEY}' metadata: expected interpolation \"bilinear\", found {:?}",
                 p.interpolation
             )));
         }
@@ -70,10 +71,12 @@ impl Preprocess {
             .all(|&s| (1..=crate::graph::MAX_INPUT_SIDE).contains(&s))
             && p.crop_pct > 0.0
             && p.crop_pct <= 1.0
-            && p.std.iter().all(|s| *s > 0.0);
+            && p.std.iter().all(|s| *s > 0.0 && s.is_finite())
+            && p.mean.iter().all(|m| m.is_finite());
         if !valid {
             return Err(Error::Config(format!(
-                "'{METADATA_KEY}' metadata: expected sizes >= 1, crop_pct in (0, 1] and positive std, found {p:?}"
+                "'{METADATA_KEY}' metadata: expected sizes in 1..={}, crop_pct in (0, 1], finite mean and positive finite std, found {p:?}",
+                crate::graph::MAX_INPUT_SIDE
             )));
         }
         Ok(Some(p))
@@ -102,14 +105,16 @@ impl Preprocess {
                 ((tw as f32 / self.crop_pct).floor() as usize).max(tw),
             )
         };
-        let resized = resize(img, rh, rw);
         // torchvision CenterCrop: offsets rounded half to even like Python's round().
         let top = ((rh - th) as f64 / 2.0).round_ties_even() as usize;
         let left = ((rw - tw) as f64 / 2.0).round_ties_even() as usize;
+        // Only the crop is computed: an extreme aspect ratio (a 4096x1 image resizes to 256 x 1M)
+        // must not cost the whole resized image.
+        let cropped = resize_window(img, rh, rw, top..top + th, left..left + tw);
         let mut out = Vec::with_capacity(3 * th * tw);
         for c in 0..3 {
             for y in 0..th {
-                let row = &resized.data[(c * rh + top + y) * rw + left..][..tw];
+                let row = &cropped.data[(c * th + y) * tw..][..tw];
                 out.extend(row.iter().map(|v| (v - self.mean[c]) / self.std[c]));
             }
         }
@@ -134,6 +139,10 @@ pub fn load_image(path: &Path) -> Result<RgbPlanes> {
         .map_err(|found| Error::input(path.display().to_string(), "a PNG or JPEG image", found))
 }
 
+/// Most pixels a decoded image may have (8192 x 8192): decoding then costs at most about 1.6 GB (the
+/// decoded image, its f32 copy and the f32 planes).
+pub const MAX_PIXELS: u64 = 1 << 26;
+
 /// Decodes PNG or JPEG bytes; the error says what was found instead.
 pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbPlanes, String> {
     if bytes.is_empty() {
@@ -144,16 +153,24 @@ pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbPlanes, String> {
     if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
         return Err(format!("a {format:?} image"));
     }
+    // Refuse decompression bombs before allocating: the header's size first (a 33 KB 1-bit PNG can
+    // declare 16384 x 16384 pixels, 3 GB once converted to f32), then the decoder's own limits.
+    let (w, h) = image::ImageReader::with_format(std::io::Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| broken(format, &e))?;
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(format!(
+            "a {w}x{h} image ({} pixels, more than the {MAX_PIXELS} allowed)",
+            u64::from(w) * u64::from(h)
+        ));
+    }
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
-    // Refuse decompression bombs before allocating.
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(16384);
     limits.max_image_height = Some(16384);
     limits.max_alloc = Some(1 << 30);
     reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| format!("a broken {format:?} file ({e})"))?;
+    let img = reader.decode().map_err(|e| broken(format, &e))?;
     let rgb = img.to_rgb32f();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if w == 0 || h == 0 {
@@ -168,12 +185,34 @@ pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbPlanes, String> {
     Ok(RgbPlanes { h, w, data })
 }
 
+/// A decoder error as one line: some decoders put newlines in their messages, and the command prints
+/// exactly one line per error.
+fn broken(format: image::ImageFormat, e: &image::ImageError) -> String {
+    let msg = e.to_string();
+    format!(
+        "a broken {format:?} file ({})",
+        msg.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
+}
+
 /// Separable bilinear resize with PIL's triangle filter: antialiased (support widened by the scale)
 /// when shrinking, identical to `torch.nn.functional.interpolate(mode="bilinear",
 /// align_corners=False)` when enlarging.
 pub fn resize(img: &RgbPlanes, oh: usize, ow: usize) -> RgbPlanes {
-    let wx = filter_weights(img.w, ow);
-    let wy = filter_weights(img.h, oh);
+    resize_window(img, oh, ow, 0..oh, 0..ow)
+}
+
+/// The rows `ys` and columns `xs` of [`resize`]`(img, oh, ow)`, computing nothing else.
+fn resize_window(
+    img: &RgbPlanes,
+    oh: usize,
+    ow: usize,
+    ys: std::ops::Range<usize>,
+    xs: std::ops::Range<usize>,
+) -> RgbPlanes {
+    let wx = filter_weights(img.w, ow, xs);
+    let wy = filter_weights(img.h, oh, ys);
+    let (oh, ow) = (wy.len(), wx.len());
     let mut tmp = vec![0.0f32; 3 * img.h * ow];
     for c in 0..3 {
         for y in 0..img.h {
@@ -199,12 +238,17 @@ pub fn resize(img: &RgbPlanes, oh: usize, ow: usize) -> RgbPlanes {
     RgbPlanes { h: oh, w: ow, data }
 }
 
-/// For each output index: the first input index and the normalized weights from there on.
-fn filter_weights(input: usize, output: usize) -> Vec<(usize, Vec<f32>)> {
+/// For each output index in `range` (of `output`): the first input index and the normalized weights
+/// from there on.
+fn filter_weights(
+    input: usize,
+    output: usize,
+    range: std::ops::Range<usize>,
+) -> Vec<(usize, Vec<f32>)> {
     let scale = input as f64 / output as f64;
     let filter_scale = scale.max(1.0);
     let support = filter_scale;
-    (0..output)
+    range
         .map(|o| {
             let center = (o as f64 + 0.5) * scale;
             let lo = ((center - support + 0.5).floor().max(0.0)) as usize;
@@ -273,6 +317,79 @@ mod tests {
             "{:?}",
             out.data
         );
+    }
+
+    #[test]
+    fn a_window_of_the_resize_equals_the_crop_of_the_whole() {
+        let (h, w) = (7, 11);
+        let data: Vec<f32> = (0..3 * h * w)
+            .map(|i| ((i * 37) % 101) as f32 / 101.0)
+            .collect();
+        let img = RgbPlanes { h, w, data };
+        for (oh, ow) in [(5, 9), (20, 13), (3, 30)] {
+            let whole = resize(&img, oh, ow);
+            let (ys, xs) = (1..oh - 1, 2..ow - 1);
+            let win = resize_window(&img, oh, ow, ys.clone(), xs.clone());
+            assert_eq!((win.h, win.w), (ys.len(), xs.len()));
+            for c in 0..3 {
+                for (y, yy) in ys.clone().enumerate() {
+                    for (x, xx) in xs.clone().enumerate() {
+                        assert_eq!(
+                            win.data[(c * win.h + y) * win.w + x],
+                            whole.data[(c * oh + yy) * ow + xx]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_extreme_aspect_ratio_costs_only_the_crop() {
+        // 4096 x 1 resizes to 256 x 1048576 before the centre crop; only the crop is computed.
+        let img = RgbPlanes {
+            h: 1,
+            w: 4096,
+            data: vec![0.485; 3 * 4096],
+        };
+        let out = Preprocess::imagenet().apply(&img);
+        assert_eq!(out.len(), 3 * 224 * 224);
+        assert!(out[..224 * 224].iter().all(|v| v.abs() < 1e-5));
+    }
+
+    #[test]
+    fn a_huge_declared_size_is_refused_before_decoding() {
+        // A PNG declaring 16384 x 16384 grey pixels, with an empty IDAT.
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let ihdr = [
+            &16384u32.to_be_bytes()[..],
+            &16384u32.to_be_bytes(),
+            &[1, 0, 0, 0, 0],
+        ]
+        .concat();
+        for (kind, data) in [(&b"IHDR"[..], &ihdr[..]), (b"IDAT", b""), (b"IEND", b"")] {
+            let body = [kind, data].concat();
+            png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            png.extend_from_slice(&body);
+            png.extend_from_slice(&crc32(&body).to_be_bytes());
+        }
+        let e = decode_image(&png).unwrap_err();
+        assert!(e.contains("268435456 pixels"), "{e}");
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in bytes {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
     }
 
     #[test]

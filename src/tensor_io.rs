@@ -22,7 +22,15 @@ pub const INPUT_NAME: &str = "input";
 /// Reads and checks an input tensor file.
 pub fn read_input(path: impl AsRef<Path>) -> Result<InputBatch> {
     let path = path.as_ref();
-    let ck = Checkpoint::open(path)?;
+    input_from(Checkpoint::open(path)?, path)
+}
+
+/// Reads and checks an input tensor file held in memory; `name` is used in error messages.
+pub fn read_input_bytes(bytes: Vec<u8>, name: &str) -> Result<InputBatch> {
+    input_from(Checkpoint::from_bytes(bytes, name)?, Path::new(name))
+}
+
+fn input_from(ck: Checkpoint, path: &Path) -> Result<InputBatch> {
     let ctx = format!("{}: tensor '{INPUT_NAME}'", path.display());
     let Some(shape) = ck.shape(INPUT_NAME).map(<[usize]>::to_vec) else {
         return Err(Error::input(

@@ -153,3 +153,24 @@ fn runs_create_no_lasting_gpu_resources() {
     eprintln!("(buffers, bind groups, pipelines, buffer bytes) before {before:?}, after {after:?}");
     assert_eq!(before, after, "GPU resources grew over 200 runs");
 }
+
+#[test]
+fn tiny_inputs_run_where_pytorch_runs_them() {
+    // An avg-down network at 16x16 reaches layer4 with a 1x1 map, where the ceil-mode downsample pool
+    // still gives one output (as in PyTorch); a 1x1 input runs too.
+    let model = Model::from_config(&arch::preset("res2net50d").unwrap(), 4).unwrap();
+    for (h, w) in [(16, 16), (1, 1), (9, 17)] {
+        let graph = model.graph(h, w).unwrap();
+        let input = random(3 * h * w, 6);
+        let cpu_out = cpu::forward(&graph, &input, 1).unwrap();
+        let Some(ctx) = context() else { continue };
+        let gpu_out = Session::new(&ctx, &graph, 1).unwrap().run(&input).unwrap();
+        gpu_common::assert_close(
+            &format!("res2net50d at {h}x{w}"),
+            &gpu_out.logits,
+            &cpu_out.logits,
+            1e-4,
+            1e-4,
+        );
+    }
+}

@@ -200,6 +200,24 @@ impl Builder<'_> {
                     }
                     bias[o] = (f64::from(bias[o]) * scale[o] + shift[o]) as f32;
                 }
+                // Finite parameters can still fold to NaN or infinity: a negative running_var under
+                // the square root, or a huge gamma over a tiny variance.
+                let bad = (0..spec.cout).find(|&o| {
+                    !bias[o].is_finite()
+                        || weight[o * per_out..(o + 1) * per_out]
+                            .iter()
+                            .any(|v| !v.is_finite())
+                });
+                if let Some(o) = bad {
+                    return Err(Error::tensor(
+                        format!("BatchNorm '{bn}' folded into '{}'", spec.key),
+                        "finite folded weights (running_var >= 0, gamma / sqrt(running_var + 1e-5) within f32)",
+                        format!(
+                            "a non-finite value in output channel {o} (scale {:e}, shift {:e})",
+                            scale[o], shift[o]
+                        ),
+                    ));
+                }
             }
         }
         Ok((weight, bias))
@@ -300,6 +318,7 @@ impl Builder<'_> {
         Ok(t)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn pool_new(
         &mut self,
         name: &str,

@@ -206,19 +206,42 @@ pub fn out_size(
     pad: usize,
     ceil_mode: bool,
 ) -> Option<usize> {
-    let padded = input + 2 * pad;
-    if padded < kernel || stride == 0 {
+    if input == 0 || stride == 0 {
         return None;
     }
-    let span = padded - kernel;
+    // Signed: in ceil mode a window larger than the padded input still gives one output.
+    let span = (input + 2 * pad) as i64 - kernel as i64;
+    let stride = stride as i64;
     let mut out = if ceil_mode {
-        span.div_ceil(stride) + 1
+        span.div_euclid(stride) + i64::from(span.rem_euclid(stride) != 0) + 1
     } else {
-        span / stride + 1
+        span.div_euclid(stride) + 1
     };
     // PyTorch: in ceil mode the last window must start inside the input or left padding.
-    if ceil_mode && (out - 1) * stride >= input + pad {
+    if ceil_mode && out > 1 && (out - 1) * stride >= (input + pad) as i64 {
         out -= 1;
     }
-    Some(out)
+    usize::try_from(out).ok().filter(|&o| o >= 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::out_size;
+
+    #[test]
+    fn output_sizes_follow_pytorch() {
+        // conv / pool without ceil: floor((H + 2p - k) / s) + 1; nothing when the window does not fit.
+        assert_eq!(out_size(224, 7, 2, 3, false), Some(112));
+        assert_eq!(out_size(7, 3, 2, 1, false), Some(4));
+        assert_eq!(out_size(1, 3, 2, 1, false), Some(1));
+        assert_eq!(out_size(1, 3, 1, 0, false), None);
+        // AvgPool2d(2, 2, ceil_mode=True): ceil(H / 2), one output even for a 1x1 input.
+        assert_eq!(out_size(7, 2, 2, 0, true), Some(4));
+        assert_eq!(out_size(8, 2, 2, 0, true), Some(4));
+        assert_eq!(out_size(1, 2, 2, 0, true), Some(1));
+        // MaxPool2d(3, 2, 1, ceil_mode=True): 6 -> 4 and 5 -> 3 (checked against PyTorch).
+        assert_eq!(out_size(6, 3, 2, 1, true), Some(4));
+        assert_eq!(out_size(5, 3, 2, 1, true), Some(3));
+        assert_eq!(out_size(0, 1, 1, 0, false), None);
+    }
 }
