@@ -1,6 +1,6 @@
 //! Per-conv GPU time of a preset under each conv kernel family, to compare kernels shape by shape.
 //!
-//! `cargo run --release --example conv_profile -- res2net50_26w_4s 224 1 [direct|gemm|auto ...]`
+//! `cargo run --release --example conv_profile -- res2net50_26w_4s 224 1 [direct|gemm64|gemm64k8|gemm32|row3|auto ...]`
 
 use res2net_wgpu::gpu::tune::ConvKernel;
 use res2net_wgpu::gpu::{GpuContext, Session, SessionOptions};
@@ -20,6 +20,7 @@ fn main() -> Result<(), res2net_wgpu::Error> {
             "gemm64" => ConvKernel::Gemm64x16,
             "gemm32" => ConvKernel::Gemm32x32,
             "gemm64k8" => ConvKernel::Gemm64x16K8,
+            "row3" => ConvKernel::GemmRow3x3,
             _ => ConvKernel::Auto,
         })
         .collect();
@@ -32,22 +33,28 @@ fn main() -> Result<(), res2net_wgpu::Error> {
     let graph = model.graph(size, size)?;
     let ctx = GpuContext::new()?;
     let input = random_input(batch, size, size, 7);
-    let mut times: Vec<Vec<f64>> = Vec::new();
-    for &k in &kinds {
-        let opts = SessionOptions {
-            conv_kernel: k,
-            ..Default::default()
-        };
-        let s = Session::with_options(&ctx, &graph, batch, &opts)?;
-        s.run(&input.data)?;
-        let mut best: Vec<f64> = vec![f64::MAX; graph.nodes.len()];
-        for _ in 0..3 {
+    let sessions = kinds
+        .iter()
+        .map(|&k| {
+            let opts = SessionOptions {
+                conv_kernel: k,
+                ..Default::default()
+            };
+            let s = Session::with_options(&ctx, &graph, batch, &opts)?;
+            s.run(&input.data)?;
+            Ok(s)
+        })
+        .collect::<Result<Vec<_>, res2net_wgpu::Error>>()?;
+    // The per-op minimum over rounds that interleave the families, so that a busy machine slows
+    // them alike.
+    let mut times: Vec<Vec<f64>> = vec![vec![f64::MAX; graph.nodes.len()]; kinds.len()];
+    for _ in 0..5 {
+        for (s, best) in sessions.iter().zip(&mut times) {
             let p = s.profile(&input.data)?;
             for (b, o) in best.iter_mut().zip(&p.ops) {
                 *b = b.min(o.ms);
             }
         }
-        times.push(best);
     }
     let mut totals = vec![0.0; kinds.len()];
     for (i, node) in graph.nodes.iter().enumerate() {

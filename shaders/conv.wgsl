@@ -50,6 +50,8 @@ override HAS_ADD: bool = false;
 override HAS_RES: bool = false;
 
 @group(0) @binding(0) var<storage, read_write> act: array<f32>;
+// Weights then biases. The f16-weight variant of this shader (generated in src/gpu/kernels.rs) declares
+// them as f16; every read converts to f32, so all products and sums stay f32.
 @group(0) @binding(1) var<storage, read> wts: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: ConvParams;
 
@@ -133,7 +135,7 @@ fn conv_direct(@builtin(global_invocation_id) gid: vec3<u32>) {
             let row = src_base + c_off + u32(iy) * p.in_w;
             let add_row = add_base + c_off + u32(iy) * p.in_w;
             for (var kx = 0u; kx < p.kw; kx++) {
-                let w = wts[w_idx];
+                let w = vec4<f32>(wts[w_idx]);
                 w_idx++;
                 let ix = ix0 + i32(kx);
                 acc0 += w * tap(row, add_row, ix);
@@ -144,7 +146,7 @@ fn conv_direct(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 
-    let bias = wts[p.bias_off + gid.y];
+    let bias = vec4<f32>(wts[p.bias_off + gid.y]);
     let co0 = g * p.cout_g + blk * 4u;
     let valid = min(4u, p.cout_g - blk * 4u);
     let pix = oy * p.out_w + ox0;
@@ -192,8 +194,8 @@ fn conv_1x1(@builtin(global_invocation_id) gid: vec3<u32>) {
         hi[j] = vec4<f32>(0.0);
     }
     for (var ci = 0u; ci < p.cin_g; ci++) {
-        let w0 = wts[w_idx];
-        let w1 = wts[w_idx + 1u];
+        let w0 = vec4<f32>(wts[w_idx]);
+        let w1 = vec4<f32>(wts[w_idx + 1u]);
         w_idx += 2u;
         let b = src_base + ci * plane;
         let a = add_base + ci * plane;
@@ -207,8 +209,8 @@ fn conv_1x1(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 
-    let bias_lo = wts[p.bias_off + gid.y * 2u];
-    let bias_hi = wts[p.bias_off + gid.y * 2u + 1u];
+    let bias_lo = vec4<f32>(wts[p.bias_off + gid.y * 2u]);
+    let bias_hi = vec4<f32>(wts[p.bias_off + gid.y * 2u + 1u]);
     let co0 = g * p.cout_g + blk * 8u;
     let valid = min(8u, p.cout_g - blk * 8u);
     for (var j = 0u; j < 8u; j++) {

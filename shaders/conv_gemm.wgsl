@@ -57,6 +57,8 @@ override ALIGNED: bool = false;
 override K8: bool = false;
 
 @group(0) @binding(0) var<storage, read_write> act: array<vec4<f32>>;
+// Weights then biases. The f16-weight variant of this shader (generated in src/gpu/kernels.rs) declares
+// them as f16; every read converts to f32, so all products and sums stay f32.
 @group(0) @binding(1) var<storage, read> wts: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: ConvParams;
 
@@ -193,7 +195,7 @@ fn conv_gemm(
                 let r1 = rows8(min(ci0 + 4u + kq, last_c), src_base, add_base, in_plane, p0 + half * 8u, &off, &inside);
                 var w: array<vec4<f32>, 16>;
                 for (var i = 0u; i < 16u; i++) {
-                    w[i] = wts[w_idx + i];
+                    w[i] = vec4<f32>(wts[w_idx + i]);
                 }
                 w_idx += 16u;
                 quad8(&acc, 0u, &w, subgroupBroadcast(r0[0], 0u), subgroupBroadcast(r0[0], 2u),
@@ -244,7 +246,7 @@ fn conv_gemm(
             }
             var w: array<vec4<f32>, 8>;
             for (var i = 0u; i < 8u; i++) {
-                w[i] = wts[w_idx + i];
+                w[i] = vec4<f32>(wts[w_idx + i]);
             }
             // Lane 2c holds input channel c at pixels 0..7 (xa: 0..3, xb: 4..7), lane 2c + 1 at 8..15.
             quad(&acc, 0u, &w, subgroupBroadcast(xa, 0u), subgroupBroadcast(xa, 2u),
@@ -263,8 +265,8 @@ fn conv_gemm(
     if (co_l >= p.cout_g) {
         return;
     }
-    let b0 = wts[p.bias_off + lb * 2u];
-    let b1 = wts[p.bias_off + lb * 2u + 1u];
+    let b0 = vec4<f32>(wts[p.bias_off + lb * 2u]);
+    let b1 = vec4<f32>(wts[p.bias_off + lb * 2u + 1u]);
     let valid = min(8u, p.cout_g - co_l);
     let co0 = g * p.cout_g + co_l;
     // Output channel co0, pixel p0.
@@ -388,7 +390,7 @@ fn conv_gemm_32(
             }
             var w: array<vec4<f32>, 4>;
             for (var i = 0u; i < 4u; i++) {
-                w[i] = wts[w_idx + i];
+                w[i] = vec4<f32>(wts[w_idx + i]);
             }
             w_idx += 4u;
             // Lane 2c holds input channel c at pixels 0..15 (x[0..3]), lane 2c + 1 at 16..31.
@@ -415,7 +417,7 @@ fn conv_gemm_32(
     if (co_l >= p.cout_g) {
         return;
     }
-    let b = wts[p.bias_off + lb];
+    let b = vec4<f32>(wts[p.bias_off + lb]);
     let valid = min(4u, p.cout_g - co_l);
     let co0 = g * p.cout_g + co_l;
     let dst_base = p.dst_off + n * p.dst_bs + co0 * plane + p0;
@@ -454,4 +456,183 @@ fn conv_gemm_32(
     put32(dst_base, res_base, plane, valid, live, 29u, acc[29] + b);
     put32(dst_base, res_base, plane, valid, live, 30u, acc[30] + b);
     put32(dst_base, res_base, plane, valid, live, 31u, acc[31] + b);
+}
+
+// 3x3, stride 1, padding 1 (output the size of the input), row-wise: 32 output channels x 2 row
+// segments of 16 pixels per subgroup (half 0 of the lanes loads segment 2 * wg.x, half 1 the next;
+// `x_blocks` is the number of 16-pixel segments per output row). For each kernel row and step of 4
+// input channels a lane loads the 24 input columns around its segment once (6 vec4s when ALIGNED:
+// every row starts 16-byte aligned; else the 18 columns it needs one by one) and reuses them for the
+// 3 taps of that row by shifting in registers, instead of gathering 16 values per tap. Weights are
+// packed as for conv_gemm_32.
+
+// Pixels 4i..4i+3 of the segment at kernel column kx: window columns 4i + kx + 3 .. 4i + kx + 6.
+fn shifted(win: ptr<function, array<vec4<f32>, 6>>, i: u32, kx: u32) -> vec4<f32> {
+    let a = (*win)[i];
+    let b = (*win)[i + 1u];
+    let c = (*win)[i + 2u];
+    if (kx == 0u) {
+        return vec4<f32>(a.w, b.x, b.y, b.z);
+    }
+    if (kx == 1u) {
+        return b;
+    }
+    return vec4<f32>(b.y, b.z, b.w, c.x);
+}
+
+// The 4 x 32 FMAs of one tap: x[0..3] are this lane's pixels 0..15 of its segment.
+fn row_tap(acc: ptr<function, array<vec4<f32>, 32>>, w_at: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) {
+    var w: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        w[i] = vec4<f32>(wts[w_at + i]);
+    }
+    quad32(acc, 0u, &w, subgroupBroadcast(x0, 0u), subgroupBroadcast(x0, 2u),
+        subgroupBroadcast(x0, 4u), subgroupBroadcast(x0, 6u));
+    quad32(acc, 4u, &w, subgroupBroadcast(x1, 0u), subgroupBroadcast(x1, 2u),
+        subgroupBroadcast(x1, 4u), subgroupBroadcast(x1, 6u));
+    quad32(acc, 8u, &w, subgroupBroadcast(x2, 0u), subgroupBroadcast(x2, 2u),
+        subgroupBroadcast(x2, 4u), subgroupBroadcast(x2, 6u));
+    quad32(acc, 12u, &w, subgroupBroadcast(x3, 0u), subgroupBroadcast(x3, 2u),
+        subgroupBroadcast(x3, 4u), subgroupBroadcast(x3, 6u));
+    quad32(acc, 16u, &w, subgroupBroadcast(x0, 1u), subgroupBroadcast(x0, 3u),
+        subgroupBroadcast(x0, 5u), subgroupBroadcast(x0, 7u));
+    quad32(acc, 20u, &w, subgroupBroadcast(x1, 1u), subgroupBroadcast(x1, 3u),
+        subgroupBroadcast(x1, 5u), subgroupBroadcast(x1, 7u));
+    quad32(acc, 24u, &w, subgroupBroadcast(x2, 1u), subgroupBroadcast(x2, 3u),
+        subgroupBroadcast(x2, 5u), subgroupBroadcast(x2, 7u));
+    quad32(acc, 28u, &w, subgroupBroadcast(x3, 1u), subgroupBroadcast(x3, 3u),
+        subgroupBroadcast(x3, 5u), subgroupBroadcast(x3, 7u));
+}
+
+@compute @workgroup_size(8, 1, 1)
+fn conv_gemm_row3(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let n = wg.z;
+    let plane = p.out_h * p.out_w;
+    let in_plane = p.in_h * p.in_w;
+    let g = wg.y / p.cout_blocks;
+    let blk = wg.y % p.cout_blocks;
+    let kq = lane >> 1u;
+    let half = lane & 1u;
+    let cin4 = (p.cin_g + 3u) & ~3u;
+    let lb = wg.y * 8u + lane;
+    let w_base = lb * 9u * cin4;
+    let src_base = p.src_off + n * p.src_bs + g * p.cin_g * in_plane;
+    let add_base = p.add_off + n * p.add_bs + g * p.cin_g * in_plane;
+    let last_c = p.cin_g - 1u;
+
+    // This lane's segment: output row oy, columns ox0..ox0+15 (rows past the plane load nothing).
+    let seg = wg.x * 2u + half;
+    let oy = seg / p.x_blocks;
+    let ox0 = (seg % p.x_blocks) * 16u;
+    // Window column k*4 + c is input column ox0 - 4 + 4k + c.
+    var colok: array<vec4<bool>, 6>;
+    for (var k = 0u; k < 6u; k++) {
+        let c0 = i32(ox0) - 4 + i32(4u * k);
+        let c = vec4<i32>(c0, c0 + 1, c0 + 2, c0 + 3);
+        colok[k] = c >= vec4<i32>(0) & c < vec4<i32>(i32(p.in_w));
+    }
+
+    var acc: array<vec4<f32>, 32>;
+    for (var ky = 0u; ky < 3u; ky++) {
+        let iy = i32(oy + ky) - 1;
+        let row_ok = iy >= 0 && iy < i32(p.in_h) && oy < p.out_h;
+        let row_off = u32(max(iy, 0)) * p.in_w;
+        for (var ci0 = 0u; ci0 < cin4; ci0 += 4u) {
+            let ci = min(ci0 + kq, last_c);
+            var win: array<vec4<f32>, 6>;
+            if (ALIGNED) {
+                // Window start ox0 - 4 is a multiple of 4; at ox0 = 0 it reads the previous row (or
+                // nothing), masked below.
+                let b = i32((src_base + ci * in_plane + row_off + ox0) >> 2u) - 1;
+                let a = i32((add_base + ci * in_plane + row_off + ox0) >> 2u) - 1;
+                for (var k = 0u; k < 6u; k++) {
+                    var v = act[u32(max(b + i32(k), 0))];
+                    if (HAS_ADD) {
+                        v += act[u32(max(a + i32(k), 0))];
+                    }
+                    win[k] = select(vec4<f32>(0.0), v, colok[k] & vec4<bool>(row_ok));
+                }
+            } else {
+                var v: array<f32, 24>;
+                let row = src_base + ci * in_plane + row_off;
+                let arow = add_base + ci * in_plane + row_off;
+                for (var c = 3u; c < 21u; c++) {
+                    let col = i32(ox0) - 4 + i32(c);
+                    let ok = row_ok && col >= 0 && col < i32(p.in_w);
+                    let at = select(0u, u32(col), ok);
+                    var x = ld(row + at);
+                    if (HAS_ADD) {
+                        x += ld(arow + at);
+                    }
+                    v[c] = select(0.0, x, ok);
+                }
+                for (var k = 0u; k < 6u; k++) {
+                    win[k] = vec4<f32>(v[4u * k], v[4u * k + 1u], v[4u * k + 2u], v[4u * k + 3u]);
+                }
+            }
+            for (var kx = 0u; kx < 3u; kx++) {
+                let w_at = w_base + (ky * 3u + kx) * cin4 + ci0;
+                row_tap(&acc, w_at, shifted(&win, 0u, kx), shifted(&win, 1u, kx),
+                    shifted(&win, 2u, kx), shifted(&win, 3u, kx));
+            }
+        }
+    }
+
+    let co_l = blk * 32u + lane * 4u;
+    if (co_l >= p.cout_g) {
+        return;
+    }
+    let b = vec4<f32>(wts[p.bias_off + lb]);
+    let valid = min(4u, p.cout_g - co_l);
+    let co0 = g * p.cout_g + co_l;
+    // Segment of pixels 0..15 (even lanes' half) and of 16..31 (odd lanes' half).
+    let s0 = wg.x * 2u;
+    let oy0 = s0 / p.x_blocks;
+    let ox00 = (s0 % p.x_blocks) * 16u;
+    let oy1 = (s0 + 1u) / p.x_blocks;
+    let ox01 = ((s0 + 1u) % p.x_blocks) * 16u;
+    let live0 = select(0u, min(16u, p.out_w - ox00), oy0 < p.out_h);
+    let live1 = select(0u, min(16u, p.out_w - ox01), oy1 < p.out_h);
+    let q0 = oy0 * p.out_w + ox00;
+    let q1 = oy1 * p.out_w + ox01;
+    let d0 = p.dst_off + n * p.dst_bs + co0 * plane + q0;
+    let r0 = p.res_off + n * p.res_bs + co0 * plane + q0;
+    let d1 = p.dst_off + n * p.dst_bs + co0 * plane + q1;
+    let r1 = p.res_off + n * p.res_bs + co0 * plane + q1;
+    // Constant indices only (a dynamically indexed accumulator array would leave registers).
+    put32(d0, r0, plane, valid, live0, 0u, acc[0] + b);
+    put32(d0, r0, plane, valid, live0, 1u, acc[1] + b);
+    put32(d0, r0, plane, valid, live0, 2u, acc[2] + b);
+    put32(d0, r0, plane, valid, live0, 3u, acc[3] + b);
+    put32(d0, r0, plane, valid, live0, 4u, acc[4] + b);
+    put32(d0, r0, plane, valid, live0, 5u, acc[5] + b);
+    put32(d0, r0, plane, valid, live0, 6u, acc[6] + b);
+    put32(d0, r0, plane, valid, live0, 7u, acc[7] + b);
+    put32(d0, r0, plane, valid, live0, 8u, acc[8] + b);
+    put32(d0, r0, plane, valid, live0, 9u, acc[9] + b);
+    put32(d0, r0, plane, valid, live0, 10u, acc[10] + b);
+    put32(d0, r0, plane, valid, live0, 11u, acc[11] + b);
+    put32(d0, r0, plane, valid, live0, 12u, acc[12] + b);
+    put32(d0, r0, plane, valid, live0, 13u, acc[13] + b);
+    put32(d0, r0, plane, valid, live0, 14u, acc[14] + b);
+    put32(d0, r0, plane, valid, live0, 15u, acc[15] + b);
+    put32(d1, r1, plane, valid, live1, 0u, acc[16] + b);
+    put32(d1, r1, plane, valid, live1, 1u, acc[17] + b);
+    put32(d1, r1, plane, valid, live1, 2u, acc[18] + b);
+    put32(d1, r1, plane, valid, live1, 3u, acc[19] + b);
+    put32(d1, r1, plane, valid, live1, 4u, acc[20] + b);
+    put32(d1, r1, plane, valid, live1, 5u, acc[21] + b);
+    put32(d1, r1, plane, valid, live1, 6u, acc[22] + b);
+    put32(d1, r1, plane, valid, live1, 7u, acc[23] + b);
+    put32(d1, r1, plane, valid, live1, 8u, acc[24] + b);
+    put32(d1, r1, plane, valid, live1, 9u, acc[25] + b);
+    put32(d1, r1, plane, valid, live1, 10u, acc[26] + b);
+    put32(d1, r1, plane, valid, live1, 11u, acc[27] + b);
+    put32(d1, r1, plane, valid, live1, 12u, acc[28] + b);
+    put32(d1, r1, plane, valid, live1, 13u, acc[29] + b);
+    put32(d1, r1, plane, valid, live1, 14u, acc[30] + b);
+    put32(d1, r1, plane, valid, live1, 15u, acc[31] + b);
 }

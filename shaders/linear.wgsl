@@ -18,6 +18,8 @@ struct LinearParams {
 override ACT: u32 = 0u;
 
 @group(0) @binding(0) var<storage, read_write> act: array<f32>;
+// Weights then biases. The f16-weight variant of this shader (generated in src/gpu/kernels.rs) declares
+// them as f16; every read converts to f32, so all products and sums stay f32.
 @group(0) @binding(1) var<storage, read> wts: array<f32>;
 @group(0) @binding(2) var<uniform> p: LinearParams;
 
@@ -45,13 +47,13 @@ fn linear(@builtin(global_invocation_id) gid: vec3<u32>) {
     let full = p.k / 4u * 4u;
     for (var i = 0u; i < full; i += 4u) {
         let x = vec4<f32>(act[src + i], act[src + i + 1u], act[src + i + 2u], act[src + i + 3u]);
-        let y = vec4<f32>(wts[w + i], wts[w + i + 1u], wts[w + i + 2u], wts[w + i + 3u]);
+        let y = vec4<f32>(f32(wts[w + i]), f32(wts[w + i + 1u]), f32(wts[w + i + 2u]), f32(wts[w + i + 3u]));
         s += x * y;
     }
     var tail = 0.0;
     for (var i = full; i < p.k; i++) {
-        tail += act[src + i] * wts[w + i];
+        tail += act[src + i] * f32(wts[w + i]);
     }
-    let total = (s.x + s.y) + (s.z + s.w) + tail + wts[p.bias_off + row];
+    let total = (s.x + s.y) + (s.z + s.w) + tail + f32(wts[p.bias_off + row]);
     act[p.dst_off + n * p.dst_bs + row] = activate(total);
 }

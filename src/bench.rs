@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::gpu::{peak, GpuContext, Profile, Session};
+use crate::gpu::{peak, GpuContext, Precision, Profile, Session, SessionOptions};
 use crate::model::Model;
 use crate::verify::random_input;
 
@@ -18,6 +18,8 @@ pub struct BenchReport {
     pub batch: usize,
     pub size: usize,
     pub iters: usize,
+    /// Weight precision of the session.
+    pub precision: Precision,
     pub latency_ms_median: f64,
     pub latency_ms_p90: f64,
     pub images_per_s: f64,
@@ -67,6 +69,8 @@ pub struct BenchOptions {
     pub progress: bool,
     /// Also time every op ([`Session::profile`], median of up to three runs).
     pub profile: bool,
+    /// Weight precision ([`Precision::F16`] needs `Features::SHADER_F16`).
+    pub precision: Precision,
 }
 
 /// Benchmarks `model` at `size`x`size` with `batch` images: one warm-up run, then `iters` timed runs,
@@ -83,11 +87,16 @@ pub fn run(
         iters,
         progress,
         profile,
+        precision,
     } = *options;
     let iters = iters.max(1);
     let t = Instant::now();
     let graph = model.graph(size, size)?;
-    let session = Session::new(ctx, &graph, batch.max(1))?;
+    let session_options = SessionOptions {
+        precision,
+        ..SessionOptions::default()
+    };
+    let session = Session::with_options(ctx, &graph, batch.max(1), &session_options)?;
     let session_ms = t.elapsed().as_secs_f64() * 1e3;
     let input = random_input(batch.max(1), size, size, 7);
 
@@ -137,6 +146,7 @@ pub fn run(
         batch,
         size,
         iters,
+        precision,
         latency_ms_median: median,
         latency_ms_p90: percentile(&latencies, 0.9),
         images_per_s: batch as f64 / (median / 1e3),
@@ -195,8 +205,12 @@ impl BenchReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "model:        {} at {}x{}, batch {}",
-            self.model, self.size, self.size, self.batch
+            "model:        {} at {}x{}, batch {}, {} weights",
+            self.model,
+            self.size,
+            self.size,
+            self.batch,
+            self.precision.name()
         );
         let _ = writeln!(s, "adapter:      {}", self.adapter);
         let _ = writeln!(
@@ -253,6 +267,7 @@ impl BenchReport {
             "batch": self.batch,
             "size": self.size,
             "iters": self.iters,
+            "precision": self.precision.name(),
             "latency_ms_median": self.latency_ms_median,
             "latency_ms_p90": self.latency_ms_p90,
             "images_per_s": self.images_per_s,

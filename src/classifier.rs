@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::cam;
 use crate::cpu::{self, Output};
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, Session};
+use crate::gpu::{GpuContext, Precision, Session, SessionOptions};
 use crate::graph::Graph;
 use crate::labels;
 use crate::model::Model;
@@ -55,6 +55,7 @@ pub struct Classifier {
     labels: Vec<String>,
     gpu: Option<GpuContext>,
     fallback: Option<String>,
+    precision: Precision,
     prepared: Mutex<HashMap<(usize, usize, usize), Arc<Prepared>>>,
 }
 
@@ -88,8 +89,25 @@ impl Classifier {
             labels,
             gpu,
             fallback,
+            precision: Precision::F32,
             prepared: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Runs GPU sessions with this weight precision ([`Precision::F16`] needs the adapter's
+    /// `SHADER_F16`; without it the first run fails with an error naming the feature). The CPU
+    /// reference always runs in f32.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        if let Ok(cache) = self.prepared.get_mut() {
+            cache.clear();
+        }
+        self
+    }
+
+    /// The weight precision of GPU sessions.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn model(&self) -> &Model {
@@ -134,7 +152,11 @@ impl Classifier {
         let graph = self.model.graph(h, w)?;
         let p = Arc::new(match &self.gpu {
             Some(ctx) => {
-                let session = Session::new(ctx, &graph, batch)?;
+                let options = SessionOptions {
+                    precision: self.precision,
+                    ..SessionOptions::default()
+                };
+                let session = Session::with_options(ctx, &graph, batch, &options)?;
                 Prepared::Gpu(graph, Box::new(session))
             }
             None => Prepared::Cpu(graph),

@@ -30,6 +30,23 @@ enum Device {
     Auto,
 }
 
+/// Weight precision of GPU sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    /// f16 weights, f32 activations and arithmetic (needs the adapter's SHADER_F16).
+    F16,
+}
+
+impl From<PrecisionArg> for gpu::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => gpu::Precision::F32,
+            PrecisionArg::F16 => gpu::Precision::F16,
+        }
+    }
+}
+
 impl From<Device> for DeviceChoice {
     fn from(d: Device) -> Self {
         match d {
@@ -46,6 +63,9 @@ enum Command {
     Demo {
         #[arg(long, value_enum, default_value_t = Device::Auto)]
         device: Device,
+        /// Weight precision on the GPU (f16 needs the adapter's SHADER_F16).
+        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+        precision: PrecisionArg,
     },
     /// Classify PNG or JPEG images (a directory means every image in it).
     Classify {
@@ -71,6 +91,9 @@ enum Command {
         batch: usize,
         #[arg(long, value_enum, default_value_t = Device::Auto)]
         device: Device,
+        /// Weight precision on the GPU (f16 needs the adapter's SHADER_F16).
+        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+        precision: PrecisionArg,
     },
     /// Run a model on a tensor file: `input` [N,3,H,W] f32 in, `logits` and `probs` [N,classes] out.
     Infer {
@@ -85,6 +108,9 @@ enum Command {
         /// Force a preset architecture instead of detecting it.
         #[arg(long)]
         arch: Option<String>,
+        /// Weight precision on the GPU (f16 needs the adapter's SHADER_F16).
+        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+        precision: PrecisionArg,
     },
     /// Run on the GPU and the CPU reference and compare every op's output.
     Verify {
@@ -99,6 +125,10 @@ enum Command {
         size: usize,
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Weight precision of the GPU session; f16 is judged with a wider tolerance
+        /// (1e-3 + 2e-2 x max|cpu| per op instead of 1e-4 + 1e-4 x max|cpu|).
+        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+        precision: PrecisionArg,
     },
     /// Time forward passes on the GPU.
     Bench {
@@ -123,6 +153,9 @@ enum Command {
         /// Write the profile as an SVG bar chart to this file (implies --profile).
         #[arg(long, value_name = "OUT.svg")]
         profile_svg: Option<PathBuf>,
+        /// Weight precision (f16 needs the adapter's SHADER_F16).
+        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+        precision: PrecisionArg,
     },
     /// Show the architecture, parameter count, GFLOPs and the shape after every stage.
     Inspect {
@@ -144,7 +177,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", res2net_wgpu::error::one_line(&e.to_string()));
             exit_code(&e)
         }
     }
@@ -165,8 +198,8 @@ fn load(weights: &Path, arch: Option<&str>) -> Result<Model> {
     }
 }
 
-fn classifier(model: Model, device: Device) -> Result<Classifier> {
-    let c = Classifier::new(model, device.into())?;
+fn classifier(model: Model, device: Device, precision: PrecisionArg) -> Result<Classifier> {
+    let c = Classifier::new(model, device.into())?.with_precision(precision.into());
     if let Some(reason) = c.fallback_reason() {
         eprintln!("warning: running on the CPU: {reason}");
     }
@@ -175,7 +208,7 @@ fn classifier(model: Model, device: Device) -> Result<Classifier> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Demo { device } => demo(device).map(|()| ExitCode::SUCCESS),
+        Command::Demo { device, precision } => demo(device, precision).map(|()| ExitCode::SUCCESS),
         Command::Classify {
             images,
             weights,
@@ -185,13 +218,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cam,
             batch,
             device,
+            precision,
         } => {
             let model = match &weights {
                 Some(w) => load(w, arch.as_deref())?,
                 None => bundled::model()?,
             };
             classify(
-                classifier(model, device)?,
+                classifier(model, device, precision)?,
                 &images,
                 top,
                 json,
@@ -205,10 +239,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output,
             device,
             arch,
+            precision,
         } => {
             let model = load(&weights, arch.as_deref())?;
             let batch = tensor_io::read_input(&input)?;
-            let c = classifier(model, device)?;
+            let c = classifier(model, device, precision)?;
             let out = c.run_tensor(&batch.data, batch.n, batch.h, batch.w)?;
             tensor_io::write_output(&output, &out)?;
             Ok(ExitCode::SUCCESS)
@@ -219,13 +254,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             arch,
             size,
             batch,
+            precision,
         } => {
             let model = load(&weights, arch.as_deref())?;
             let input = match input {
                 Some(p) => tensor_io::read_input(p)?,
                 None => verify::random_input(batch, size, size, 1),
             };
-            let report = verify::compare(&model, &gpu::GpuContext::new()?, &input)?;
+            let report =
+                verify::compare_with(&model, &gpu::GpuContext::new()?, &input, precision.into())?;
             print!("{}", report.table());
             println!("{}", report.verdict());
             Ok(if report.passed() {
@@ -243,6 +280,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             profile,
             profile_svg,
+            precision,
         } => {
             let t = Instant::now();
             let model = match (&weights, &arch) {
@@ -257,6 +295,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 iters,
                 progress: !json,
                 profile: profile || profile_svg.is_some(),
+                precision: precision.into(),
             };
             let report = bench::run(&model, &gpu::GpuContext::new()?, &options, load_ms)?;
             if let (Some(path), Some(p)) = (&profile_svg, &report.profile) {
@@ -393,7 +432,9 @@ fn classify(
                     names.push(f.clone());
                 }
                 Err(e) => {
-                    bar.suspend(|| eprintln!("error: {e}"));
+                    bar.suspend(|| {
+                        eprintln!("error: {}", res2net_wgpu::error::one_line(&e.to_string()))
+                    });
                     if json {
                         records.push(format!(
                             "{{\"file\":{},\"error\":{}}}",
@@ -500,10 +541,10 @@ fn cam_target(path: &Path, image: &Path, several: bool) -> PathBuf {
     path.with_file_name(format!("{stem}_{img}.png"))
 }
 
-fn demo(device: Device) -> Result<()> {
+fn demo(device: Device, precision: PrecisionArg) -> Result<()> {
     let model = bundled::model()?;
     let heldout = bundled::heldout()?;
-    let c = classifier(model, device)?;
+    let c = classifier(model, device, precision)?;
     println!(
         "model:   {} ({} parameters), bundled",
         c.model().config().summary(),
@@ -516,7 +557,15 @@ fn demo(device: Device) -> Result<()> {
         .cloned()
         .unwrap_or(heldout.description.clone());
     println!("data:    {dataset}");
-    println!("device:  {}", c.device_name());
+    if c.on_gpu() {
+        println!(
+            "device:  {} ({} weights)",
+            c.device_name(),
+            c.precision().name()
+        );
+    } else {
+        println!("device:  {}", c.device_name());
+    }
     let [h, w] = c.preprocess().input_size;
     let n = heldout.labels.len();
     let images = heldout.images();

@@ -271,3 +271,56 @@ fn bench_json_has_every_key() {
     assert!(peak > 0.0 && eff > 0.0);
     assert!((json["peak_fraction"].as_f64().unwrap() - eff / peak).abs() < 1e-9);
 }
+
+/// `--precision f16` on verify and bench: passes the wider f16 tolerance and says so, or, on an
+/// adapter without SHADER_F16, fails with exit code 1 and one line naming the feature.
+#[test]
+fn precision_f16_verifies_and_benches_or_names_the_missing_feature() {
+    let Some(ctx) = gpu_common::context() else {
+        return;
+    };
+    let has_f16 = ctx.device().features().contains(wgpu::Features::SHADER_F16);
+    let weights = root().join("tests/fixtures/timm_res2net_s4.safetensors");
+    let verify = res2net(&[
+        "verify",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--size",
+        "45",
+        "--precision",
+        "f16",
+    ]);
+    let bench = res2net(&[
+        "bench",
+        "--arch",
+        "res2net50_26w_4s",
+        "--size",
+        "32",
+        "--iters",
+        "1",
+        "--json",
+        "--precision",
+        "f16",
+    ]);
+    if !has_f16 {
+        for out in [verify, bench] {
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains("SHADER_F16"),
+                "{}",
+                text(&out.stderr)
+            );
+        }
+        return;
+    }
+    let stdout = text(&verify.stdout);
+    assert!(verify.status.success(), "{stdout}{}", text(&verify.stderr));
+    assert!(stdout.contains("(weights f16)"), "{stdout}");
+    assert!(
+        stdout.lines().last().unwrap().starts_with("PASS") && stdout.contains("2e-2"),
+        "{stdout}"
+    );
+    assert!(bench.status.success(), "{}", text(&bench.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
+    assert_eq!(json["precision"], "f16");
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use gpu_common::{assert_close, context, random};
 use res2net_wgpu::checkpoint::Checkpoint;
-use res2net_wgpu::gpu::{GpuContext, Session, SessionOptions};
+use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions};
 use res2net_wgpu::{arch, cpu, tensor_io, Error, Model};
 
 /// A network chains ~50 convs; each executor's f32 rounding (~1e-7 relative per add) compounds through
@@ -164,6 +164,77 @@ fn every_fixture_matches_pytorch() {
             let g = cpu::gather(&graph, v, &gpu_all, input.n);
             let c = cpu::gather(&graph, v, &cpu_all, input.n);
             assert_close(&format!("{name} {}", node.name), &g, &c, ATOL, RTOL);
+        }
+    }
+}
+
+/// f16 weights (`Precision::F16`) on every PyTorch fixture: the same top-1 class as the f32 session
+/// for every image, and logits within 1e-2 of PyTorch's relative to their largest magnitude
+/// (`max |f16 - torch| / max |torch|`). Skipped where the adapter has no SHADER_F16, after checking
+/// that asking for f16 there is a clear error.
+#[test]
+fn every_fixture_with_f16_weights_keeps_top1_and_logits_within_1e_2() {
+    let Some(ctx) = context() else { return };
+    let (_, graph) = small();
+    let f16 = SessionOptions {
+        precision: Precision::F16,
+        ..SessionOptions::default()
+    };
+    if !ctx.device().features().contains(wgpu::Features::SHADER_F16) {
+        let err = Session::with_options(&ctx, &graph, 1, &f16).unwrap_err();
+        assert!(err.to_string().contains("SHADER_F16"), "{err}");
+        eprintln!("skipping f16 fixtures: {err}");
+        return;
+    }
+    let argmax = |row: &[f32]| {
+        row.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i)
+    };
+    for io_path in fixtures() {
+        let name = io_path
+            .file_name()
+            .map(|n| n.to_string_lossy().replace(".io.safetensors", ""))
+            .unwrap_or_default();
+        let model = Model::load(io_path.with_file_name(format!("{name}.safetensors")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let input = tensor_io::read_input(&io_path).unwrap();
+        let graph = model.graph(input.h, input.w).unwrap();
+        let half = Session::with_options(&ctx, &graph, input.n, &f16)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            half.profile(&input.data)
+                .unwrap()
+                .ops
+                .iter()
+                .any(|o| o.kernel.contains("+f16")),
+            "{name}: no f16-weight kernel ran"
+        );
+        let out16 = half.run(&input.data).unwrap();
+        let out32 = Session::new(&ctx, &graph, input.n)
+            .unwrap()
+            .run(&input.data)
+            .unwrap();
+        let io = Checkpoint::open(&io_path).unwrap();
+        let (_, torch) = io.tensor_any_shape("logits").unwrap();
+        let scale = torch.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let err = out16
+            .logits
+            .iter()
+            .zip(&torch)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        let rel = err / scale.max(f32::MIN_POSITIVE);
+        eprintln!("{name}: f16 logits max |f16 - torch| / max |torch| = {rel:.3e}");
+        assert!(rel <= 1e-2, "{name}: f16 relative logit error {rel:e}");
+        let c = out16.classes;
+        for n in 0..out16.batch {
+            let row = n * c..(n + 1) * c;
+            assert_eq!(
+                argmax(&out16.logits[row.clone()]),
+                argmax(&out32.logits[row]),
+                "{name} image {n}: f16 top-1 differs from f32"
+            );
         }
     }
 }

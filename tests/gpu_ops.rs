@@ -9,7 +9,7 @@ mod gpu_common;
 use gpu_common::{assert_close, context, random};
 use res2net_wgpu::cpu;
 use res2net_wgpu::gpu::tune::{subgroup_gemm_supported, ConvKernel};
-use res2net_wgpu::gpu::{Session, SessionOptions};
+use res2net_wgpu::gpu::{Precision, Session, SessionOptions};
 use res2net_wgpu::graph::{
     Activation, Conv, GlobalAvgPool, Graph, Linear, Node, Op, Pool, PoolKind, ScaleAdd, Shape,
     Softmax, TensorId, TensorInfo, View,
@@ -117,11 +117,54 @@ fn check_with(
     max_chunk: Option<usize>,
     conv_kernel: ConvKernel,
 ) {
+    check_precision(name, graph, batch, max_chunk, conv_kernel, Precision::F32);
+}
+
+/// `graph` with every conv and linear weight and bias rounded to f16: what a session with
+/// [`Precision::F16`] computes with, so its outputs match this graph's CPU reference at the f32
+/// tolerance (any indexing bug of the f16 kernels shows up exactly as in f32).
+fn rounded_to_f16(graph: &Graph) -> Graph {
+    let round = |v: &mut Vec<f32>| {
+        for x in v.iter_mut() {
+            *x = half::f16::from_f32(*x).to_f32();
+        }
+    };
+    let mut g = graph.clone();
+    for node in &mut g.nodes {
+        match &mut node.op {
+            Op::Conv(c) => {
+                round(&mut c.weight);
+                round(&mut c.bias);
+            }
+            Op::Linear(l) => {
+                round(&mut l.weight);
+                round(&mut l.bias);
+            }
+            _ => {}
+        }
+    }
+    g
+}
+
+fn check_precision(
+    name: &str,
+    graph: &Graph,
+    batch: usize,
+    max_chunk: Option<usize>,
+    conv_kernel: ConvKernel,
+    precision: Precision,
+) {
     let Some(ctx) = context() else { return };
+    if precision == Precision::F16 && !ctx.device().features().contains(wgpu::Features::SHADER_F16)
+    {
+        eprintln!("{name}: skipped, the adapter has no SHADER_F16");
+        return;
+    }
     let input = random(batch * graph.input_shape().numel(), 99);
     let options = SessionOptions {
         max_chunk,
         conv_kernel,
+        precision,
         ..Default::default()
     };
     let session = Session::with_options(&ctx, graph, batch, &options)
@@ -129,6 +172,11 @@ fn check_with(
     let gpu = session
         .run_all(&input)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let reference = match precision {
+        Precision::F32 => graph.clone(),
+        Precision::F16 => rounded_to_f16(graph),
+    };
+    let graph = &reference;
     let cpu = cpu::forward_all(graph, &input, batch).unwrap();
     for node in &graph.nodes {
         let v = node.op.writes();
@@ -485,12 +533,94 @@ fn conv_gemm_edges_match_cpu() {
     ];
     for (i, c) in cases.iter().enumerate() {
         for kernel in ConvKernel::FORCEABLE {
-            check_with(
-                &format!("gemm edge case {i} {c:?} {kernel:?}"),
+            for precision in [Precision::F32, Precision::F16] {
+                check_precision(
+                    &format!("gemm edge case {i} {c:?} {kernel:?} {precision:?}"),
+                    &conv_graph(*c),
+                    c.batch,
+                    None,
+                    kernel,
+                    precision,
+                );
+            }
+        }
+    }
+}
+
+/// The row-wise 3x3 kernel (`conv_gemm_row3`, forced) on the shapes that stress it: rows that are
+/// and are not multiples of 4 (vec4 rows vs gathered columns) and of its 16-pixel segments, rows
+/// narrower than a segment, an odd number of segments (a workgroup's second segment past the plane),
+/// more than one 32-channel block, groups of 26 channels, src_add, residual, batch; with f32 and f16
+/// weights.
+#[test]
+fn conv_row3x3_matches_cpu() {
+    use Activation::Relu;
+    let base = ConvCase {
+        cin: 26,
+        cout: 26,
+        h: 9,
+        w: 20,
+        kernel: (3, 3),
+        stride: 1,
+        pad: 1,
+        groups: 1,
+        add: false,
+        residual: false,
+        act: Relu,
+        batch: 1,
+    };
+    let cases = [
+        base,
+        ConvCase {
+            w: 16,
+            h: 1,
+            add: true,
+            ..base
+        },
+        ConvCase {
+            w: 17,
+            h: 6,
+            add: true,
+            residual: true,
+            batch: 2,
+            ..base
+        },
+        ConvCase { w: 3, h: 5, ..base },
+        ConvCase {
+            w: 4,
+            h: 4,
+            cin: 70,
+            cout: 70,
+            ..base
+        },
+        ConvCase {
+            cin: 78,
+            cout: 78,
+            groups: 3,
+            w: 12,
+            h: 7,
+            residual: true,
+            batch: 2,
+            ..base
+        },
+        ConvCase {
+            w: 14,
+            h: 14,
+            cin: 5,
+            cout: 40,
+            act: Activation::None,
+            ..base
+        },
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        for precision in [Precision::F32, Precision::F16] {
+            check_precision(
+                &format!("row3 case {i} {c:?} {precision:?}"),
                 &conv_graph(*c),
                 c.batch,
                 None,
-                kernel,
+                ConvKernel::GemmRow3x3,
+                precision,
             );
         }
     }
@@ -530,6 +660,14 @@ fn forced_conv_kernels_are_the_ones_that_run() {
         (
             ConvKernel::Gemm64x16K8,
             if gemm { "K8=1" } else { "conv_direct" },
+        ),
+        (
+            ConvKernel::GemmRow3x3,
+            if gemm {
+                "conv_gemm_row3"
+            } else {
+                "conv_direct"
+            },
         ),
     ] {
         let opts = SessionOptions {
@@ -675,6 +813,25 @@ fn se_pieces_linear_and_softmax_match_cpu() {
                     None,
                 );
             }
+        }
+    }
+}
+
+/// The SE pieces and the linear layers with f16 weights (`linear.wgsl+f16`), against the CPU
+/// reference on the same weights rounded to f16.
+#[test]
+fn se_pieces_and_linear_with_f16_weights_match_cpu() {
+    for (c, h, w) in [(16, 7, 5), (130, 1, 1)] {
+        for batch in [1, 3] {
+            let g = se_graph(c, h, w, true, Activation::Relu);
+            check_precision(
+                &format!("f16 se c{c} {h}x{w} batch {batch}"),
+                &g,
+                batch,
+                None,
+                ConvKernel::Auto,
+                Precision::F16,
+            );
         }
     }
 }

@@ -2,6 +2,11 @@
 //! the runtime enables (WebGPU's baseline, plus subgroups for the shaders that call them), and
 //! translates to SPIR-V (Vulkan), MSL (Metal), HLSL (DX12) and GLSL ES 3.10 (OpenGL ES / WebGL-class
 //! GL). A shader that only breaks on one backend fails here, on any machine, without a GPU.
+//!
+//! The f16-weight variants (`enable f16;`, generated from the f32 files) validate with the f16
+//! capability and translate to SPIR-V, MSL and HLSL (shader model 6.2, the first with 16-bit types).
+//! GLSL is skipped for them, explicitly: naga's GLSL writer has no f16, and wgpu never offers
+//! `SHADER_F16` on its GL backend, so the runtime never creates them there.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -22,15 +27,23 @@ fn uses_subgroups(name: &str) -> bool {
 fn parse_source(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    let caps = if uses_subgroups(name) {
+    let mut caps = if uses_subgroups(name) {
         Capabilities::SUBGROUP
     } else {
         Capabilities::empty()
     };
+    if uses_f16(source) {
+        caps |= Capabilities::SHADER_FLOAT16;
+    }
     let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
     (module, info)
+}
+
+/// Whether a source enables f16 (the generated f16-weight variants).
+fn uses_f16(source: &str) -> bool {
+    source.starts_with("enable f16;")
 }
 
 fn parse(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
@@ -67,7 +80,14 @@ fn translate(key: &KernelKey) {
         .iter()
         .map(|(k, v)| (*k, f64::from(*v)))
         .collect();
-    translate_module(&key.label(), &module, &info, key.entry, &constants);
+    translate_module(
+        &key.label(),
+        &module,
+        &info,
+        key.entry,
+        &constants,
+        key.shader.needs_f16(),
+    );
 }
 
 fn translate_module(
@@ -76,6 +96,7 @@ fn translate_module(
     info: &naga::valid::ModuleInfo,
     entry: &str,
     overrides: &[(&str, f64)],
+    f16: bool,
 ) {
     let mut constants = naga::back::PipelineConstants::default();
     for (name, value) in overrides {
@@ -115,7 +136,15 @@ fn translate_module(
     )
     .unwrap_or_else(|e| panic!("{label}: MSL: {e}"));
 
-    let hlsl_options = hlsl::Options::default();
+    let hlsl_options = hlsl::Options {
+        // 16-bit types need shader model 6.2.
+        shader_model: if f16 {
+            hlsl::ShaderModel::V6_2
+        } else {
+            hlsl::Options::default().shader_model
+        },
+        ..Default::default()
+    };
     let hlsl_pipeline = hlsl::PipelineOptions {
         entry_point: Some((naga::ShaderStage::Compute, entry.to_string())),
     };
@@ -123,6 +152,11 @@ fn translate_module(
     hlsl::Writer::new(&mut hlsl_out, &hlsl_options, &hlsl_pipeline)
         .write(&module, &info, None)
         .unwrap_or_else(|e| panic!("{label}: HLSL: {e}"));
+
+    if f16 {
+        // Skipped on purpose: no f16 in naga's GLSL writer, no SHADER_F16 on wgpu's GL backend.
+        return;
+    }
 
     let mut glsl_out = String::new();
     let glsl_options = glsl::Options {
@@ -156,17 +190,36 @@ fn runtime_shaders_are_the_files_in_shaders_dir() {
             .unwrap_or_else(|| panic!("{} is not in shaders/", s.file_name()));
         assert_eq!(
             file.1,
-            s.source(),
+            s.base().source(),
             "{} is compiled in from shaders/",
             s.file_name()
         );
+        if s.needs_f16() {
+            // Generated: the same kernel with `enable f16;` and f16 weight storage.
+            assert!(uses_f16(s.source()), "{}", s.name());
+            let generated: Vec<&str> = s.source().lines().skip(1).collect();
+            let original: Vec<&str> = file.1.lines().collect();
+            assert_eq!(generated.len(), original.len(), "{}", s.name());
+            let changed: Vec<(&&str, &&str)> = generated
+                .iter()
+                .zip(&original)
+                .filter(|(a, b)| a != b)
+                .collect();
+            assert!(
+                changed.len() == 1 && changed[0].0.contains("var<storage, read> wts: array<"),
+                "{} differs from {} only in its weights' type: {changed:?}",
+                s.name(),
+                s.file_name()
+            );
+        }
     }
 }
 
 #[test]
 fn every_shader_file_validates_and_translates_with_default_overrides() {
     let files = shader_files();
-    assert!(files.len() >= Shader::ALL.len());
+    let file_backed = Shader::ALL.iter().filter(|s| !s.needs_f16()).count();
+    assert!(files.len() >= file_backed);
     for (name, source) in &files {
         let (module, info) = parse_source(name, source);
         assert!(!module.entry_points.is_empty(), "{name} has no entry point");
@@ -177,6 +230,7 @@ fn every_shader_file_validates_and_translates_with_default_overrides() {
                 &info,
                 &ep.name,
                 &[],
+                false,
             );
         }
     }

@@ -56,11 +56,13 @@ impl GpuContext {
                 // Timestamps for `Session::profile`, a pipeline cache for warm starts: both only
                 // where the adapter has them (neither costs anything until used).
                 // SUBGROUP enables the subgroup-sharing conv kernels (chosen per adapter, with a
-                // fallback where it is missing).
+                // fallback where it is missing). SHADER_F16 enables sessions with f16 weights
+                // (`Precision::F16`); f32 sessions never use it.
                 required_features: adapter.features()
                     & (wgpu::Features::TIMESTAMP_QUERY
                         | wgpu::Features::PIPELINE_CACHE
-                        | wgpu::Features::SUBGROUP),
+                        | wgpu::Features::SUBGROUP
+                        | wgpu::Features::SHADER_F16),
                 required_limits: adapter.limits(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,

@@ -17,6 +17,12 @@ pub enum Shader {
     Linear,
     ScaleAdd,
     Softmax,
+    /// [`Shader::Conv`] with f16 weights and biases (generated; needs `Features::SHADER_F16`).
+    ConvF16,
+    /// [`Shader::ConvGemm`] with f16 weights and biases (generated; needs `Features::SHADER_F16`).
+    ConvGemmF16,
+    /// [`Shader::Linear`] with f16 weights and biases (generated; needs `Features::SHADER_F16`).
+    LinearF16,
 }
 
 /// Which bind group layout a shader uses.
@@ -29,7 +35,7 @@ pub(crate) enum Layout {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 7] = [
+    pub const ALL: [Shader; 10] = [
         Shader::Conv,
         Shader::ConvGemm,
         Shader::Pool,
@@ -37,23 +43,74 @@ impl Shader {
         Shader::Linear,
         Shader::ScaleAdd,
         Shader::Softmax,
+        Shader::ConvF16,
+        Shader::ConvGemmF16,
+        Shader::LinearF16,
     ];
 
-    /// File name in `shaders/`.
+    /// File name in `shaders/` (a generated variant names the file it is generated from).
     pub fn file_name(self) -> &'static str {
         match self {
-            Shader::Conv => "conv.wgsl",
-            Shader::ConvGemm => "conv_gemm.wgsl",
+            Shader::Conv | Shader::ConvF16 => "conv.wgsl",
+            Shader::ConvGemm | Shader::ConvGemmF16 => "conv_gemm.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::GlobalPool => "global_pool.wgsl",
-            Shader::Linear => "linear.wgsl",
+            Shader::Linear | Shader::LinearF16 => "linear.wgsl",
             Shader::ScaleAdd => "scale_add.wgsl",
             Shader::Softmax => "softmax.wgsl",
         }
     }
 
-    /// WGSL source, compiled into the crate.
+    /// A name for labels: the file name, with `+f16` for the f16-weight variants.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shader::ConvF16 => "conv.wgsl+f16",
+            Shader::ConvGemmF16 => "conv_gemm.wgsl+f16",
+            Shader::LinearF16 => "linear.wgsl+f16",
+            s => s.file_name(),
+        }
+    }
+
+    /// The shader an f16-weight variant is generated from (itself for a file-backed shader).
+    pub fn base(self) -> Shader {
+        match self {
+            Shader::ConvF16 => Shader::Conv,
+            Shader::ConvGemmF16 => Shader::ConvGemm,
+            Shader::LinearF16 => Shader::Linear,
+            s => s,
+        }
+    }
+
+    /// The f16-weight variant of this shader, if it has one.
+    pub fn with_f16_weights(self) -> Option<Shader> {
+        match self.base() {
+            Shader::Conv => Some(Shader::ConvF16),
+            Shader::ConvGemm => Some(Shader::ConvGemmF16),
+            Shader::Linear => Some(Shader::LinearF16),
+            _ => None,
+        }
+    }
+
+    /// Whether the shader stores its weights as f16 (`enable f16;`, needs `Features::SHADER_F16`).
+    pub fn needs_f16(self) -> bool {
+        self.base() != self
+    }
+
+    /// WGSL source, compiled into the crate (the f16-weight variants are generated on first use).
     pub fn source(self) -> &'static str {
+        use std::sync::OnceLock;
+        static CONV_F16: OnceLock<String> = OnceLock::new();
+        static GEMM_F16: OnceLock<String> = OnceLock::new();
+        static LINEAR_F16: OnceLock<String> = OnceLock::new();
+        let generated = match self {
+            Shader::ConvF16 => Some(&CONV_F16),
+            Shader::ConvGemmF16 => Some(&GEMM_F16),
+            Shader::LinearF16 => Some(&LINEAR_F16),
+            _ => None,
+        };
+        if let Some(cell) = generated {
+            return cell.get_or_init(|| f16_weights_source(self.base().source()));
+        }
         match self {
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
             Shader::ConvGemm => include_str!("../../shaders/conv_gemm.wgsl"),
@@ -62,20 +119,49 @@ impl Shader {
             Shader::Linear => include_str!("../../shaders/linear.wgsl"),
             Shader::ScaleAdd => include_str!("../../shaders/scale_add.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
+            Shader::ConvF16 | Shader::ConvGemmF16 | Shader::LinearF16 => unreachable!(),
         }
     }
 
     /// Whether the shader calls subgroup builtins (needs `Features::SUBGROUP`).
     pub fn needs_subgroups(self) -> bool {
-        matches!(self, Shader::ConvGemm)
+        matches!(self.base(), Shader::ConvGemm)
     }
 
     pub(crate) fn layout(self) -> Layout {
         match self {
-            Shader::Conv | Shader::ConvGemm | Shader::Linear => Layout::ArenaParams,
+            Shader::Conv
+            | Shader::ConvGemm
+            | Shader::Linear
+            | Shader::ConvF16
+            | Shader::ConvGemmF16
+            | Shader::LinearF16 => Layout::ArenaParams,
             Shader::Pool | Shader::GlobalPool | Shader::ScaleAdd | Shader::Softmax => Layout::Arena,
         }
     }
+}
+
+/// The f16-weight variant of a shader whose weights are `wts: array<vec4<f32>>` or `array<f32>`,
+/// every read of them converted to f32 (`vec4<f32>(wts[i])`, `f32(wts[i])`): `enable f16;` and the
+/// same declaration with `f16`. Only the storage changes: products and sums stay f32.
+fn f16_weights_source(source: &str) -> String {
+    const DECLS: [(&str, &str); 2] = [
+        (
+            "var<storage, read> wts: array<vec4<f32>>;",
+            "var<storage, read> wts: array<vec4<f16>>;",
+        ),
+        (
+            "var<storage, read> wts: array<f32>;",
+            "var<storage, read> wts: array<f16>;",
+        ),
+    ];
+    let (from, to) = DECLS
+        .iter()
+        .find(|(from, _)| source.matches(from).count() == 1)
+        .expect(
+            "an f16 variant's source declares its weights once as array<vec4<f32>> or array<f32>",
+        );
+    format!("enable f16;\n{}", source.replacen(from, to, 1))
 }
 
 /// One compute pipeline: a shader entry point specialised by override constants.
@@ -109,7 +195,7 @@ impl KernelKey {
             .collect();
         format!(
             "{}:{}[{}]",
-            self.shader.file_name(),
+            self.shader.name(),
             self.entry,
             consts.join(",")
         )
@@ -144,6 +230,7 @@ pub fn all_variants() -> Vec<KernelKey> {
                         ("ALIGNED", aligned),
                     ];
                     keys.push(KernelKey::new(Shader::ConvGemm, "conv_gemm_32", &c));
+                    keys.push(KernelKey::new(Shader::ConvGemm, "conv_gemm_row3", &c));
                     for k8 in 0..2 {
                         let mut c = c.to_vec();
                         c.push(("K8", k8));
@@ -168,6 +255,17 @@ pub fn all_variants() -> Vec<KernelKey> {
         }
     }
     keys.push(KernelKey::new(Shader::Softmax, "softmax", &[]));
+    // Every weighted kernel again with f16 weights.
+    let f16: Vec<KernelKey> = keys
+        .iter()
+        .filter_map(|k| {
+            k.shader.with_f16_weights().map(|shader| KernelKey {
+                shader,
+                ..k.clone()
+            })
+        })
+        .collect();
+    keys.extend(f16);
     keys
 }
 

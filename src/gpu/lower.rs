@@ -238,6 +238,17 @@ fn flat_groups(groups: usize) -> (usize, usize) {
     (gx, groups.div_ceil(gx).max(1))
 }
 
+/// The f16-weight variant of `shader` when the policy asks for f16 weights and every value of
+/// `params` fits f16's range (an overflow to infinity would poison the whole output; such an op keeps
+/// f32 weights).
+fn weights_shader(shader: Shader, policy: &ConvPolicy, params: &[f32]) -> Shader {
+    let fits = || params.iter().all(|v| v.abs() <= f32::from(half::f16::MAX));
+    match shader.with_f16_weights() {
+        Some(f16) if policy.f16_weights && fits() => f16,
+        _ => shader,
+    }
+}
+
 fn bytes<T: Pod>(v: &T) -> Vec<u8> {
     bytemuck::bytes_of(v).to_vec()
 }
@@ -263,7 +274,7 @@ pub(crate) fn lower(
         Op::Conv(c) => conv(&cx, c, policy),
         Op::Pool(p) => pool(&cx, p),
         Op::GlobalAvgPool(g) => global_pool(&cx, g),
-        Op::Linear(l) => linear(&cx, l),
+        Op::Linear(l) => linear(&cx, l, policy),
         Op::ScaleAdd(s) => scale_add(&cx, s),
         Op::Softmax(s) => softmax(&cx, s),
     }
@@ -383,9 +394,14 @@ fn conv(cx: &Ctx, c: &Conv, policy: &ConvPolicy) -> Result<Lowered> {
     };
 
     let pointwise = c.kernel == (1, 1) && c.stride == 1 && c.pad == 0;
-    let kernel = policy.choose(cout_g, pointwise);
+    let row3 = c.kernel == (3, 3) && c.stride == 1 && c.pad == 1;
+    let kernel = policy.choose(cout_g, pointwise, row3, out_w);
     let gemm = kernel.gemm_tile();
-    let (cb, x_blocks, x_items, wg) = if let Some((cb, pb)) = gemm {
+    let (cb, x_blocks, x_items, wg) = if kernel == ConvKernel::GemmRow3x3 {
+        // 16-pixel segments per output row; two per workgroup.
+        let segs = out_w.div_ceil(16);
+        (32, segs, (out_h * segs).div_ceil(2), 1)
+    } else if let Some((cb, pb)) = gemm {
         let x_blocks = (out_h * out_w).div_ceil(pb);
         (cb, x_blocks, x_blocks, 1)
     } else if pointwise {
@@ -442,21 +458,33 @@ fn conv(cx: &Ctx, c: &Conv, policy: &ConvPolicy) -> Result<Lowered> {
     let key = if gemm.is_some() {
         // Input rows can be read as vec4s when every row of every image starts 16-byte aligned.
         let in_plane = in_h * in_w;
-        let aligned = pointwise
+        // The row kernel reads rows as vec4s when every row starts 16-byte aligned.
+        let aligned_rows = kernel == ConvKernel::GemmRow3x3 && in_w % 4 == 0;
+        let aligned = (pointwise || aligned_rows)
             && in_plane % 4 == 0
             && [src_off, src_bs].iter().all(|v| v % 4 == 0)
             && (c.src_add.is_none() || [add_off, add_bs].iter().all(|v| v % 4 == 0));
         constants.push(("ALIGNED", u32::from(aligned)));
-        let entry = if kernel == ConvKernel::Gemm32x32 {
+        let entry = if kernel == ConvKernel::GemmRow3x3 {
+            "conv_gemm_row3"
+        } else if kernel == ConvKernel::Gemm32x32 {
             "conv_gemm_32"
         } else {
             constants.push(("K8", u32::from(kernel == ConvKernel::Gemm64x16K8)));
             "conv_gemm"
         };
-        KernelKey::new(Shader::ConvGemm, entry, &constants)
+        KernelKey::new(
+            weights_shader(Shader::ConvGemm, policy, &packed),
+            entry,
+            &constants,
+        )
     } else {
         let entry = if pointwise { "conv_1x1" } else { "conv_direct" };
-        KernelKey::new(Shader::Conv, entry, &constants)
+        KernelKey::new(
+            weights_shader(Shader::Conv, policy, &packed),
+            entry,
+            &constants,
+        )
     };
     Ok(Lowered {
         key,
@@ -548,7 +576,7 @@ fn global_pool(cx: &Ctx, g: &GlobalAvgPool) -> Result<Lowered> {
     })
 }
 
-fn linear(cx: &Ctx, l: &Linear) -> Result<Lowered> {
+fn linear(cx: &Ctx, l: &Linear, policy: &ConvPolicy) -> Result<Lowered> {
     cx.expect_hw(&l.src, (1, 1), "linear input")?;
     cx.expect_hw(&l.dst, (1, 1), "linear output")?;
     let (m, k) = (l.dst.channels, l.src.channels);
@@ -570,7 +598,11 @@ fn linear(cx: &Ctx, l: &Linear) -> Result<Lowered> {
         _pad: 0,
     };
     Ok(Lowered {
-        key: KernelKey::new(Shader::Linear, "linear", &[("ACT", act_code(l.act))]),
+        key: KernelKey::new(
+            weights_shader(Shader::Linear, policy, &packed),
+            "linear",
+            &[("ACT", act_code(l.act))],
+        ),
         uniform: bytes(&params),
         params: Some(packed),
         groups: (cx.u32(m.div_ceil(FLAT_WG), "workgroups")?, 1),

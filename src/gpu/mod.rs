@@ -37,3 +37,4 @@ pub use context::GpuContext;
 pub use pipeline_cache::{PipelineCacheReport, PipelineCacheSetting};
 pub use profile::{Profile, ProfileSource};
 pub use session::{BuildStats, Session, SessionOptions, DEFAULT_TIMEOUT};
+pub use tune::{ConvKernel, Precision};

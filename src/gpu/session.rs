@@ -21,7 +21,7 @@ use super::pipeline_cache::{DiskPipelineCache, PipelineCacheReport, PipelineCach
 use super::plan::{plan, ArenaPlan, Interval};
 use super::profile::{op_kind, OpTime, Profile, ProfileSource, Timestamps};
 use super::readback::{self, Readback};
-use super::tune::{ConvKernel, ConvPolicy};
+use super::tune::{ConvKernel, ConvPolicy, Precision};
 use super::upload::{Upload, UploadPool};
 use crate::cpu::Output;
 use crate::error::{Error, Result};
@@ -41,6 +41,8 @@ pub struct SessionOptions {
     pub pipeline_cache: PipelineCacheSetting,
     /// Which conv kernel family to use (tests force each one; `Auto` picks per adapter).
     pub conv_kernel: ConvKernel,
+    /// The number format of the weights ([`Precision::F16`] needs `Features::SHADER_F16`).
+    pub precision: Precision,
 }
 
 impl Default for SessionOptions {
@@ -50,6 +52,7 @@ impl Default for SessionOptions {
             max_chunk: None,
             pipeline_cache: PipelineCacheSetting::Default,
             conv_kernel: ConvKernel::Auto,
+            precision: Precision::F32,
         }
     }
 }
@@ -261,7 +264,15 @@ impl Session {
             }
         }
         let (chunk, plan) = choose_chunk(graph, batch, options.max_chunk, &limits)?;
-        let conv_policy = ConvPolicy::new(ctx, options.conv_kernel);
+        if options.precision == Precision::F16
+            && !device.features().contains(wgpu::Features::SHADER_F16)
+        {
+            return Err(Error::Gpu(format!(
+                "f16 precision needs the adapter feature SHADER_F16 (WGSL `enable f16`), which {} does not offer; use f32",
+                ctx.describe()
+            )));
+        }
+        let conv_policy = ConvPolicy::new(ctx, options.conv_kernel, options.precision);
         let lowered: Vec<Lowered> = graph
             .nodes
             .iter()
@@ -422,7 +433,16 @@ impl Session {
             let params;
             let entries: Vec<wgpu::BindGroupEntry> = match &l.params {
                 Some(data) => {
-                    let bytes: &[u8] = bytemuck::cast_slice(data);
+                    let halves: Vec<u16>;
+                    let bytes: &[u8] = if l.key.shader.needs_f16() {
+                        halves = data
+                            .iter()
+                            .map(|&v| half::f16::from_f32(v).to_bits())
+                            .collect();
+                        bytemuck::cast_slice(&halves)
+                    } else {
+                        bytemuck::cast_slice(data)
+                    };
                     check_size(
                         &format!("the parameters of {}", node.name),
                         bytes.len() as u64,
