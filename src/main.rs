@@ -420,6 +420,7 @@ fn classify(
     if files.len() <= batch {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    let run_n = batch.min(files.len());
     let mut worst: Option<Error> = None;
     let mut records: Vec<String> = Vec::new();
     for chunk in files.chunks(batch) {
@@ -450,20 +451,22 @@ fn classify(
         if images.is_empty() {
             continue;
         }
-        let input = c.to_tensor(&images);
+        // Every forward runs `run_n` images, zero-padded, so one session serves every chunk.
+        let mut input = c.to_tensor(&images);
+        input.resize(run_n * 3 * h * w, 0.0);
         let out = match cam_path {
             Some(cam_path) => {
                 let CamOutput {
                     out,
                     maps,
                     map_size: (fh, fw),
-                } = c.run_with_cam(&input, images.len(), h, w)?;
+                } = c.run_with_cam(&input, run_n, h, w)?;
                 if fh * fw == 1 {
                     bar.suspend(|| {
                         eprintln!("warning: the last feature map is 1x1 at {h}x{w}, so the class activation map cannot localize anything")
                     });
                 }
-                let per_input = input.len() / images.len();
+                let per_input = 3 * h * w;
                 for (i, (name, map)) in names.iter().zip(&maps).enumerate() {
                     let img = cam::render(
                         &input[i * per_input..(i + 1) * per_input],
@@ -488,8 +491,9 @@ fn classify(
                 }
                 out
             }
-            None => c.run_tensor(&input, images.len(), h, w)?,
+            None => c.run_tensor(&input, run_n, h, w)?,
         };
+        let out = first_images(out, images.len());
         for (i, preds) in c.top_k(&out, top).iter().enumerate() {
             if json {
                 let top: Vec<String> = preds
@@ -641,4 +645,15 @@ fn demo(device: Device, precision: PrecisionArg) -> Result<()> {
         build.as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// The first `n` images of an output (the rest were padding).
+fn first_images(out: res2net_wgpu::cpu::Output, n: usize) -> res2net_wgpu::cpu::Output {
+    let k = n.min(out.batch) * out.classes;
+    res2net_wgpu::cpu::Output {
+        batch: n.min(out.batch),
+        classes: out.classes,
+        logits: out.logits[..k].to_vec(),
+        probs: out.probs[..k].to_vec(),
+    }
 }
