@@ -76,6 +76,43 @@ fn activate(v: f32) -> f32 {
     return v;
 }
 
+fn activate4(v: vec4<f32>) -> vec4<f32> {
+    if (ACT == 1u) {
+        return max(v, vec4<f32>(0.0));
+    }
+    if (ACT == 2u) {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    return v;
+}
+
+// Whether the epilogue may store whole vec4s along the pixel axis: every output (and residual) row
+// segment the kernels store starts 16-byte aligned when the view offsets, batch strides and the plane
+// are multiples of 4 elements (the tiles start at multiples of 16 pixels; the row kernel also needs
+// out_w a multiple of 4). The stored pixel count is then a multiple of 4 too.
+fn vec_store_ok(plane: u32) -> bool {
+    return ((p.dst_off | p.dst_bs | p.res_off | p.res_bs | plane) & 3u) == 0u;
+}
+
+// Stores pixels j..j+3 of channels c0..c0+3 (those below `valid`) as one vec4 per channel: a, b, c, d
+// hold the 4 channels at pixels j, j+1, j+2, j+3. dst_base and res_base (pixel 0 of channel 0) and
+// plane are multiples of 4 (see vec_store_ok), and so are j and live.
+fn put4(dst_base: u32, res_base: u32, plane: u32, valid: u32, live: u32, j: u32, c0: u32, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
+    if (j >= live) {
+        return;
+    }
+    for (var r = 0u; r < 4u; r++) {
+        if (c0 + r >= valid) {
+            return;
+        }
+        var v = vec4<f32>(a[r], b[r], c[r], d[r]);
+        if (HAS_RES) {
+            v += act[(res_base + (c0 + r) * plane + j) >> 2u];
+        }
+        act[(dst_base + (c0 + r) * plane + j) >> 2u] = activate4(v);
+    }
+}
+
 // acc[2j] holds channels 0..3 of the lane's block at pixel j, acc[2j + 1] channels 4..7.
 // Adds the contribution of the step's 4 input channels to pixels j0..j0+3: `w[2c]` and `w[2c + 1]` are
 // the weights of input channel c, `a[c]` its values at the 4 pixels. Each accumulator takes its 4
@@ -273,6 +310,18 @@ fn conv_gemm(
     let dst_base = p.dst_off + n * p.dst_bs + co0 * plane + p0;
     let res_base = p.res_off + n * p.res_bs + co0 * plane + p0;
     let live = min(16u, plane - p0);
+    if (vec_store_ok(plane)) {
+        // Constant indices only (a dynamically indexed accumulator array would leave registers).
+        put4(dst_base, res_base, plane, valid, live, 0u, 0u, acc[0] + b0, acc[2] + b0, acc[4] + b0, acc[6] + b0);
+        put4(dst_base, res_base, plane, valid, live, 0u, 4u, acc[1] + b1, acc[3] + b1, acc[5] + b1, acc[7] + b1);
+        put4(dst_base, res_base, plane, valid, live, 4u, 0u, acc[8] + b0, acc[10] + b0, acc[12] + b0, acc[14] + b0);
+        put4(dst_base, res_base, plane, valid, live, 4u, 4u, acc[9] + b1, acc[11] + b1, acc[13] + b1, acc[15] + b1);
+        put4(dst_base, res_base, plane, valid, live, 8u, 0u, acc[16] + b0, acc[18] + b0, acc[20] + b0, acc[22] + b0);
+        put4(dst_base, res_base, plane, valid, live, 8u, 4u, acc[17] + b1, acc[19] + b1, acc[21] + b1, acc[23] + b1);
+        put4(dst_base, res_base, plane, valid, live, 12u, 0u, acc[24] + b0, acc[26] + b0, acc[28] + b0, acc[30] + b0);
+        put4(dst_base, res_base, plane, valid, live, 12u, 4u, acc[25] + b1, acc[27] + b1, acc[29] + b1, acc[31] + b1);
+        return;
+    }
     put(dst_base, res_base, plane, valid, live, 0u, acc[0] + b0, acc[1] + b1);
     put(dst_base, res_base, plane, valid, live, 1u, acc[2] + b0, acc[3] + b1);
     put(dst_base, res_base, plane, valid, live, 2u, acc[4] + b0, acc[5] + b1);
@@ -424,6 +473,17 @@ fn conv_gemm_32(
     let res_base = p.res_off + n * p.res_bs + co0 * plane + p0;
     let live = min(32u, plane - p0);
     // Constant indices only (a dynamically indexed accumulator array would leave registers).
+    if (vec_store_ok(plane)) {
+        put4(dst_base, res_base, plane, valid, live, 0u, 0u, acc[0] + b, acc[1] + b, acc[2] + b, acc[3] + b);
+        put4(dst_base, res_base, plane, valid, live, 4u, 0u, acc[4] + b, acc[5] + b, acc[6] + b, acc[7] + b);
+        put4(dst_base, res_base, plane, valid, live, 8u, 0u, acc[8] + b, acc[9] + b, acc[10] + b, acc[11] + b);
+        put4(dst_base, res_base, plane, valid, live, 12u, 0u, acc[12] + b, acc[13] + b, acc[14] + b, acc[15] + b);
+        put4(dst_base, res_base, plane, valid, live, 16u, 0u, acc[16] + b, acc[17] + b, acc[18] + b, acc[19] + b);
+        put4(dst_base, res_base, plane, valid, live, 20u, 0u, acc[20] + b, acc[21] + b, acc[22] + b, acc[23] + b);
+        put4(dst_base, res_base, plane, valid, live, 24u, 0u, acc[24] + b, acc[25] + b, acc[26] + b, acc[27] + b);
+        put4(dst_base, res_base, plane, valid, live, 28u, 0u, acc[28] + b, acc[29] + b, acc[30] + b, acc[31] + b);
+        return;
+    }
     put32(dst_base, res_base, plane, valid, live, 0u, acc[0] + b);
     put32(dst_base, res_base, plane, valid, live, 1u, acc[1] + b);
     put32(dst_base, res_base, plane, valid, live, 2u, acc[2] + b);
@@ -603,6 +663,17 @@ fn conv_gemm_row3(
     let d1 = p.dst_off + n * p.dst_bs + co0 * plane + q1;
     let r1 = p.res_off + n * p.res_bs + co0 * plane + q1;
     // Constant indices only (a dynamically indexed accumulator array would leave registers).
+    if (vec_store_ok(plane) && (p.out_w & 3u) == 0u) {
+        put4(d0, r0, plane, valid, live0, 0u, 0u, acc[0] + b, acc[1] + b, acc[2] + b, acc[3] + b);
+        put4(d0, r0, plane, valid, live0, 4u, 0u, acc[4] + b, acc[5] + b, acc[6] + b, acc[7] + b);
+        put4(d0, r0, plane, valid, live0, 8u, 0u, acc[8] + b, acc[9] + b, acc[10] + b, acc[11] + b);
+        put4(d0, r0, plane, valid, live0, 12u, 0u, acc[12] + b, acc[13] + b, acc[14] + b, acc[15] + b);
+        put4(d1, r1, plane, valid, live1, 0u, 0u, acc[16] + b, acc[17] + b, acc[18] + b, acc[19] + b);
+        put4(d1, r1, plane, valid, live1, 4u, 0u, acc[20] + b, acc[21] + b, acc[22] + b, acc[23] + b);
+        put4(d1, r1, plane, valid, live1, 8u, 0u, acc[24] + b, acc[25] + b, acc[26] + b, acc[27] + b);
+        put4(d1, r1, plane, valid, live1, 12u, 0u, acc[28] + b, acc[29] + b, acc[30] + b, acc[31] + b);
+        return;
+    }
     put32(d0, r0, plane, valid, live0, 0u, acc[0] + b);
     put32(d0, r0, plane, valid, live0, 1u, acc[1] + b);
     put32(d0, r0, plane, valid, live0, 2u, acc[2] + b);
