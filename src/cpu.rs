@@ -49,28 +49,48 @@ pub fn check_input(graph: &Graph, input: &[f32], batch: usize) -> Result<()> {
         ));
     }
     if input.len() != batch * s.numel() {
-        return Err(Error::input(
-            "data",
-            format!(
-                "{} values for [{batch}, {}, {}, {}]",
-                batch * s.numel(),
-                s.c,
-                s.h,
-                s.w
-            ),
-            format!("{} values", input.len()),
-        ));
+        return Err(wrong_input_len(s, batch, input.len()));
     }
-    if let Some(i) = input.iter().position(|v| !v.is_finite()) {
-        let (n, rest) = (i / s.numel(), i % s.numel());
-        let (c, y, x) = (rest / s.plane(), rest % s.plane() / s.w, rest % s.w);
-        return Err(Error::input(
-            "values",
-            "finite numbers",
-            format!("{} at [{n}, {c}, {y}, {x}]", input[i]),
-        ));
+    if input.iter().any(|v| !v.is_finite()) {
+        return Err(non_finite_input(s, input));
     }
     Ok(())
+}
+
+/// The error for `found` input values where `[batch, C, H, W]` of shape `s` were expected; shared with
+/// the GPU session so both executors refuse the same input with the same words.
+pub(crate) fn wrong_input_len(s: Shape, batch: usize, found: usize) -> Error {
+    Error::input(
+        "data",
+        format!(
+            "{} values for [{batch}, {}, {}, {}]",
+            batch * s.numel(),
+            s.c,
+            s.h,
+            s.w
+        ),
+        format!("{found} values"),
+    )
+}
+
+/// The error for an input holding a NaN or an infinity, naming the first one by position.
+pub(crate) fn non_finite_input(s: Shape, input: &[f32]) -> Error {
+    let i = input.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    let per = s.numel().max(1);
+    let (n, rest) = (i / per, i % per);
+    let (c, y, x) = (
+        rest / s.plane().max(1),
+        rest % s.plane().max(1) / s.w.max(1),
+        rest % s.w.max(1),
+    );
+    Error::input(
+        "values",
+        "finite numbers",
+        format!(
+            "{} at [{n}, {c}, {y}, {x}]",
+            input.get(i).copied().unwrap_or(0.0)
+        ),
+    )
 }
 
 /// Runs the whole network on `batch` images (`input` is `[batch, 3, H, W]`).

@@ -23,9 +23,9 @@ use super::profile::{op_kind, OpTime, Profile, ProfileSource, Timestamps};
 use super::readback::{self, Readback};
 use super::tune::{ConvKernel, ConvPolicy, Precision};
 use super::upload::{Upload, UploadPool};
-use crate::cpu::Output;
+use crate::cpu::{self, Output};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, TensorId};
+use crate::graph::{Graph, Shape, TensorId};
 
 /// How long a run may take before it fails instead of hanging.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -561,37 +561,24 @@ impl Session {
     }
 
     fn check_len(&self, input: &[f32]) -> Result<()> {
-        let [c, h, w] = self.graph.input_dims;
-        let per = c * h * w;
-        if input.len() != self.batch * per {
-            return Err(Error::input(
-                "data",
-                format!(
-                    "{} values for [{}, {c}, {h}, {w}]",
-                    self.batch * per,
-                    self.batch
-                ),
-                format!("{} values", input.len()),
+        if input.len() != self.batch * self.input_shape().numel() {
+            return Err(cpu::wrong_input_len(
+                self.input_shape(),
+                self.batch,
+                input.len(),
             ));
         }
         Ok(())
     }
 
+    fn input_shape(&self) -> Shape {
+        let [c, h, w] = self.graph.input_dims;
+        Shape::new(c, h, w)
+    }
+
     /// The error for an input with a NaN or infinity, naming the first one.
     fn non_finite(&self, input: &[f32]) -> Error {
-        let [_, h, w] = self.graph.input_dims;
-        let per = self.graph.input_dims.iter().product::<usize>().max(1);
-        let i = input.iter().position(|v| !v.is_finite()).unwrap_or(0);
-        let (n, rest) = (i / per, i % per);
-        let (ch, y, x) = (rest / (h * w), rest % (h * w) / w, rest % w);
-        Error::input(
-            "values",
-            "finite numbers",
-            format!(
-                "{} at [{n}, {ch}, {y}, {x}]",
-                input.get(i).copied().unwrap_or(0.0)
-            ),
-        )
+        cpu::non_finite_input(self.input_shape(), input)
     }
 
     /// Runs the network on `input` (`[batch, 3, H, W]`, row-major), blocking until the results are
