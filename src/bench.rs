@@ -159,16 +159,7 @@ pub fn run(
         pipelines: session.pipeline_count(),
         activation_bytes_peak: session.activation_bytes_peak(),
         activation_bytes_total: session.activation_bytes_total(),
-        activation_bytes_largest: (graph
-            .tensors
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != graph.input.0)
-            .map(|(_, t)| t.shape.numel())
-            .max()
-            .unwrap_or(0)
-            * session.chunk()
-            * 4) as u64,
+        activation_bytes_largest: (graph.largest_activation_elems() * session.chunk() * 4) as u64,
         load_ms,
         session_ms,
         pipelines_ms: session.build_stats().pipelines.as_secs_f64() * 1e3,

@@ -78,11 +78,20 @@ impl Graph {
 
     /// Sum of all activation tensors' sizes per image in elements (input excluded).
     pub fn total_activation_elems(&self) -> usize {
+        self.activation_elems().sum()
+    }
+
+    /// The largest single activation tensor per image in elements (input excluded): the least any
+    /// memory plan must hold at once.
+    pub fn largest_activation_elems(&self) -> usize {
+        self.activation_elems().max().unwrap_or(0)
+    }
+
+    fn activation_elems(&self) -> impl Iterator<Item = usize> + '_ {
         self.tensors
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != self.input.0)
             .map(|(_, t)| t.shape.numel())
-            .sum()
     }
 }
