@@ -349,6 +349,74 @@ impl Kernels {
         }
     }
 
+    /// Creates the pipelines of every key not made yet, on up to one thread per core: the driver's
+    /// compiler (LLVM on lavapipe, tens of milliseconds a pipeline) is the bulk of start-up and
+    /// compiles independent pipelines in parallel. Errors from the worker threads are caught by
+    /// error scopes of their own (scopes belong to the thread that pushed them) and returned.
+    pub(crate) fn prepare<'a>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'a KernelKey>,
+    ) -> crate::error::Result<()> {
+        let start = std::time::Instant::now();
+        let mut todo: Vec<KernelKey> = Vec::new();
+        for key in keys {
+            if !self.pipelines.contains_key(key) && !todo.contains(key) {
+                todo.push(key.clone());
+            }
+        }
+        for key in &todo {
+            self.module(key.shader);
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(todo.len());
+        if threads <= 1 {
+            for key in &todo {
+                let pipeline = self.create(key);
+                self.pipelines.insert(key.clone(), pipeline);
+            }
+            self.creation_time += start.elapsed();
+            return Ok(());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let this = &*self;
+        let made: Vec<crate::error::Result<Vec<(usize, wgpu::ComputePipeline)>>> =
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let scopes = super::context::ErrorScopes::push(&this.device);
+                            let mut out = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(key) = todo.get(i) else { break };
+                                out.push((i, this.create(key)));
+                            }
+                            pollster::block_on(scopes.pop("creating pipelines"))?;
+                            Ok(out)
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| {
+                        w.join().unwrap_or_else(|_| {
+                            Err(crate::error::Error::Gpu(
+                                "a pipeline-creating thread panicked".into(),
+                            ))
+                        })
+                    })
+                    .collect()
+            });
+        for result in made {
+            for (i, pipeline) in result? {
+                self.pipelines.insert(todo[i].clone(), pipeline);
+            }
+        }
+        self.creation_time += start.elapsed();
+        Ok(())
+    }
+
     /// The pipeline for `key`, created on first request.
     pub(crate) fn pipeline(&mut self, key: &KernelKey) -> wgpu::ComputePipeline {
         if let Some(p) = self.pipelines.get(key) {

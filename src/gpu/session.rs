@@ -415,6 +415,7 @@ impl Session {
         )?;
 
         let mut kernels = Kernels::new(device, cache);
+        kernels.prepare(lowered.iter().map(|l| &l.key))?;
         let mut steps = Vec::with_capacity(lowered.len());
         for (index, ((node, l), &uoff)) in graph
             .nodes
