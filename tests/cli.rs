@@ -258,6 +258,9 @@ fn bench_json_has_every_key() {
         "adapter_peak_gflops",
         "peak_fraction",
         "record_ms",
+        "input_ms",
+        "host_wall_ms",
+        "host_clock",
         "dispatches",
         "pipelines",
         "activation_bytes_peak",
@@ -270,6 +273,9 @@ fn bench_json_has_every_key() {
     let eff = json["gflops_effective"].as_f64().unwrap();
     assert!(peak > 0.0 && eff > 0.0);
     assert!((json["peak_fraction"].as_f64().unwrap() - eff / peak).abs() < 1e-9);
+    let clock = json["host_clock"].as_str().unwrap();
+    assert!(clock == "thread CPU" || clock == "wall", "{clock}");
+    assert!(json["record_ms"].as_f64().unwrap() > 0.0);
 }
 
 /// `--precision f16` on verify and bench: passes the wider f16 tolerance and says so, or, on an

@@ -6,6 +6,7 @@
 //! - `lower`: graph node -> dispatch (uniforms, packed weights, workgroup counts).
 //! - [`plan`]: the activation arena (liveness-based reuse).
 //! - [`Session`]: everything built once per (graph, batch); `run` records one command buffer.
+//! - [`host_clock`]: the CPU time a forward pass costs the calling thread.
 //! - [`profile`]: per-op GPU time from timestamp queries ([`Session::profile`]).
 //! - [`pipeline_cache`]: compiled pipelines kept on disk between processes (Vulkan).
 //!
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod context;
+pub mod host_clock;
 pub mod kernels;
 mod lower;
 pub mod peak;
@@ -34,6 +36,7 @@ pub mod tune;
 mod upload;
 
 pub use context::GpuContext;
+pub use host_clock::{HostClock, HostCost};
 pub use pipeline_cache::{PipelineCacheReport, PipelineCacheSetting};
 pub use profile::{Profile, ProfileSource};
 pub use session::{BuildStats, Session, SessionOptions, DEFAULT_TIMEOUT};

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::context::{ErrorScopes, GpuContext};
+use super::host_clock::{HostCost, Stopwatch};
 use super::kernels::Kernels;
 use super::lower::{lower, Lowered};
 use super::pipeline_cache::{DiskPipelineCache, PipelineCacheReport, PipelineCacheSetting};
@@ -585,27 +586,34 @@ impl Session {
     /// Runs the network on `input` (`[batch, 3, H, W]`, row-major), blocking until the results are
     /// back or the timeout passes.
     pub fn run(&self, input: &[f32]) -> Result<Output> {
-        let (submission, readback, scopes) = self.submit(input, &[], None)?;
+        let (submission, readback, scopes) = self.submit(input, &[], None, None)?;
         pollster::block_on(scopes)?;
         readback::wait(self.ctx.device(), submission, &readback, self.timeout)?;
         self.output(readback)
     }
 
-    /// [`run`](Self::run), also returning the host time spent checking the input, recording the command
-    /// buffer and submitting it (the CPU cost of one forward pass).
-    pub fn run_timed(&self, input: &[f32]) -> Result<(Output, Duration)> {
-        let start = std::time::Instant::now();
-        let (submission, readback, scopes) = self.submit(input, &[], None)?;
-        let host = start.elapsed();
+    /// [`run`](Self::run), also returning what the forward pass cost the calling thread before it
+    /// could wait for the GPU: checking and copying the input, then recording and submitting.
+    pub fn run_timed(&self, input: &[f32]) -> Result<(Output, HostCost)> {
+        let mut watch = Stopwatch::start();
+        let mut input_time = Duration::ZERO;
+        let (submission, readback, scopes) =
+            self.submit(input, &[], None, Some((&mut watch, &mut input_time)))?;
+        let cost = HostCost {
+            input: input_time,
+            record_submit: watch.lap(),
+            wall: watch.wall(),
+            clock: watch.clock(),
+        };
         pollster::block_on(scopes)?;
         readback::wait(self.ctx.device(), submission, &readback, self.timeout)?;
-        Ok((self.output(readback)?, host))
+        Ok((self.output(readback)?, cost))
     }
 
     /// The same as [`run`](Self::run) without blocking: the future polls the device each time it is
     /// polled (and re-schedules itself until the GPU is done), so no other thread needs to drive it.
     pub async fn run_async(&self, input: &[f32]) -> Result<Output> {
-        let (_, readback, scopes) = self.submit(input, &[], None)?;
+        let (_, readback, scopes) = self.submit(input, &[], None, None)?;
         scopes.await?;
         readback::wait_async(self.ctx.device(), &readback, self.timeout).await?;
         self.output(readback)
@@ -630,7 +638,7 @@ impl Session {
                 ));
             }
         }
-        let (submission, readback, scopes) = self.submit(input, tensors, None)?;
+        let (submission, readback, scopes) = self.submit(input, tensors, None, None)?;
         pollster::block_on(scopes)?;
         readback::wait(self.ctx.device(), submission, &readback, self.timeout)?;
         // The first readback holds logits and probs; then one per asked-for tensor that is used.
@@ -661,7 +669,7 @@ impl Session {
         pollster::block_on(scopes.pop("creating the timestamp queries"))?;
 
         let start = Instant::now();
-        let (submission, readback, scopes) = self.submit(input, &[], Some(&timestamps))?;
+        let (submission, readback, scopes) = self.submit(input, &[], Some(&timestamps), None)?;
         pollster::block_on(scopes)?;
         readback::wait(device, submission, &readback, self.timeout)?;
         let wall = start.elapsed();
@@ -829,13 +837,15 @@ impl Session {
 
     /// Uploads `input`, records and submits one command buffer, and requests the readbacks: the first
     /// holds logits then probs, then one per entry of `extra` that some op touches.
-    /// Returns the error-scope future, to be awaited before trusting the readbacks.
+    /// Returns the error-scope future, to be awaited before trusting the readbacks. With `timing`,
+    /// the time spent on the input (a lap of the stopwatch) is stored in its second half.
     #[allow(clippy::type_complexity)]
     fn submit(
         &self,
         input: &[f32],
         extra: &[TensorId],
         timestamps: Option<&Timestamps>,
+        timing: Option<(&mut Stopwatch, &mut Duration)>,
     ) -> Result<(
         wgpu::SubmissionIndex,
         Vec<Readback>,
@@ -856,6 +866,9 @@ impl Session {
                 None
             }
         };
+        if let Some((watch, input_time)) = timing {
+            *input_time = watch.lap();
+        }
         let device = self.ctx.device();
         let scopes = ErrorScopes::push(device);
         let recorded = self.record(input, upload, extra, timestamps);
