@@ -55,6 +55,11 @@ override ALIGNED: bool = false;
 // conv_gemm only: reduce 8 input channels per step instead of 4 (each accumulator is read and written
 // half as often; the weights are packed with cin_g rounded up to 8).
 override K8: bool = false;
+// conv_gemm only, not with K8: reduce over (input channel, tap) as one flat index r = ci * taps + tap
+// in steps of 4, each lane gathering its own r, instead of over taps and then input channels rounded up
+// to 4 per tap. For kernels with few input channels (the 7x7 stem's 3: a quarter of every step was
+// padding). The weights are packed as for a 1x1 conv with cin_g * taps input channels.
+override FLAT: bool = false;
 
 @group(0) @binding(0) var<storage, read_write> act: array<vec4<f32>>;
 // Weights then biases. The f16-weight variant of this shader (generated in src/gpu/kernels.rs) declares
@@ -193,7 +198,7 @@ fn conv_gemm(
     let cin4 = select((p.cin_g + 3u) & ~3u, (p.cin_g + 7u) & ~7u, K8);
     let taps = p.kh * p.kw;
     let lb = wg.y * 8u + lane;
-    var w_idx = lb * taps * cin4 * 2u;
+    var w_idx = lb * select(taps * cin4, (p.cin_g * taps + 3u) & ~3u, FLAT) * 2u;
     let src_base = p.src_off + n * p.src_bs + g * p.cin_g * in_plane;
     let add_base = p.add_off + n * p.add_bs + g * p.cin_g * in_plane;
     let last_c = p.cin_g - 1u;
@@ -213,7 +218,48 @@ fn conv_gemm(
     // stays in registers.
     var acc: array<vec4<f32>, 32>;
 
-    for (var t = 0u; t < taps; t++) {
+    if (FLAT) {
+        let flat = p.cin_g * taps;
+        let steps = (flat + 3u) & ~3u;
+        for (var r0 = 0u; r0 < steps; r0 += 4u) {
+            let r = min(r0 + kq, flat - 1u);
+            let ci = r / taps;
+            let t = r % taps;
+            let ky = i32(t / p.kw);
+            let kx = i32(t % p.kw);
+            let row = src_base + ci * in_plane;
+            let arow = add_base + ci * in_plane;
+            var v: array<f32, 8>;
+            for (var j = 0u; j < 8u; j++) {
+                let iy = iy0[j] + ky;
+                let ix = ix0[j] + kx;
+                let ok = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
+                let at = select(0u, u32(iy) * p.in_w + u32(ix), ok);
+                var x = ld(row + at);
+                if (HAS_ADD) {
+                    x += ld(arow + at);
+                }
+                v[j] = select(0.0, x, ok);
+            }
+            let xa = vec4<f32>(v[0], v[1], v[2], v[3]);
+            let xb = vec4<f32>(v[4], v[5], v[6], v[7]);
+            var w: array<vec4<f32>, 8>;
+            for (var i = 0u; i < 8u; i++) {
+                w[i] = vec4<f32>(wts[w_idx + i]);
+            }
+            quad(&acc, 0u, &w, subgroupBroadcast(xa, 0u), subgroupBroadcast(xa, 2u),
+                subgroupBroadcast(xa, 4u), subgroupBroadcast(xa, 6u));
+            quad(&acc, 4u, &w, subgroupBroadcast(xb, 0u), subgroupBroadcast(xb, 2u),
+                subgroupBroadcast(xb, 4u), subgroupBroadcast(xb, 6u));
+            quad(&acc, 8u, &w, subgroupBroadcast(xa, 1u), subgroupBroadcast(xa, 3u),
+                subgroupBroadcast(xa, 5u), subgroupBroadcast(xa, 7u));
+            quad(&acc, 12u, &w, subgroupBroadcast(xb, 1u), subgroupBroadcast(xb, 3u),
+                subgroupBroadcast(xb, 5u), subgroupBroadcast(xb, 7u));
+            w_idx += 8u;
+        }
+    }
+
+    for (var t = 0u; t < select(taps, 0u, FLAT); t++) {
         let ky = i32(t / p.kw);
         let kx = i32(t % p.kw);
         // Offset inside a channel plane of each of this lane's 8 input values, and whether it is inside

@@ -373,6 +373,30 @@ fn conv_matches_cpu() {
             act: Relu,
             ..base
         },
+        // the flat (input channel, tap) reduction: few input channels per group, with src_add,
+        // residual and groups, over 64+ output channels (a ragged second block)
+        ConvCase {
+            cin: 6,
+            cout: 70,
+            h: 10,
+            w: 7,
+            add: true,
+            residual: true,
+            act: Relu,
+            batch: 2,
+            ..base
+        },
+        ConvCase {
+            cin: 10,
+            cout: 132,
+            h: 8,
+            w: 9,
+            kernel: (5, 3),
+            stride: 2,
+            pad: 2,
+            groups: 2,
+            ..base
+        },
         // non-square kernel, no padding
         ConvCase {
             cin: 4,

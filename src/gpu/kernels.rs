@@ -231,9 +231,10 @@ pub fn all_variants() -> Vec<KernelKey> {
                     ];
                     keys.push(KernelKey::new(Shader::ConvGemm, "conv_gemm_32", &c));
                     keys.push(KernelKey::new(Shader::ConvGemm, "conv_gemm_row3", &c));
-                    for k8 in 0..2 {
+                    for (k8, flat) in [(0, 0), (1, 0), (0, 1)] {
                         let mut c = c.to_vec();
                         c.push(("K8", k8));
+                        c.push(("FLAT", flat));
                         keys.push(KernelKey::new(Shader::ConvGemm, "conv_gemm", &c));
                     }
                 }

@@ -310,14 +310,21 @@ fn pack_conv(c: &Conv, cb: usize) -> (Vec<f32>, usize) {
 }
 
 /// Packs weights for `conv_gemm.wgsl`: per lane block of `block / 8` output channels (`block`-channel
-/// blocks per group, 8 lane blocks each), `[tap][cin_g rounded up to 4][lane channels]`, zeros where a
-/// channel does not exist; then the lane block's biases. Returns the data and the bias offset in vec4s.
-fn pack_gemm(c: &Conv, block: usize, cin_step: usize) -> (Vec<f32>, usize) {
+/// blocks per group, 8 lane blocks each), `[tap][cin_g rounded up to cin_step][lane channels]`, zeros
+/// where a channel does not exist; then the lane block's biases. `flat` (the kernel's `FLAT`): as if
+/// the conv were 1x1 with `cin_g * taps` input channels, `[ci * taps + tap rounded up][lane channels]`.
+/// Returns the data and the bias offset in vec4s.
+fn pack_gemm(c: &Conv, block: usize, cin_step: usize, flat: bool) -> (Vec<f32>, usize) {
     let lane = block / GEMM_LANES;
-    let cin_g = c.cin() / c.groups;
+    let kernel_taps = c.kernel.0 * c.kernel.1;
+    // PyTorch's [cout][cin_g][kh][kw] is also [cout][cin_g * taps]: the flat reduction index.
+    let (cin_g, taps) = if flat {
+        (c.cin() / c.groups * kernel_taps, 1)
+    } else {
+        (c.cin() / c.groups, kernel_taps)
+    };
     let cout_g = c.cout() / c.groups;
     let cin4 = cin_g.div_ceil(cin_step) * cin_step;
-    let taps = c.kernel.0 * c.kernel.1;
     let blocks = cout_g.div_ceil(block);
     let lane_blocks = c.groups * blocks * GEMM_LANES;
     let per_block = taps * cin4 * lane;
@@ -412,6 +419,10 @@ fn conv(cx: &Ctx, c: &Conv, policy: &ConvPolicy) -> Result<Lowered> {
         (COUT_BLOCK, x_blocks, out_h * x_blocks, CONV_WG)
     };
     let cout_blocks = cout_g.div_ceil(cb);
+    // Flat reduction where rounding the input channels up to 4 per tap would waste much of it (the
+    // 7x7 stem's 3 channels: 25%).
+    let flat =
+        kernel == ConvKernel::Gemm64x16 && kh * kw > 1 && !cin_g.is_multiple_of(4) && cin_g < 16;
     let (packed, bias_off) = if gemm.is_some() {
         pack_gemm(
             c,
@@ -421,6 +432,7 @@ fn conv(cx: &Ctx, c: &Conv, policy: &ConvPolicy) -> Result<Lowered> {
             } else {
                 4
             },
+            flat,
         )
     } else {
         pack_conv(c, cb)
@@ -471,6 +483,7 @@ fn conv(cx: &Ctx, c: &Conv, policy: &ConvPolicy) -> Result<Lowered> {
             "conv_gemm_32"
         } else {
             constants.push(("K8", u32::from(kernel == ConvKernel::Gemm64x16K8)));
+            constants.push(("FLAT", u32::from(flat)));
             "conv_gemm"
         };
         KernelKey::new(
