@@ -140,6 +140,18 @@ fn quad8(acc: ptr<function, array<vec4<f32>, 32>>, j0: u32, w: ptr<function, arr
     }
 }
 
+// For kernel tap (ky, kx): the offset inside a channel plane of each of this lane's 8 input values
+// (iy0, ix0: their top-left input positions) and whether it is inside the input (outside: padding,
+// reads as zero).
+fn at_tap(iy0: ptr<function, array<i32, 8>>, ix0: ptr<function, array<i32, 8>>, ky: i32, kx: i32, off: ptr<function, array<u32, 8>>, inside: ptr<function, array<bool, 8>>) {
+    for (var j = 0u; j < 8u; j++) {
+        let iy = (*iy0)[j] + ky;
+        let ix = (*ix0)[j] + kx;
+        (*inside)[j] = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
+        (*off)[j] = select(0u, u32(iy) * p.in_w + u32(ix), (*inside)[j]);
+    }
+}
+
 // The 8 input values this lane loads for input channel `ci`: pixels `first`..`first + 7` of the
 // block (ALIGNED), or the gathered positions `off` (zero where not `inside`).
 fn rows8(ci: u32, src_base: u32, add_base: u32, in_plane: u32, first: u32, off: ptr<function, array<u32, 8>>, inside: ptr<function, array<bool, 8>>) -> array<vec4<f32>, 2> {
@@ -164,6 +176,24 @@ fn rows8(ci: u32, src_base: u32, add_base: u32, in_plane: u32, first: u32, off: 
         v[j] = select(0.0, x, (*inside)[j]);
     }
     return array<vec4<f32>, 2>(vec4<f32>(v[0], v[1], v[2], v[3]), vec4<f32>(v[4], v[5], v[6], v[7]));
+}
+
+// One reduction step of 4 input values for conv_gemm without K8: reads the lane's 8 packed weight
+// vec4s at `w_at` (2 per input value) and adds their products with the 16 pixels of the step: lane 2c
+// holds input value c at pixels 0..7 (x[0]: 0..3, x[1]: 4..7), lane 2c + 1 at 8..15.
+fn step4(acc: ptr<function, array<vec4<f32>, 32>>, w_at: u32, x: array<vec4<f32>, 2>) {
+    var w: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        w[i] = vec4<f32>(wts[w_at + i]);
+    }
+    quad(acc, 0u, &w, subgroupBroadcast(x[0], 0u), subgroupBroadcast(x[0], 2u),
+        subgroupBroadcast(x[0], 4u), subgroupBroadcast(x[0], 6u));
+    quad(acc, 4u, &w, subgroupBroadcast(x[1], 0u), subgroupBroadcast(x[1], 2u),
+        subgroupBroadcast(x[1], 4u), subgroupBroadcast(x[1], 6u));
+    quad(acc, 8u, &w, subgroupBroadcast(x[0], 1u), subgroupBroadcast(x[0], 3u),
+        subgroupBroadcast(x[0], 5u), subgroupBroadcast(x[0], 7u));
+    quad(acc, 12u, &w, subgroupBroadcast(x[1], 1u), subgroupBroadcast(x[1], 3u),
+        subgroupBroadcast(x[1], 5u), subgroupBroadcast(x[1], 7u));
 }
 
 // Stores pixel p0 + j of the lane's `valid` output channels: lo = channels 0..3, hi = 4..7.
@@ -227,34 +257,11 @@ fn conv_gemm(
             let t = r % taps;
             let ky = i32(t / p.kw);
             let kx = i32(t % p.kw);
-            let row = src_base + ci * in_plane;
-            let arow = add_base + ci * in_plane;
-            var v: array<f32, 8>;
-            for (var j = 0u; j < 8u; j++) {
-                let iy = iy0[j] + ky;
-                let ix = ix0[j] + kx;
-                let ok = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
-                let at = select(0u, u32(iy) * p.in_w + u32(ix), ok);
-                var x = ld(row + at);
-                if (HAS_ADD) {
-                    x += ld(arow + at);
-                }
-                v[j] = select(0.0, x, ok);
-            }
-            let xa = vec4<f32>(v[0], v[1], v[2], v[3]);
-            let xb = vec4<f32>(v[4], v[5], v[6], v[7]);
-            var w: array<vec4<f32>, 8>;
-            for (var i = 0u; i < 8u; i++) {
-                w[i] = vec4<f32>(wts[w_idx + i]);
-            }
-            quad(&acc, 0u, &w, subgroupBroadcast(xa, 0u), subgroupBroadcast(xa, 2u),
-                subgroupBroadcast(xa, 4u), subgroupBroadcast(xa, 6u));
-            quad(&acc, 4u, &w, subgroupBroadcast(xb, 0u), subgroupBroadcast(xb, 2u),
-                subgroupBroadcast(xb, 4u), subgroupBroadcast(xb, 6u));
-            quad(&acc, 8u, &w, subgroupBroadcast(xa, 1u), subgroupBroadcast(xa, 3u),
-                subgroupBroadcast(xa, 5u), subgroupBroadcast(xa, 7u));
-            quad(&acc, 12u, &w, subgroupBroadcast(xb, 1u), subgroupBroadcast(xb, 3u),
-                subgroupBroadcast(xb, 5u), subgroupBroadcast(xb, 7u));
+            // This lane's value positions for its (ci, tap); ALIGNED is never set with FLAT.
+            var off: array<u32, 8>;
+            var inside: array<bool, 8>;
+            at_tap(&iy0, &ix0, ky, kx, &off, &inside);
+            step4(&acc, w_idx, rows8(ci, src_base, add_base, in_plane, p0 + half * 8u, &off, &inside));
             w_idx += 8u;
         }
     }
@@ -262,16 +269,9 @@ fn conv_gemm(
     for (var t = 0u; t < select(taps, 0u, FLAT); t++) {
         let ky = i32(t / p.kw);
         let kx = i32(t % p.kw);
-        // Offset inside a channel plane of each of this lane's 8 input values, and whether it is inside
-        // the input (outside: padding, reads as zero).
         var off: array<u32, 8>;
         var inside: array<bool, 8>;
-        for (var j = 0u; j < 8u; j++) {
-            let iy = iy0[j] + ky;
-            let ix = ix0[j] + kx;
-            inside[j] = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
-            off[j] = select(0u, u32(iy) * p.in_w + u32(ix), inside[j]);
-        }
+        at_tap(&iy0, &ix0, ky, kx, &off, &inside);
         if (K8) {
             for (var ci0 = 0u; ci0 < cin4; ci0 += 8u) {
                 let r0 = rows8(min(ci0 + kq, last_c), src_base, add_base, in_plane, p0 + half * 8u, &off, &inside);
@@ -302,44 +302,7 @@ fn conv_gemm(
         }
         for (var ci0 = 0u; ci0 < cin4; ci0 += 4u) {
             let ci = min(ci0 + kq, last_c);
-            var xa: vec4<f32>;
-            var xb: vec4<f32>;
-            if (ALIGNED) {
-                let b = (src_base + ci * in_plane + p0 + half * 8u) >> 2u;
-                xa = act[b];
-                xb = act[b + 1u];
-                if (HAS_ADD) {
-                    let a = (add_base + ci * in_plane + p0 + half * 8u) >> 2u;
-                    xa += act[a];
-                    xb += act[a + 1u];
-                }
-            } else {
-                var v: array<f32, 8>;
-                let row = src_base + ci * in_plane;
-                let arow = add_base + ci * in_plane;
-                for (var j = 0u; j < 8u; j++) {
-                    var x = ld(row + off[j]);
-                    if (HAS_ADD) {
-                        x += ld(arow + off[j]);
-                    }
-                    v[j] = select(0.0, x, inside[j]);
-                }
-                xa = vec4<f32>(v[0], v[1], v[2], v[3]);
-                xb = vec4<f32>(v[4], v[5], v[6], v[7]);
-            }
-            var w: array<vec4<f32>, 8>;
-            for (var i = 0u; i < 8u; i++) {
-                w[i] = vec4<f32>(wts[w_idx + i]);
-            }
-            // Lane 2c holds input channel c at pixels 0..7 (xa: 0..3, xb: 4..7), lane 2c + 1 at 8..15.
-            quad(&acc, 0u, &w, subgroupBroadcast(xa, 0u), subgroupBroadcast(xa, 2u),
-                subgroupBroadcast(xa, 4u), subgroupBroadcast(xa, 6u));
-            quad(&acc, 4u, &w, subgroupBroadcast(xb, 0u), subgroupBroadcast(xb, 2u),
-                subgroupBroadcast(xb, 4u), subgroupBroadcast(xb, 6u));
-            quad(&acc, 8u, &w, subgroupBroadcast(xa, 1u), subgroupBroadcast(xa, 3u),
-                subgroupBroadcast(xa, 5u), subgroupBroadcast(xa, 7u));
-            quad(&acc, 12u, &w, subgroupBroadcast(xb, 1u), subgroupBroadcast(xb, 3u),
-                subgroupBroadcast(xb, 5u), subgroupBroadcast(xb, 7u));
+            step4(&acc, w_idx, rows8(ci, src_base, add_base, in_plane, p0 + half * 8u, &off, &inside));
             w_idx += 8u;
         }
     }
