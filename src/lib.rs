@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod cpu;
 pub mod error;
+pub mod executor;
 pub mod gpu;
 pub mod graph;
 pub mod labels;
