@@ -8,6 +8,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use res2net_wgpu::classifier::{CamOutput, Classifier, DeviceChoice};
+use res2net_wgpu::output_file;
 use res2net_wgpu::{
     arch, bench, bundled, cam, gpu, model, preprocess, tensor_io, verify, Error, Model, Result,
 };
@@ -303,10 +304,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "{} at {}x{}, batch {} on {}",
                     report.model, report.size, report.size, report.batch, report.adapter
                 );
-                std::fs::write(path, p.svg(&title)).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                output_file::write_bytes_atomically(path, p.svg(&title).as_bytes())?;
             }
             if json {
                 println!("{}", report.json());
@@ -476,10 +474,7 @@ fn classify(
                         fw,
                     );
                     let target = cam_target(cam_path, name, files.len() > 1);
-                    img.save(&target).map_err(|e| Error::Write {
-                        path: target.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    cam::save(&img, &target)?;
                     let label = &c.labels()[out.top_k(i, 1)[0].0];
                     bar.suspend(|| {
                         eprintln!(
