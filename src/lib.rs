@@ -31,6 +31,7 @@ pub mod gpu;
 pub mod graph;
 pub mod labels;
 pub mod model;
+pub mod output_file;
 pub mod preprocess;
 pub mod tensor_io;
 pub mod verify;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use res2net_wgpu::classifier::{CamOutput, Classifier, DeviceChoice};
+use res2net_wgpu::output_file::{self, Arg, FileSet};
 use res2net_wgpu::{
     arch, bench, bundled, cam, gpu, model, preprocess, tensor_io, verify, Error, Model, Result,
 };
@@ -220,13 +221,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             device,
             precision,
         } => {
+            let files = expand(&images);
+            if let Some(cam) = &cam {
+                check_cam_targets(cam, &files, weights.as_deref())?;
+            }
             let model = match &weights {
                 Some(w) => load(w, arch.as_deref())?,
                 None => bundled::model()?,
             };
             classify(
                 classifier(model, device, precision)?,
-                &images,
+                &files,
                 top,
                 json,
                 cam.as_deref(),
@@ -241,6 +246,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             arch,
             precision,
         } => {
+            output_file::check_output(
+                Arg::new("--output", &output),
+                &[Arg::new("--weights", &weights), Arg::new("--input", &input)],
+            )?;
             let model = load(&weights, arch.as_deref())?;
             let batch = tensor_io::read_input(&input)?;
             let c = classifier(model, device, precision)?;
@@ -282,6 +291,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             profile_svg,
             precision,
         } => {
+            if let Some(svg) = &profile_svg {
+                let inputs: Vec<Arg> = weights.iter().map(|w| Arg::new("--weights", w)).collect();
+                output_file::check_output(Arg::new("--profile-svg", svg), &inputs)?;
+            }
             let t = Instant::now();
             let model = match (&weights, &arch) {
                 (Some(w), _) => load(w, None)?,
@@ -303,10 +316,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "{} at {}x{}, batch {} on {}",
                     report.model, report.size, report.size, report.batch, report.adapter
                 );
-                std::fs::write(path, p.svg(&title)).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                output_file::write_bytes_atomically(path, p.svg(&title).as_bytes())?;
             }
             if json {
                 println!("{}", report.json());
@@ -400,15 +410,15 @@ fn json_string(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
+/// Classifies `files` (already expanded by [`expand`]).
 fn classify(
     c: Classifier,
-    paths: &[PathBuf],
+    files: &[PathBuf],
     top: usize,
     json: bool,
     cam_path: Option<&Path>,
     batch: usize,
 ) -> Result<ExitCode> {
-    let files = expand(paths);
     let top = top.clamp(1, c.labels().len());
     let batch = batch.max(1);
     let [h, w] = c.preprocess().input_size;
@@ -476,10 +486,7 @@ fn classify(
                         fw,
                     );
                     let target = cam_target(cam_path, name, files.len() > 1);
-                    img.save(&target).map_err(|e| Error::Write {
-                        path: target.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    cam::save(&img, &target)?;
                     let label = &c.labels()[out.top_k(i, 1)[0].0];
                     bar.suspend(|| {
                         eprintln!(
@@ -530,6 +537,44 @@ fn classify(
         None => ExitCode::SUCCESS,
         Some(e) => exit_code(&e),
     })
+}
+
+/// Refuses, before any work, a `--cam` whose map would be written over an input (an image or the
+/// weights), or two images whose maps would land on the same file (`a/x.png` and `b/x.png`), and a
+/// `--cam` directory that is missing or cannot be written.
+fn check_cam_targets(cam: &Path, files: &[PathBuf], weights: Option<&Path>) -> Result<()> {
+    let several = files.len() > 1;
+    let targets: Vec<PathBuf> = files.iter().map(|f| cam_target(cam, f, several)).collect();
+    let inputs = FileSet::of_args(
+        files
+            .iter()
+            .map(|f| Arg::new("IMAGE", f))
+            .chain(weights.map(|w| Arg::new("--weights", w))),
+    );
+    let mut maps: FileSet<&Path> = FileSet::default();
+    for (image, target) in files.iter().zip(&targets) {
+        inputs.refuse(Arg::new("--cam", target))?;
+        if let Some(other) = maps.find(target) {
+            if output_file::same_file(other, image) {
+                continue; // the same image named twice gets the same map
+            }
+            return Err(Error::Output {
+                arg: "--cam".into(),
+                path: target.clone(),
+                reason: format!(
+                    "the maps of IMAGE {} and IMAGE {} would both be written here; rename one image",
+                    other.display(),
+                    image.display()
+                ),
+            });
+        }
+        maps.insert(target, image);
+    }
+    // Every map goes to the directory of `cam`, so one check covers them all.
+    match targets.first() {
+        Some(first) => output_file::check_writable(Arg::new("--cam", first)),
+        None => Ok(()),
+    }
 }
 
 /// Where the map of `image` goes: `path` itself for one image, else `path`'s stem + the image's stem.
