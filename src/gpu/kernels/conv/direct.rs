@@ -3,7 +3,9 @@
 //! kernel, stride, padding and groups; `conv_1x1` 8 channels x 8 pixels of the flattened plane for
 //! 1x1 stride-1 convs. 8 x 8 invocations per workgroup.
 
-use super::{any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing};
+use super::{
+    any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing, Variant,
+};
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
 
@@ -39,7 +41,7 @@ fn plan(s: &ConvShape) -> ConvPlan {
     }
 }
 
-fn variants() -> Vec<(&'static str, Vec<(&'static str, u32)>)> {
+fn variants() -> Vec<Variant> {
     ["conv_direct", "conv_1x1"]
         .into_iter()
         .flat_map(|e| fusion_variants(&[]).into_iter().map(move |c| (e, c)))

@@ -3,7 +3,9 @@
 //! channels (Res2Net's chains), where 64-channel tiles leave most lanes idle.
 
 use super::gemm64::LANES;
-use super::{any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing};
+use super::{
+    any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing, Variant,
+};
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
 
@@ -47,9 +49,7 @@ fn plan(s: &ConvShape) -> ConvPlan {
 }
 
 /// Every fusion with `ALIGNED` on and off, for one entry point.
-pub(crate) fn aligned_variants(
-    entry: &'static str,
-) -> Vec<(&'static str, Vec<(&'static str, u32)>)> {
+pub(crate) fn aligned_variants(entry: &'static str) -> Vec<Variant> {
     fusion_variants(&["ALIGNED"])
         .into_iter()
         .map(|c| (entry, c))

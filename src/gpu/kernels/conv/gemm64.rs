@@ -4,7 +4,9 @@
 //! round trips); for convs with few input channels per group and a kernel larger than 1x1 (the 7x7
 //! stem's 3) the other reduces over (input channel, tap) as one flat index (`FLAT`).
 
-use super::{any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing};
+use super::{
+    any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing, Variant,
+};
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
 
@@ -57,7 +59,7 @@ fn plan(s: &ConvShape, k8: bool) -> ConvPlan {
     }
 }
 
-fn variants(k8: bool) -> Vec<(&'static str, Vec<(&'static str, u32)>)> {
+fn variants(k8: bool) -> Vec<Variant> {
     let flats: &[u32] = if k8 { &[0] } else { &[0, 1] };
     fusion_variants(&["ALIGNED"])
         .into_iter()

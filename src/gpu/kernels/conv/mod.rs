@@ -91,6 +91,12 @@ pub struct ConvPlan {
     pub packing: Packing,
 }
 
+/// Override constants by name, in key order (booleans are 0 or 1).
+pub type Constants = Vec<(&'static str, u32)>;
+
+/// One entry point with its override constants.
+pub type Variant = (&'static str, Constants);
+
 /// One family of conv kernels, as data: what it needs, which convs it fits, how it plans one.
 pub struct ConvFamily {
     /// The name callers force it by.
@@ -103,7 +109,7 @@ pub struct ConvFamily {
     /// Entry, constants, tile, workgroups and packing for a conv it fits.
     pub plan: fn(&ConvShape) -> ConvPlan,
     /// Every (entry, constants) the family can produce.
-    pub variants: fn() -> Vec<(&'static str, Vec<(&'static str, u32)>)>,
+    pub variants: fn() -> Vec<Variant>,
 }
 
 impl ConvFamily {
