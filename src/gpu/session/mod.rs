@@ -87,6 +87,8 @@ struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: (u32, u32),
+    /// The graph node it belongs to.
+    node: usize,
 }
 
 /// A graph node, for profiles.
@@ -117,7 +119,7 @@ pub struct Session {
     chunk: usize,
     plan: ArenaPlan,
     arena: wgpu::Buffer,
-    /// One per graph node, in order.
+    /// Every dispatch of a chunk, in order (one or more per graph node).
     dispatches: Vec<Dispatch>,
     ops: Vec<OpInfo>,
     pipeline_count: usize,
