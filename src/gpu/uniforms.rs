@@ -63,7 +63,8 @@ gpu_struct! {
         x_blocks: u32,
         /// Index (in the weight buffer's vectors) of the first packed bias.
         bias_off: u32,
-        _pad0: u32,
+        /// Reduction (K) values per split of a split-K conv, 0 for the others.
+        k_split: u32,
         _pad1: u32,
     }
 }
