@@ -489,6 +489,24 @@ fn conv_matches_cpu() {
     }
 }
 
+/// Every case with every family of `kernels`, with f32 and f16 weights.
+fn check_cases(label: &str, cases: &[ConvCase], kernels: &[ConvKernel]) {
+    for (i, c) in cases.iter().enumerate() {
+        for &kernel in kernels {
+            for precision in [Precision::F32, Precision::F16] {
+                check_precision(
+                    &format!("{label} case {i} {c:?} {kernel:?} {precision:?}"),
+                    &conv_graph(*c),
+                    c.batch,
+                    None,
+                    kernel,
+                    precision,
+                );
+            }
+        }
+    }
+}
+
 /// Shapes aimed at the subgroup GEMM kernels' edges: several 64- and 32-channel blocks with a ragged
 /// last one, planes that are and are not multiples of 4 (vec4 and gathered input rows) and of the 16-
 /// and 32-pixel tiles, groups whose channel counts are not multiples of 4, src_add, residual, batch.
@@ -572,20 +590,7 @@ fn conv_gemm_edges_match_cpu() {
             ..base
         },
     ];
-    for (i, c) in cases.iter().enumerate() {
-        for kernel in ConvKernel::FORCEABLE {
-            for precision in [Precision::F32, Precision::F16] {
-                check_precision(
-                    &format!("gemm edge case {i} {c:?} {kernel:?} {precision:?}"),
-                    &conv_graph(*c),
-                    c.batch,
-                    None,
-                    kernel,
-                    precision,
-                );
-            }
-        }
-    }
+    check_cases("gemm edge", &cases, &ConvKernel::FORCEABLE);
 }
 
 /// The row-wise 3x3 kernel (`conv_gemm_row3`, forced) on the shapes that stress it: rows that are
@@ -653,18 +658,7 @@ fn conv_row3x3_matches_cpu() {
             ..base
         },
     ];
-    for (i, c) in cases.iter().enumerate() {
-        for precision in [Precision::F32, Precision::F16] {
-            check_precision(
-                &format!("row3 case {i} {c:?} {precision:?}"),
-                &conv_graph(*c),
-                c.batch,
-                None,
-                ConvKernel::GemmRow3x3,
-                precision,
-            );
-        }
-    }
+    check_cases("row3", &cases, &[ConvKernel::GemmRow3x3]);
 }
 
 /// The workgroup-tiled families (forced) on the shapes at their edges: pixel, channel and K tiles
@@ -672,7 +666,8 @@ fn conv_row3x3_matches_cpu() {
 /// (groups of more and of at most 32 channels), groups whose channel counts are not multiples of 4,
 /// vec4 and gathered input (aligned 1x1, odd planes whose views start unaligned), long reductions
 /// on a 7x7 plane (split-K's case: many splits, batches, chunks sharing the scratch space), src_add,
-/// residual, every activation; f32 and f16 weights.
+/// residual, every activation; f32 and f16 weights. (The GEMM edge cases, the stem among them, run
+/// every forceable family too.)
 #[test]
 fn conv_tiled_edges_match_cpu() {
     use Activation::{Relu, Sigmoid};
@@ -756,39 +751,13 @@ fn conv_tiled_edges_match_cpu() {
             act: Sigmoid,
             ..base
         },
-        // the stem: 7x7 stride 2, K = 147
-        ConvCase {
-            cin: 3,
-            cout: 40,
-            h: 21,
-            w: 18,
-            kernel: (7, 7),
-            stride: 2,
-            pad: 3,
-            add: false,
-            batch: 1,
-            ..base
-        },
     ];
     let tiled = [
         ConvKernel::Tiled,
         ConvKernel::TiledDouble,
         ConvKernel::TiledSplitK,
     ];
-    for (i, c) in cases.iter().enumerate() {
-        for kernel in tiled {
-            for precision in [Precision::F32, Precision::F16] {
-                check_precision(
-                    &format!("tiled edge case {i} {c:?} {kernel:?} {precision:?}"),
-                    &conv_graph(*c),
-                    c.batch,
-                    None,
-                    kernel,
-                    precision,
-                );
-            }
-        }
-    }
+    check_cases("tiled edge", &cases, &tiled);
     // Split-K over batch chunks: every chunk reuses the scratch space.
     let c = cases[4];
     check_with(
