@@ -100,7 +100,7 @@ fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
     // The row kernel only fits 3x3 stride-1 convs: the others get the automatic choice.
     let row3 = entries(ConvKernel::GemmRow3x3);
     assert!(row3.contains("conv_gemm_row3") && row3.contains("conv_gemm"));
-    // The tiled families run everywhere; split-K runs every conv with K of 32 or more in two
+    // The tiled families run everywhere; split-K runs every conv with K over 16 in two
     // dispatches (partial tiles, then their sum), and leaves the rest to the rule.
     let tiled = entries(ConvKernel::Tiled);
     assert!(tiled.contains("conv_tiled") && !tiled.contains("conv_gemm"));

@@ -4,7 +4,9 @@
 //! is a loop over the SIMD lanes, so the subgroup-sharing implicit GEMM families
 //! (`shaders/conv_gemm64.wgsl`, `conv_gemm32.wgsl`, `conv_row3.wgsl`) win by loading each value once
 //! per subgroup; they are written for 8-lane subgroups and only run where the adapter reports exactly
-//! that. Everywhere else the register-blocked kernels of `shaders/conv.wgsl` run.
+//! that. Everywhere else the register-blocked kernels of `shaders/conv.wgsl` run. The workgroup-tiled
+//! families (`shaders/conv_tiled.wgsl`, written for discrete GPUs) run on any adapter when forced;
+//! this rule does not pick them.
 
 use super::kernels::conv::{self, gemm64, ConvFamily, ConvShape};
 use super::kernels::AdapterCaps;
@@ -40,7 +42,7 @@ pub enum ConvKernel {
     TiledDouble,
     /// `conv_tiled_split.wgsl`: [`ConvKernel::TiledDouble`] with K split into partial sums in the
     /// session's scratch space and a second dispatch that adds them up, for convs whose few output
-    /// pixels leave most of a GPU idle. Convs with K below 32 values get the automatic choice.
+    /// pixels leave most of a GPU idle. Convs whose K fits one 16-row slice get the automatic choice.
     TiledSplitK,
 }
 

@@ -240,7 +240,7 @@ pub(crate) fn lower(
         pad: cx.u32(s.pad, "padding")?,
         x_blocks: cx.u32(plan.x_blocks, "width")?,
         bias_off: cx.u32(bias_off, "weights")?,
-        k_split: cx.u32(plan.split_k.as_ref().map_or(0, |k| k.k_split), "channels")?,
+        k_split: cx.u32(plan.split_k.as_ref().map_or(0, |k| k.k_split), "reduction")?,
         ..Default::default()
     };
     let f16 = policy.f16_weights && fits_f16(&c.weight) && fits_f16(&c.bias);

@@ -44,7 +44,7 @@ pub const FAMILY_DOUBLE: ConvFamily = ConvFamily {
     ..FAMILY
 };
 
-/// Runs the convs whose K splits in two (at least 2 x 16 values); the others get the automatic
+/// Runs the convs whose K splits in two (more than one 16-row slice); the others get the automatic
 /// choice.
 pub const FAMILY_SPLIT_K: ConvFamily = ConvFamily {
     kernel: ConvKernel::TiledSplitK,
