@@ -5,16 +5,18 @@ use std::sync::{Arc, Mutex};
 
 use super::{BuildStats, Dispatch, GraphInfo, OpInfo, Session, SessionOptions};
 use crate::error::{Error, Result};
+use crate::gpu::autotune::{self, TuneReport};
 use crate::gpu::context::{ErrorScopes, GpuContext};
+use crate::gpu::kernels::conv::{self, ConvShape};
 use crate::gpu::kernels::{AdapterCaps, Slot};
-use crate::gpu::lower::{lower, LowerCtx, Lowered};
+use crate::gpu::lower::{lower, Ctx, LowerCtx, Lowered};
 use crate::gpu::pipeline_cache::DiskPipelineCache;
 use crate::gpu::plan::{plan, ArenaPlan};
 use crate::gpu::profile::op_kind;
-use crate::gpu::tune::{ConvPolicy, Precision};
+use crate::gpu::tune::{ConvKernel, ConvPolicy, Precision};
 use crate::gpu::upload::UploadPool;
 use crate::gpu::weights::DeviceWeights;
-use crate::graph::{Graph, TensorId};
+use crate::graph::{Graph, Op, TensorId};
 
 /// Picks the images per chunk: the whole batch if its arena fits one storage binding and one buffer,
 /// else the most that do.
@@ -135,20 +137,35 @@ fn check_graph(graph: &Graph, batch: usize) -> Result<()> {
     Ok(())
 }
 
+/// The checked shape of every conv of `graph` (for the tuner).
+fn conv_shapes(graph: &Graph, plan: &ArenaPlan) -> Result<Vec<ConvShape>> {
+    graph
+        .nodes
+        .iter()
+        .filter_map(|node| match &node.op {
+            Op::Conv(c) => Some((node, c)),
+            _ => None,
+        })
+        .map(|(node, c)| {
+            let cx = Ctx {
+                graph,
+                plan,
+                node: &node.name,
+            };
+            conv::shape(&cx, c)
+        })
+        .collect()
+}
+
 /// Lowers every node, checking the workgroup counts against the device.
 pub(crate) fn lower_all(
     graph: &Graph,
     plan: &ArenaPlan,
-    options: &SessionOptions,
+    policy: &ConvPolicy,
     caps: &AdapterCaps,
     max_groups: u32,
 ) -> Result<Vec<Lowered>> {
-    let policy = ConvPolicy::new(options.conv_kernel, options.precision);
-    let lcx = LowerCtx {
-        plan,
-        policy: &policy,
-        caps,
-    };
+    let lcx = LowerCtx { plan, policy, caps };
     let lowered: Vec<Lowered> = graph
         .nodes
         .iter()
@@ -215,10 +232,24 @@ impl Session {
         }
         let (chunk, plan) = choose_chunk(graph, batch, options.max_chunk, &limits)?;
         let caps = AdapterCaps::of(ctx);
+        let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
+        policy.images = chunk;
+        let mut tuning = TuneReport::default();
+        if options.conv_kernel == ConvKernel::Auto {
+            let shapes = conv_shapes(graph, &plan)?;
+            (policy.tuned, tuning) = autotune::tune(
+                ctx,
+                &shapes,
+                chunk,
+                policy.f16_weights,
+                options.tune,
+                &options.pipeline_cache,
+            )?;
+        }
         let lowered = lower_all(
             graph,
             &plan,
-            options,
+            &policy,
             &caps,
             limits.max_compute_workgroups_per_dimension,
         )?;
@@ -241,7 +272,8 @@ impl Session {
             })
         });
         pollster::block_on(scopes.pop("building the session"))?;
-        let (arena, dispatches, build) = built?;
+        let (arena, dispatches, mut build) = built?;
+        build.tuning = tuning;
         ctx.check_health()?;
         let mut keys: Vec<&_> = lowered
             .iter()
@@ -443,7 +475,9 @@ pub fn pipeline_keys(
 ) -> Result<Vec<crate::gpu::kernels::KernelKey>> {
     check_graph(graph, batch)?;
     let plan = plan(graph, batch);
-    Ok(lower_all(graph, &plan, options, caps, u32::MAX)?
+    let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
+    policy.images = batch;
+    Ok(lower_all(graph, &plan, &policy, caps, u32::MAX)?
         .into_iter()
         .flat_map(|l| l.steps.into_iter().map(|s| s.key))
         .collect())

@@ -25,7 +25,7 @@ use crate::gpu::uniforms::{act_code, ConvParams};
 use crate::graph::{out_size, Conv};
 
 /// The facts of one conv that families decide on, checked by [`lower`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConvShape {
     pub cin_g: usize,
     pub cout_g: usize,
@@ -239,7 +239,7 @@ pub(crate) fn lower(
 
 /// The checked shape of a conv: groups divide the channels, the output and the optional operands
 /// have the sizes the conv produces, every view lies inside its tensor.
-fn shape(cx: &Ctx, c: &Conv) -> Result<ConvShape> {
+pub(crate) fn shape(cx: &Ctx, c: &Conv) -> Result<ConvShape> {
     let (kh, kw) = c.kernel;
     if c.groups == 0 || !c.cin().is_multiple_of(c.groups) || !c.cout().is_multiple_of(c.groups) {
         return Err(cx.err(format!(
