@@ -135,7 +135,7 @@ impl GpuContext {
     /// The device's pipeline store (shared by every session on this device).
     pub(crate) fn pipelines(&self) -> &Mutex<Pipelines> {
         self.pipelines
-            .get_or_init(|| Mutex::new(Pipelines::new(&self.device)))
+            .get_or_init(|| Mutex::new(Pipelines::new(&self.device, self.info.backend)))
     }
 
     /// The device's tuned conv family choices.

@@ -10,6 +10,10 @@ use crate::error::{Error, Result};
 /// Shader modules, layouts and pipelines of one device, created on first use and shared by key.
 pub(crate) struct Pipelines {
     device: wgpu::Device,
+    /// Whether pipelines may be compiled on several threads at once. Not on OpenGL: wgpu's GL
+    /// backend serialises on one context lock with a one-second timeout, which concurrent
+    /// compilation on a busy machine exceeds (a panic, not an error).
+    parallel: bool,
     /// Bind group and pipeline layouts by the slots they bind.
     layouts: HashMap<&'static [Slot], (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     modules: HashMap<ShaderKey, wgpu::ShaderModule>,
@@ -50,9 +54,10 @@ fn layouts(device: &wgpu::Device, slots: &[Slot]) -> (wgpu::BindGroupLayout, wgp
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device) -> Self {
+    pub(crate) fn new(device: &wgpu::Device, backend: wgpu::Backend) -> Self {
         Pipelines {
             device: device.clone(),
+            parallel: backend != wgpu::Backend::Gl,
             layouts: HashMap::new(),
             modules: HashMap::new(),
             pipelines: HashMap::new(),
@@ -99,9 +104,13 @@ impl Pipelines {
             self.module(&key.shader)?;
             self.bind_group_layout(key.shader.file.slots());
         }
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(todo.len());
+        let threads = if self.parallel {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(todo.len())
+        } else {
+            1
+        };
         if threads <= 1 {
             for key in &todo {
                 let pipeline = self.create(key, cache);
