@@ -40,6 +40,7 @@ pub mod plan;
 pub mod profile;
 mod readback;
 mod session;
+pub mod texture;
 pub mod tune;
 pub mod uniforms;
 mod upload;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::autotune::Bucket;
-use super::kernels::conv::{self, gemm64, ConvFamily, ConvShape};
+use super::kernels::conv::{self, gemm64, ConvFamily, ConvShape, Packing};
 use super::kernels::AdapterCaps;
 
 /// A conv kernel family, for [`SessionOptions::conv_kernel`](super::SessionOptions::conv_kernel).
@@ -95,6 +95,10 @@ pub(crate) struct ConvPolicy {
     pub images: usize,
     /// The tuner's choices (empty when tuning is off or nothing needed timing).
     pub tuned: BTreeMap<Bucket, ConvKernel>,
+    /// The weight layout each node already has on the device (by node name), from earlier sessions
+    /// of the model: a family that reads it is preferred, so one copy of the weights serves every
+    /// input size.
+    pub held: BTreeMap<String, Packing>,
 }
 
 impl ConvPolicy {
@@ -104,6 +108,7 @@ impl ConvPolicy {
             f16_weights: precision == Precision::F16,
             images: 1,
             tuned: BTreeMap::new(),
+            held: BTreeMap::new(),
         }
     }
 
@@ -112,16 +117,28 @@ impl ConvPolicy {
     /// silent substitute.
     pub(crate) fn choose(
         &self,
+        node: &str,
         s: &ConvShape,
         caps: &AdapterCaps,
     ) -> Result<&'static ConvFamily, String> {
         let Some(family) = conv::family(self.requested) else {
+            let usable = |f: &&ConvFamily| f.supports(caps).is_ok() && (f.fits)(s);
             let bucket = Bucket::new(s, self.images, self.f16_weights);
-            let tuned = self.tuned.get(&bucket).and_then(|&k| conv::family(k));
-            return Ok(match tuned {
-                Some(f) if f.supports(caps).is_ok() && (f.fits)(s) => f,
-                _ => automatic(s, caps),
-            });
+            let tuned = self
+                .tuned
+                .get(&bucket)
+                .and_then(|&k| conv::family(k))
+                .filter(usable);
+            let choice = tuned.unwrap_or_else(|| automatic(s, caps));
+            // Weights already on the device in another layout: the best family that reads them.
+            let Some(held) = self.held.get(node) else {
+                return Ok(choice);
+            };
+            let reads_held = |f: &&ConvFamily| (f.plan)(s).packing == *held;
+            return Ok(Some(choice)
+                .filter(reads_held)
+                .or_else(|| conv::FAMILIES.into_iter().filter(usable).find(reads_held))
+                .unwrap_or(choice));
         };
         family
             .supports(caps)

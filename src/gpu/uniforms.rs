@@ -63,8 +63,10 @@ gpu_struct! {
         x_blocks: u32,
         /// Index (in the weight buffer's vectors) of the first packed bias.
         bias_off: u32,
-        _pad0: u32,
-        _pad1: u32,
+        /// Texels from one image to the next in the input and added-input textures (texture
+        /// families; see `gpu::texture`).
+        x_img: u32,
+        add_img: u32,
     }
 }
 

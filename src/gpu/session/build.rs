@@ -1,6 +1,7 @@
 //! Building a session: checks, batch chunking, lowering, pipelines (shared per device), uniforms,
 //! weight buffers (shared per model) and bind groups.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::{BuildStats, Dispatch, GraphInfo, OpInfo, Session, SessionOptions};
@@ -13,9 +14,10 @@ use crate::gpu::lower::{lower, Ctx, LowerCtx, Lowered};
 use crate::gpu::pipeline_cache::DiskPipelineCache;
 use crate::gpu::plan::{plan, ArenaPlan};
 use crate::gpu::profile::op_kind;
+use crate::gpu::texture::{self, Texels};
 use crate::gpu::tune::{ConvKernel, ConvPolicy, Precision};
 use crate::gpu::upload::UploadPool;
-use crate::gpu::weights::DeviceWeights;
+use crate::gpu::weights::{DeviceWeights, WeightResource};
 use crate::graph::{Graph, Op, TensorId};
 
 /// Picks the images per chunk: the whole batch if its arena fits one storage binding and one buffer,
@@ -234,6 +236,7 @@ impl Session {
         let caps = AdapterCaps::of(ctx);
         let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
         policy.images = chunk;
+        policy.held = weights.held_packings(policy.f16_weights);
         let mut tuning = TuneReport::default();
         if options.conv_kernel == ConvKernel::Auto {
             let shapes = conv_shapes(graph, &plan)?;
@@ -272,7 +275,7 @@ impl Session {
             })
         });
         pollster::block_on(scopes.pop("building the session"))?;
-        let (arena, dispatches, mut build) = built?;
+        let (arena, textures, dispatches, mut build) = built?;
         build.tuning = tuning;
         ctx.check_health()?;
         let mut keys: Vec<&_> = lowered
@@ -313,6 +316,7 @@ impl Session {
             chunk,
             plan,
             arena,
+            textures,
             dispatches,
             ops,
             pipeline_count: keys.len(),
@@ -342,17 +346,25 @@ fn create(
     plan: &ArenaPlan,
     lowered: &[Lowered],
     options: &SessionOptions,
-) -> Result<(wgpu::Buffer, Vec<Dispatch>, BuildStats)> {
+) -> Result<Built> {
     let device = ctx.device();
     let limits = device.limits();
     let arena = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("activation arena"),
-        size: plan.arena_bytes().max(4),
+        // Slack past the last tensor: a view copied as vec4 texels may read up to 3 values beyond
+        // its end.
+        size: plan.arena_bytes() + 16,
         usage: wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
+
+    let textures = input_textures(device, lowered, plan.batch, &limits)?;
+    let views: BTreeMap<Slot, wgpu::TextureView> = textures
+        .iter()
+        .map(|(slot, t)| (*slot, t.create_view(&Default::default())))
+        .collect();
 
     // Scratch space for the ops that need some (one op at a time uses it), per chunk.
     let scratch_bytes =
@@ -417,8 +429,13 @@ fn create(
     let mut uniform_offsets = uniform_offsets.into_iter();
     for (index, (node, l)) in graph.nodes.iter().zip(lowered).enumerate() {
         let params = match &l.weights {
-            Some(spec) => Some(weights.buffer(node, spec)?),
+            Some(spec) => Some(weights.resource(node, spec)?),
             None => None,
+        };
+        let (weight_buffer, weight_texture) = match &params {
+            Some(WeightResource::Buffer(b)) => (Some(b), None),
+            Some(WeightResource::Texture(t)) => (None, Some(t)),
+            None => (None, None),
         };
         for step in &l.steps {
             let uniform = wgpu::BufferBinding {
@@ -432,9 +449,15 @@ fn create(
                 .map(|&slot| {
                     let resource = match slot {
                         Slot::Arena => Some(arena.as_entire_binding()),
-                        Slot::Weights => params.as_ref().map(|p| p.as_entire_binding()),
+                        Slot::Weights => weight_buffer.map(|b| b.as_entire_binding()),
                         Slot::Uniforms => Some(wgpu::BindingResource::Buffer(uniform.clone())),
                         Slot::Scratch => scratch.as_ref().map(|s| s.as_entire_binding()),
+                        Slot::WeightTexture => {
+                            weight_texture.map(wgpu::BindingResource::TextureView)
+                        }
+                        Slot::Input | Slot::AddInput | Slot::InputScalar | Slot::AddInputScalar => {
+                            views.get(&slot).map(wgpu::BindingResource::TextureView)
+                        }
                     };
                     let resource = resource.ok_or_else(|| {
                         Error::Gpu(format!(
@@ -451,7 +474,7 @@ fn create(
                 .collect::<Result<Vec<_>>>()?;
             let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(&node.name),
-                layout: &pipelines.bind_group_layout(slots),
+                layout: &pipelines.bind_group_layout(&step.key.shader),
                 entries: &entries,
             });
             dispatches.push(Dispatch {
@@ -459,10 +482,57 @@ fn create(
                 bind_group,
                 groups: step.groups,
                 node: index,
+                inputs: step.inputs.clone(),
             });
         }
     }
-    Ok((arena, dispatches, build))
+    Ok((arena, textures, dispatches, build))
+}
+
+/// What `create` makes.
+type Built = (
+    wgpu::Buffer,
+    BTreeMap<Slot, wgpu::Texture>,
+    Vec<Dispatch>,
+    BuildStats,
+);
+
+/// One texture per input slot any step reads, tall enough for its largest view at `images`
+/// images (each image starting on a row of its own).
+fn input_textures(
+    device: &wgpu::Device,
+    lowered: &[Lowered],
+    images: usize,
+    limits: &wgpu::Limits,
+) -> Result<BTreeMap<Slot, wgpu::Texture>> {
+    let mut rows: BTreeMap<Slot, (Texels, u32)> = BTreeMap::new();
+    for input in lowered
+        .iter()
+        .flat_map(|l| &l.steps)
+        .flat_map(|s| &s.inputs)
+    {
+        let Some(format) = input.slot.texels(false) else {
+            return Err(Error::Gpu(format!(
+                "{:?} is not a texture slot",
+                input.slot
+            )));
+        };
+        let need = texture::rows(format.texels(input.len)) as usize * images;
+        let need = u32::try_from(need).unwrap_or(u32::MAX);
+        let entry = rows.entry(input.slot).or_insert((format, 0));
+        entry.1 = entry.1.max(need);
+    }
+    rows.into_iter()
+        .map(|(slot, (format, rows))| {
+            if rows > limits.max_texture_dimension_2d {
+                return Err(Error::Gpu(format!(
+                    "the {slot:?} texture needs {rows} rows for {images} images, more than this device's max_texture_dimension_2d ({}); use a smaller batch",
+                    limits.max_texture_dimension_2d
+                )));
+            }
+            Ok((slot, texture::create(device, &format!("{slot:?}"), format, rows)))
+        })
+        .collect()
 }
 
 /// The pipeline every node of `graph` would run at `batch` images on an adapter with `caps`, in

@@ -21,12 +21,15 @@ mod build;
 mod profile;
 mod record;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::autotune::{Tune, TuneReport};
 use super::context::GpuContext;
 use super::host_clock::{HostCost, Stopwatch};
+use super::kernels::Slot;
+use super::lower::TextureInput;
 use super::pipeline_cache::PipelineCacheReport;
 use super::pipeline_cache::PipelineCacheSetting;
 use super::plan::ArenaPlan;
@@ -96,6 +99,8 @@ struct Dispatch {
     groups: (u32, u32),
     /// The graph node it belongs to.
     node: usize,
+    /// Views copied into the session's input textures before it runs.
+    inputs: Vec<TextureInput>,
 }
 
 /// A graph node, for profiles.
@@ -126,6 +131,8 @@ pub struct Session {
     chunk: usize,
     plan: ArenaPlan,
     arena: wgpu::Buffer,
+    /// The input textures of the texture families, by slot (see `gpu::texture`).
+    textures: BTreeMap<Slot, wgpu::Texture>,
     /// Every dispatch of a chunk, in order (one or more per graph node).
     dispatches: Vec<Dispatch>,
     ops: Vec<OpInfo>,

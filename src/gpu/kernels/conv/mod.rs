@@ -17,9 +17,9 @@ pub mod row3;
 
 pub use packing::Packing;
 
-use super::{AdapterCaps, KernelKey, ShaderFile, ShaderKey};
+use super::{AdapterCaps, KernelKey, ShaderFile, ShaderKey, Slot};
 use crate::error::Result;
-use crate::gpu::lower::{fits_f16, Ctx, Lowered, WeightSpec};
+use crate::gpu::lower::{fits_f16, Ctx, Lowered, TextureInput, WeightSpec};
 use crate::gpu::tune::{ConvKernel, ConvPolicy};
 use crate::gpu::uniforms::{act_code, ConvParams};
 use crate::graph::{out_size, Conv};
@@ -89,6 +89,16 @@ pub struct ConvPlan {
     /// Workgroups along x and y (z is the image).
     pub groups: (usize, usize),
     pub packing: Packing,
+    /// Texture slots the kernel reads its input and added input from (copied there before the
+    /// dispatch); empty for kernels that read the arena.
+    pub inputs: Vec<(Slot, Operand)>,
+}
+
+/// Which of a conv's views a texture input holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operand {
+    Src,
+    Add,
 }
 
 /// Override constants by name, in key order (booleans are 0 or 1).
@@ -188,13 +198,30 @@ pub(crate) fn lower(
     caps: &AdapterCaps,
 ) -> Result<Lowered> {
     let s = shape(cx, c)?;
-    let family = policy.choose(&s, caps).map_err(|why| cx.err(why))?;
+    let family = policy
+        .choose(cx.node, &s, caps)
+        .map_err(|why| cx.err(why))?;
     let plan = (family.plan)(&s);
     cx.expect_len(c.weight.len(), c.cout() * s.cin_g * s.taps(), "conv weight")?;
     cx.expect_len(c.bias.len(), c.cout(), "conv bias")?;
     let bias_off = plan.packing.bias_offset(c);
     let add = s.add.unwrap_or((0, 0));
     let res = s.res.unwrap_or((0, 0));
+    let inputs = texture_inputs(cx, &s, &plan)?;
+    let image_texels = |slot: Slot| {
+        inputs
+            .iter()
+            .find(|i| i.slot == slot)
+            .and_then(|i| {
+                Some(crate::gpu::texture::image_texels(
+                    slot.texels(false)?,
+                    i.len,
+                ))
+            })
+            .unwrap_or(0)
+    };
+    let x_img = image_texels(Slot::Input).max(image_texels(Slot::InputScalar));
+    let add_img = image_texels(Slot::AddInput).max(image_texels(Slot::AddInputScalar));
     let params = ConvParams {
         src_off: s.src.0,
         src_bs: s.src.1,
@@ -218,14 +245,15 @@ pub(crate) fn lower(
         pad: cx.u32(s.pad, "padding")?,
         x_blocks: cx.u32(plan.x_blocks, "width")?,
         bias_off: cx.u32(bias_off, "weights")?,
-        ..Default::default()
+        x_img,
+        add_img,
     };
     let f16 = policy.f16_weights && fits_f16(&c.weight) && fits_f16(&c.bias);
     let weights = WeightSpec {
         packing: plan.packing,
         f16,
     };
-    Ok(Lowered::one(
+    let mut lowered = Lowered::one(
         KernelKey::new(
             ShaderKey::new(family.shader).with_f16_weights(f16),
             plan.entry,
@@ -234,7 +262,36 @@ pub(crate) fn lower(
         &params,
         cx.groups(plan.groups.0, plan.groups.1)?,
         Some(weights),
-    ))
+    );
+    lowered.steps[0].inputs = inputs;
+    Ok(lowered)
+}
+
+/// The views the plan reads from textures, checked: a vec4 texture needs the view and the image
+/// stride on 16-byte boundaries.
+fn texture_inputs(cx: &Ctx, s: &ConvShape, plan: &ConvPlan) -> Result<Vec<TextureInput>> {
+    plan.inputs
+        .iter()
+        .map(|&(slot, operand)| {
+            let (offset, stride) = match operand {
+                Operand::Src => s.src,
+                Operand::Add => s.add.ok_or_else(|| cx.err("a texture input for an absent src_add"))?,
+            };
+            let vec4 = slot.texels(false).is_some_and(|t| t.lanes() == 4);
+            if vec4 && (offset % 4 != 0 || stride % 4 != 0) {
+                return Err(cx.err(format!(
+                    "{} reads a view at element {offset} (image stride {stride}) as vec4 texels; expected multiples of 4",
+                    plan.entry
+                )));
+            }
+            Ok(TextureInput {
+                slot,
+                offset,
+                stride,
+                len: cx.u32(s.cin_g * s.groups * s.in_h * s.in_w, "input view")?,
+            })
+        })
+        .collect()
 }
 
 /// The checked shape of a conv: groups divide the channels, the output and the optional operands

@@ -26,6 +26,12 @@ pub enum Packing {
 }
 
 impl Packing {
+    /// Whether kernels read this layout from a linear texture ([`crate::gpu::texture`]) instead of
+    /// a storage buffer.
+    pub fn in_texture(&self) -> bool {
+        false
+    }
+
     /// The packed parameters of `op`.
     pub fn pack(&self, op: &Op) -> Result<Vec<f32>> {
         match (self, op) {

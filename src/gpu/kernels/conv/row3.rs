@@ -38,5 +38,6 @@ fn plan(s: &ConvShape) -> ConvPlan {
         x_blocks: segments,
         groups: ((s.out_h * segments).div_ceil(2), s.groups * cout_blocks),
         packing: PACKING,
+        inputs: Vec::new(),
     }
 }
