@@ -10,7 +10,7 @@ use std::sync::Arc;
 use gpu_common::{context, random};
 use res2net_wgpu::classifier::Classifier;
 use res2net_wgpu::gpu::{
-    DeviceWeights, GpuContext, PipelineCacheSetting, ProfileSource, Session, SessionOptions,
+    DeviceWeights, GpuContext, PipelineCacheSetting, ProfileSource, Session, SessionOptions, Tune,
 };
 use res2net_wgpu::{arch, Model};
 
@@ -80,8 +80,10 @@ fn pipeline_cache_is_written_then_loaded_and_a_corrupt_file_is_ignored() {
     let fresh = || GpuContext::new().unwrap();
     let graph = small();
     let dir = fresh_dir("pipeline-cache");
+    // Kernels fixed by rule: every build must produce the same bits, so none may tune differently.
     let options = SessionOptions {
         pipeline_cache: PipelineCacheSetting::Dir(dir.clone()),
+        tune: Tune::Off,
         ..Default::default()
     };
     let input = random(3 * 32 * 32, 8);
@@ -229,7 +231,11 @@ fn sessions_of_one_model_share_weights_and_pipelines_across_sizes() {
     let Some(ctx) = context() else { return };
     let model = Model::from_config(&arch::seed([1, 1, 1, 1], 10, 2, 4, 1, true), 5).unwrap();
     let weights = DeviceWeights::new(&ctx);
-    let options = SessionOptions::default();
+    // Kernels fixed by rule, so that a session with weights of its own runs the same ones.
+    let options = SessionOptions {
+        tune: Tune::Off,
+        ..Default::default()
+    };
     let first = Session::for_weights(&weights, &model.graph(32, 32).unwrap(), 1, &options).unwrap();
     let (bytes, buffers) = (weights.bytes(), weights.buffer_count());
     assert!(bytes > 0 && buffers > 0);
@@ -247,7 +253,7 @@ fn sessions_of_one_model_share_weights_and_pipelines_across_sizes() {
         assert!(Arc::ptr_eq(s.weights(), &weights));
         // Same results as a session with weights of its own.
         let input = random(batch * 3 * h * w, 9);
-        let own = Session::new(&ctx, &graph, batch).unwrap();
+        let own = Session::with_options(&ctx, &graph, batch, &options).unwrap();
         assert_eq!(s.run(&input).unwrap(), own.run(&input).unwrap());
     }
     // Sizes seen before create nothing.

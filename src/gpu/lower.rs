@@ -6,7 +6,7 @@
 use bytemuck::Pod;
 
 use super::kernels::conv::{self, Packing};
-use super::kernels::{self, AdapterCaps, KernelKey};
+use super::kernels::{self, AdapterCaps, KernelKey, Slot};
 use super::plan::ArenaPlan;
 use super::tune::ConvPolicy;
 use crate::error::{Error, Result};
@@ -22,6 +22,19 @@ pub(crate) struct Step {
     pub uniform: Vec<u8>,
     /// Workgroups along x and y; z is the number of images in the chunk.
     pub groups: (u32, u32),
+    /// Views copied into the session's input textures right before the dispatch.
+    pub inputs: Vec<TextureInput>,
+}
+
+/// A view an op reads from a texture slot: copied there per image before its dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TextureInput {
+    pub slot: Slot,
+    /// Element offset of image 0's view in the arena, and elements from one image to the next.
+    pub offset: u32,
+    pub stride: u32,
+    /// Elements of one image's view.
+    pub len: u32,
 }
 
 /// Everything needed to record one op.
@@ -53,6 +66,7 @@ impl Lowered {
                 key,
                 uniform: bytes(params),
                 groups,
+                inputs: Vec::new(),
             }],
             weights,
             scratch: 0,

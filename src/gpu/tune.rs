@@ -8,7 +8,10 @@
 //! families (`shaders/conv_tiled.wgsl`, written for discrete GPUs) run on any adapter when forced;
 //! this rule does not pick them.
 
-use super::kernels::conv::{self, gemm64, ConvFamily, ConvShape};
+use std::collections::BTreeMap;
+
+use super::autotune::Bucket;
+use super::kernels::conv::{self, gemm64, ConvFamily, ConvShape, Packing};
 use super::kernels::AdapterCaps;
 
 /// A conv kernel family, for [`SessionOptions::conv_kernel`](super::SessionOptions::conv_kernel).
@@ -97,13 +100,21 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// How lowering picks a conv family: the requested one (or the automatic rule) on this adapter, and
-/// whether weights are stored as f16.
-#[derive(Clone, Copy, Debug)]
+/// How lowering picks a conv family: the requested one, else the tuner's choice for the conv's
+/// bucket, else the automatic rule; and whether weights are stored as f16.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct ConvPolicy {
     pub requested: ConvKernel,
     /// Store conv and linear weights as f16 (the device has `SHADER_F16`; checked by the session).
     pub f16_weights: bool,
+    /// Images per dispatch (the session's chunk), part of a tuning bucket.
+    pub images: usize,
+    /// The tuner's choices (empty when tuning is off or nothing needed timing).
+    pub tuned: BTreeMap<Bucket, ConvKernel>,
+    /// The weight layout each node already has on the device (by node name), from earlier sessions
+    /// of the model: a family that reads it is preferred, so one copy of the weights serves every
+    /// input size.
+    pub held: BTreeMap<String, Packing>,
 }
 
 impl ConvPolicy {
@@ -111,6 +122,9 @@ impl ConvPolicy {
         ConvPolicy {
             requested,
             f16_weights: precision == Precision::F16,
+            images: 1,
+            tuned: BTreeMap::new(),
+            held: BTreeMap::new(),
         }
     }
 
@@ -119,11 +133,28 @@ impl ConvPolicy {
     /// silent substitute.
     pub(crate) fn choose(
         &self,
+        node: &str,
         s: &ConvShape,
         caps: &AdapterCaps,
     ) -> Result<&'static ConvFamily, String> {
         let Some(family) = conv::family(self.requested) else {
-            return Ok(automatic(s, caps));
+            let usable = |f: &&ConvFamily| f.supports(caps).is_ok() && (f.fits)(s);
+            let bucket = Bucket::new(s, self.images, self.f16_weights);
+            let tuned = self
+                .tuned
+                .get(&bucket)
+                .and_then(|&k| conv::family(k))
+                .filter(usable);
+            let choice = tuned.unwrap_or_else(|| automatic(s, caps));
+            // Weights already on the device in another layout: the best family that reads them.
+            let Some(held) = self.held.get(node) else {
+                return Ok(choice);
+            };
+            let reads_held = |f: &&ConvFamily| (f.plan)(s).packing == *held;
+            return Ok(Some(choice)
+                .filter(reads_held)
+                .or_else(|| conv::FAMILIES.into_iter().filter(usable).find(reads_held))
+                .unwrap_or(choice));
         };
         family
             .supports(caps)
@@ -136,9 +167,9 @@ impl ConvPolicy {
     }
 }
 
-/// The rule when nothing is forced: the subgroup GEMM families where every subgroup has 8 lanes,
-/// else the direct kernels.
-fn automatic(s: &ConvShape, caps: &AdapterCaps) -> &'static ConvFamily {
+/// The rule when nothing is forced or tuned: the subgroup GEMM families where every subgroup has 8
+/// lanes, else the direct kernels.
+pub(crate) fn automatic(s: &ConvShape, caps: &AdapterCaps) -> &'static ConvFamily {
     if !caps.subgroups_of(gemm64::LANES) {
         return &conv::direct::FAMILY;
     }

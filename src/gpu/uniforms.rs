@@ -63,9 +63,15 @@ gpu_struct! {
         x_blocks: u32,
         /// Index (in the weight buffer's vectors) of the first packed bias.
         bias_off: u32,
+        /// Texels from one image to the next in the input and added-input textures (texture
+        /// families; see `gpu::texture`).
+        x_img: u32,
+        add_img: u32,
         /// Reduction (K) values per split of a split-K conv, 0 for the others.
         k_split: u32,
         _pad1: u32,
+        _pad2: u32,
+        _pad3: u32,
     }
 }
 

@@ -6,12 +6,13 @@
 //! sizes have the same nodes with the same weights; a fingerprint of each node's weights, checked on
 //! every reuse, turns a graph of another model into an error instead of silently wrong weights.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
 use super::kernels::conv::Packing;
 use super::lower::{pack, WeightSpec};
+use super::texture::{self, Texels};
 use crate::error::{Error, Result};
 use crate::graph::{Node, Op};
 
@@ -23,8 +24,18 @@ struct Key {
 }
 
 struct Stored {
-    buffer: wgpu::Buffer,
+    resource: WeightResource,
+    bytes: u64,
     fingerprint: u64,
+}
+
+/// Where a node's packed weights live on the device.
+#[derive(Clone, Debug)]
+pub(crate) enum WeightResource {
+    /// A read-only storage buffer (binding slot 1).
+    Buffer(wgpu::Buffer),
+    /// A linear read-only storage texture (binding slot 4).
+    Texture(wgpu::TextureView),
 }
 
 /// One model's packed weight buffers on one device. Build sessions on it with
@@ -62,8 +73,21 @@ impl DeviceWeights {
     pub fn bytes(&self) -> u64 {
         self.buffers
             .lock()
-            .map(|b| b.values().map(|s| s.buffer.size()).sum())
+            .map(|b| b.values().map(|s| s.bytes).sum())
             .unwrap_or(0)
+    }
+
+    /// The conv layout each node's weights are held in (by node name), at `f16` precision.
+    pub(crate) fn held_packings(&self, f16: bool) -> BTreeMap<String, Packing> {
+        self.buffers
+            .lock()
+            .map(|b| {
+                b.keys()
+                    .filter(|k| k.f16 == f16 && k.packing != Packing::Linear)
+                    .map(|k| (k.node.clone(), k.packing))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Number of weight buffers held.
@@ -71,9 +95,9 @@ impl DeviceWeights {
         self.buffers.lock().map(|b| b.len()).unwrap_or(0)
     }
 
-    /// The buffer of `node`'s weights in `spec`'s layout, uploaded on first request. Call inside
-    /// the caller's error scopes.
-    pub(crate) fn buffer(&self, node: &Node, spec: &WeightSpec) -> Result<wgpu::Buffer> {
+    /// `node`'s weights in `spec`'s layout, uploaded on first request. Call inside the caller's
+    /// error scopes.
+    pub(crate) fn resource(&self, node: &Node, spec: &WeightSpec) -> Result<WeightResource> {
         let key = Key {
             node: node.name.clone(),
             packing: spec.packing,
@@ -91,7 +115,7 @@ impl DeviceWeights {
                     node.name
                 )));
             }
-            return Ok(stored.buffer.clone());
+            return Ok(stored.resource.clone());
         }
         let data = pack(&node.op, spec)?;
         let halves: Vec<u16>;
@@ -104,27 +128,67 @@ impl DeviceWeights {
         } else {
             bytemuck::cast_slice(&data)
         };
-        let limits = self.ctx.device().limits();
-        super::session::check_size(
-            &format!("the parameters of {}", node.name),
-            bytes.len() as u64,
-            limits.max_storage_buffer_binding_size,
-            "max_storage_buffer_binding_size",
-        )?;
-        let buffer = super::session::buffer_with(
-            self.ctx.device(),
-            &node.name,
-            wgpu::BufferUsages::STORAGE,
-            bytes,
-        )?;
+        let (resource, size) = if spec.packing.in_texture() {
+            self.texture(&node.name, bytes, spec.f16)?
+        } else {
+            let limits = self.ctx.device().limits();
+            super::session::check_size(
+                &format!("the parameters of {}", node.name),
+                bytes.len() as u64,
+                limits.max_storage_buffer_binding_size,
+                "max_storage_buffer_binding_size",
+            )?;
+            let buffer = super::session::buffer_with(
+                self.ctx.device(),
+                &node.name,
+                wgpu::BufferUsages::STORAGE,
+                bytes,
+            )?;
+            let size = buffer.size();
+            (WeightResource::Buffer(buffer), size)
+        };
         buffers.insert(
             key,
             Stored {
-                buffer: buffer.clone(),
+                resource: resource.clone(),
+                bytes: size,
                 fingerprint,
             },
         );
-        Ok(buffer)
+        Ok(resource)
+    }
+
+    /// A linear texture holding `bytes` (rgba32float texels, or rgba16float with `f16`).
+    fn texture(&self, label: &str, bytes: &[u8], f16: bool) -> Result<(WeightResource, u64)> {
+        let format = if f16 { Texels::Vec4F16 } else { Texels::Vec4 };
+        let texels = u32::try_from(bytes.len() as u64 / u64::from(format.bytes()))
+            .map_err(|_| Error::Gpu(format!("the parameters of {label} do not fit a texture")))?;
+        let rows = texture::rows(texels);
+        let max = self.ctx.device().limits().max_texture_dimension_2d;
+        if rows > max {
+            return Err(Error::Gpu(format!(
+                "the parameters of {label} need a texture of {rows} rows, more than this device's max_texture_dimension_2d ({max})"
+            )));
+        }
+        let tex = texture::create(self.ctx.device(), label, format, rows);
+        let row_bytes = (texture::TEXELS_PER_ROW * format.bytes()) as usize;
+        let mut padded = bytes.to_vec();
+        padded.resize(rows as usize * row_bytes, 0);
+        self.ctx.queue().write_texture(
+            tex.as_image_copy(),
+            &padded,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(row_bytes as u32),
+                rows_per_image: Some(rows),
+            },
+            tex.size(),
+        );
+        let size = padded.len() as u64;
+        Ok((
+            WeightResource::Texture(tex.create_view(&Default::default())),
+            size,
+        ))
     }
 }
 

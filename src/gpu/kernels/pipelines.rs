@@ -10,32 +10,54 @@ use crate::error::{Error, Result};
 /// Shader modules, layouts and pipelines of one device, created on first use and shared by key.
 pub(crate) struct Pipelines {
     device: wgpu::Device,
+    /// Whether pipelines may be compiled on several threads at once. Not on OpenGL: wgpu's GL
+    /// backend serialises on one context lock with a one-second timeout, which concurrent
+    /// compilation on a busy machine exceeds (a panic, not an error).
+    parallel: bool,
     /// Bind group and pipeline layouts by the slots they bind.
-    layouts: HashMap<&'static [Slot], (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    layouts: HashMap<LayoutKey, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     modules: HashMap<ShaderKey, wgpu::ShaderModule>,
     pipelines: HashMap<KernelKey, wgpu::ComputePipeline>,
 }
 
-fn entry(slot: Slot) -> wgpu::BindGroupLayoutEntry {
-    let ty = match slot {
-        Slot::Arena | Slot::Scratch => wgpu::BufferBindingType::Storage { read_only: false },
-        Slot::Weights => wgpu::BufferBindingType::Storage { read_only: true },
-        Slot::Uniforms => wgpu::BufferBindingType::Uniform,
+/// What a bind group layout depends on: the slots, and whether weight textures are f16.
+type LayoutKey = (&'static [Slot], bool);
+
+fn layout_key(shader: &ShaderKey) -> LayoutKey {
+    (shader.file.slots(), shader.needs_f16())
+}
+
+fn entry(slot: Slot, f16: bool) -> wgpu::BindGroupLayoutEntry {
+    let buffer = |ty| wgpu::BindingType::Buffer {
+        ty,
+        has_dynamic_offset: false,
+        min_binding_size: None,
+    };
+    let ty = match slot.texels(f16) {
+        Some(texels) => wgpu::BindingType::StorageTexture {
+            access: wgpu::StorageTextureAccess::ReadOnly,
+            format: texels.format(),
+            view_dimension: wgpu::TextureViewDimension::D2,
+        },
+        None => buffer(match slot {
+            Slot::Weights => wgpu::BufferBindingType::Storage { read_only: true },
+            Slot::Uniforms => wgpu::BufferBindingType::Uniform,
+            _ => wgpu::BufferBindingType::Storage { read_only: false },
+        }),
     };
     wgpu::BindGroupLayoutEntry {
         binding: slot.binding(),
         visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty,
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
+        ty,
         count: None,
     }
 }
 
-fn layouts(device: &wgpu::Device, slots: &[Slot]) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
-    let entries: Vec<wgpu::BindGroupLayoutEntry> = slots.iter().map(|&s| entry(s)).collect();
+fn layouts(
+    device: &wgpu::Device,
+    (slots, f16): LayoutKey,
+) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = slots.iter().map(|&s| entry(s, f16)).collect();
     let label = format!("{slots:?}");
     let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some(&label),
@@ -50,21 +72,23 @@ fn layouts(device: &wgpu::Device, slots: &[Slot]) -> (wgpu::BindGroupLayout, wgp
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device) -> Self {
+    pub(crate) fn new(device: &wgpu::Device, backend: wgpu::Backend) -> Self {
         Pipelines {
             device: device.clone(),
+            parallel: backend != wgpu::Backend::Gl,
             layouts: HashMap::new(),
             modules: HashMap::new(),
             pipelines: HashMap::new(),
         }
     }
 
-    /// The bind group layout of shaders that bind `slots`.
-    pub(crate) fn bind_group_layout(&mut self, slots: &'static [Slot]) -> wgpu::BindGroupLayout {
+    /// The bind group layout of `shader`.
+    pub(crate) fn bind_group_layout(&mut self, shader: &ShaderKey) -> wgpu::BindGroupLayout {
         let device = &self.device;
+        let key = layout_key(shader);
         self.layouts
-            .entry(slots)
-            .or_insert_with(|| layouts(device, slots))
+            .entry(key)
+            .or_insert_with(|| layouts(device, key))
             .0
             .clone()
     }
@@ -97,11 +121,15 @@ impl Pipelines {
         let todo = self.missing(keys);
         for key in &todo {
             self.module(&key.shader)?;
-            self.bind_group_layout(key.shader.file.slots());
+            self.bind_group_layout(&key.shader);
         }
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(todo.len());
+        let threads = if self.parallel {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(todo.len())
+        } else {
+            1
+        };
         if threads <= 1 {
             for key in &todo {
                 let pipeline = self.create(key, cache);
@@ -179,7 +207,7 @@ impl Pipelines {
             .map(|&(k, v)| (k, f64::from(v)))
             .collect();
         // Made by `prepare` before any pipeline of this shader.
-        let layout = self.layouts.get(key.shader.file.slots()).map(|l| &l.1);
+        let layout = self.layouts.get(&layout_key(&key.shader)).map(|l| &l.1);
         let label = key.label();
         self.device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

@@ -1,20 +1,24 @@
 //! Building a session: checks, batch chunking, lowering, pipelines (shared per device), uniforms,
 //! weight buffers (shared per model) and bind groups.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::{BuildStats, Dispatch, GraphInfo, OpInfo, Session, SessionOptions};
 use crate::error::{Error, Result};
+use crate::gpu::autotune::{self, TuneReport};
 use crate::gpu::context::{ErrorScopes, GpuContext};
+use crate::gpu::kernels::conv::{self, ConvShape};
 use crate::gpu::kernels::{AdapterCaps, Slot};
-use crate::gpu::lower::{lower, LowerCtx, Lowered};
+use crate::gpu::lower::{lower, Ctx, LowerCtx, Lowered};
 use crate::gpu::pipeline_cache::DiskPipelineCache;
 use crate::gpu::plan::{plan, ArenaPlan};
 use crate::gpu::profile::op_kind;
-use crate::gpu::tune::{ConvPolicy, Precision};
+use crate::gpu::texture::{self, Texels};
+use crate::gpu::tune::{ConvKernel, ConvPolicy, Precision};
 use crate::gpu::upload::UploadPool;
-use crate::gpu::weights::DeviceWeights;
-use crate::graph::{Graph, TensorId};
+use crate::gpu::weights::{DeviceWeights, WeightResource};
+use crate::graph::{Graph, Op, TensorId};
 
 /// Picks the images per chunk: the whole batch if its arena fits one storage binding and one buffer,
 /// else the most that do.
@@ -135,20 +139,35 @@ fn check_graph(graph: &Graph, batch: usize) -> Result<()> {
     Ok(())
 }
 
+/// The checked shape of every conv of `graph` (for the tuner).
+fn conv_shapes(graph: &Graph, plan: &ArenaPlan) -> Result<Vec<ConvShape>> {
+    graph
+        .nodes
+        .iter()
+        .filter_map(|node| match &node.op {
+            Op::Conv(c) => Some((node, c)),
+            _ => None,
+        })
+        .map(|(node, c)| {
+            let cx = Ctx {
+                graph,
+                plan,
+                node: &node.name,
+            };
+            conv::shape(&cx, c)
+        })
+        .collect()
+}
+
 /// Lowers every node, checking the workgroup counts against the device.
 pub(crate) fn lower_all(
     graph: &Graph,
     plan: &ArenaPlan,
-    options: &SessionOptions,
+    policy: &ConvPolicy,
     caps: &AdapterCaps,
     max_groups: u32,
 ) -> Result<Vec<Lowered>> {
-    let policy = ConvPolicy::new(options.conv_kernel, options.precision);
-    let lcx = LowerCtx {
-        plan,
-        policy: &policy,
-        caps,
-    };
+    let lcx = LowerCtx { plan, policy, caps };
     let lowered: Vec<Lowered> = graph
         .nodes
         .iter()
@@ -215,10 +234,25 @@ impl Session {
         }
         let (chunk, plan) = choose_chunk(graph, batch, options.max_chunk, &limits)?;
         let caps = AdapterCaps::of(ctx);
+        let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
+        policy.images = chunk;
+        policy.held = weights.held_packings(policy.f16_weights);
+        let mut tuning = TuneReport::default();
+        if options.conv_kernel == ConvKernel::Auto {
+            let shapes = conv_shapes(graph, &plan)?;
+            (policy.tuned, tuning) = autotune::tune(
+                ctx,
+                &shapes,
+                chunk,
+                policy.f16_weights,
+                options.tune,
+                &options.pipeline_cache,
+            )?;
+        }
         let lowered = lower_all(
             graph,
             &plan,
-            options,
+            &policy,
             &caps,
             limits.max_compute_workgroups_per_dimension,
         )?;
@@ -241,7 +275,8 @@ impl Session {
             })
         });
         pollster::block_on(scopes.pop("building the session"))?;
-        let (arena, dispatches, build) = built?;
+        let (arena, textures, dispatches, mut build) = built?;
+        build.tuning = tuning;
         ctx.check_health()?;
         let mut keys: Vec<&_> = lowered
             .iter()
@@ -281,6 +316,7 @@ impl Session {
             chunk,
             plan,
             arena,
+            textures,
             dispatches,
             ops,
             pipeline_count: keys.len(),
@@ -310,17 +346,25 @@ fn create(
     plan: &ArenaPlan,
     lowered: &[Lowered],
     options: &SessionOptions,
-) -> Result<(wgpu::Buffer, Vec<Dispatch>, BuildStats)> {
+) -> Result<Built> {
     let device = ctx.device();
     let limits = device.limits();
     let arena = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("activation arena"),
-        size: plan.arena_bytes().max(4),
+        // Slack past the last tensor: a view copied as vec4 texels may read up to 3 values beyond
+        // its end.
+        size: plan.arena_bytes() + 16,
         usage: wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
+
+    let textures = input_textures(device, lowered, plan.batch, &limits)?;
+    let views: BTreeMap<Slot, wgpu::TextureView> = textures
+        .iter()
+        .map(|(slot, t)| (*slot, t.create_view(&Default::default())))
+        .collect();
 
     // Scratch space for the ops that need some (one op at a time uses it), per chunk.
     let scratch_bytes =
@@ -385,8 +429,13 @@ fn create(
     let mut uniform_offsets = uniform_offsets.into_iter();
     for (index, (node, l)) in graph.nodes.iter().zip(lowered).enumerate() {
         let params = match &l.weights {
-            Some(spec) => Some(weights.buffer(node, spec)?),
+            Some(spec) => Some(weights.resource(node, spec)?),
             None => None,
+        };
+        let (weight_buffer, weight_texture) = match &params {
+            Some(WeightResource::Buffer(b)) => (Some(b), None),
+            Some(WeightResource::Texture(t)) => (None, Some(t)),
+            None => (None, None),
         };
         for step in &l.steps {
             let uniform = wgpu::BufferBinding {
@@ -400,9 +449,15 @@ fn create(
                 .map(|&slot| {
                     let resource = match slot {
                         Slot::Arena => Some(arena.as_entire_binding()),
-                        Slot::Weights => params.as_ref().map(|p| p.as_entire_binding()),
+                        Slot::Weights => weight_buffer.map(|b| b.as_entire_binding()),
                         Slot::Uniforms => Some(wgpu::BindingResource::Buffer(uniform.clone())),
                         Slot::Scratch => scratch.as_ref().map(|s| s.as_entire_binding()),
+                        Slot::WeightTexture => {
+                            weight_texture.map(wgpu::BindingResource::TextureView)
+                        }
+                        Slot::Input | Slot::AddInput | Slot::InputScalar | Slot::AddInputScalar => {
+                            views.get(&slot).map(wgpu::BindingResource::TextureView)
+                        }
                     };
                     let resource = resource.ok_or_else(|| {
                         Error::Gpu(format!(
@@ -419,7 +474,7 @@ fn create(
                 .collect::<Result<Vec<_>>>()?;
             let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(&node.name),
-                layout: &pipelines.bind_group_layout(slots),
+                layout: &pipelines.bind_group_layout(&step.key.shader),
                 entries: &entries,
             });
             dispatches.push(Dispatch {
@@ -427,10 +482,57 @@ fn create(
                 bind_group,
                 groups: step.groups,
                 node: index,
+                inputs: step.inputs.clone(),
             });
         }
     }
-    Ok((arena, dispatches, build))
+    Ok((arena, textures, dispatches, build))
+}
+
+/// What `create` makes.
+type Built = (
+    wgpu::Buffer,
+    BTreeMap<Slot, wgpu::Texture>,
+    Vec<Dispatch>,
+    BuildStats,
+);
+
+/// One texture per input slot any step reads, tall enough for its largest view at `images`
+/// images (each image starting on a row of its own).
+fn input_textures(
+    device: &wgpu::Device,
+    lowered: &[Lowered],
+    images: usize,
+    limits: &wgpu::Limits,
+) -> Result<BTreeMap<Slot, wgpu::Texture>> {
+    let mut rows: BTreeMap<Slot, (Texels, u32)> = BTreeMap::new();
+    for input in lowered
+        .iter()
+        .flat_map(|l| &l.steps)
+        .flat_map(|s| &s.inputs)
+    {
+        let Some(format) = input.slot.texels(false) else {
+            return Err(Error::Gpu(format!(
+                "{:?} is not a texture slot",
+                input.slot
+            )));
+        };
+        let need = texture::rows(format.texels(input.len)) as usize * images;
+        let need = u32::try_from(need).unwrap_or(u32::MAX);
+        let entry = rows.entry(input.slot).or_insert((format, 0));
+        entry.1 = entry.1.max(need);
+    }
+    rows.into_iter()
+        .map(|(slot, (format, rows))| {
+            if rows > limits.max_texture_dimension_2d {
+                return Err(Error::Gpu(format!(
+                    "the {slot:?} texture needs {rows} rows for {images} images, more than this device's max_texture_dimension_2d ({}); use a smaller batch",
+                    limits.max_texture_dimension_2d
+                )));
+            }
+            Ok((slot, texture::create(device, &format!("{slot:?}"), format, rows)))
+        })
+        .collect()
 }
 
 /// The pipeline every node of `graph` would run at `batch` images on an adapter with `caps`, in
@@ -443,7 +545,9 @@ pub fn pipeline_keys(
 ) -> Result<Vec<crate::gpu::kernels::KernelKey>> {
     check_graph(graph, batch)?;
     let plan = plan(graph, batch);
-    Ok(lower_all(graph, &plan, options, caps, u32::MAX)?
+    let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
+    policy.images = batch;
+    Ok(lower_all(graph, &plan, &policy, caps, u32::MAX)?
         .into_iter()
         .flat_map(|l| l.steps.into_iter().map(|s| s.key))
         .collect())

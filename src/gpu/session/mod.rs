@@ -21,11 +21,15 @@ mod build;
 mod profile;
 mod record;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::autotune::{Tune, TuneReport};
 use super::context::GpuContext;
 use super::host_clock::{HostCost, Stopwatch};
+use super::kernels::Slot;
+use super::lower::TextureInput;
 use super::pipeline_cache::PipelineCacheReport;
 use super::pipeline_cache::PipelineCacheSetting;
 use super::plan::ArenaPlan;
@@ -57,6 +61,9 @@ pub struct SessionOptions {
     pub conv_kernel: ConvKernel,
     /// The number format of the weights ([`Precision::F16`] needs `Features::SHADER_F16`).
     pub precision: Precision,
+    /// Whether conv families are timed on this adapter ([`Tune::Auto`] by default, or what
+    /// `RES2NET_TUNE` says); the choice of a forced `conv_kernel` always wins.
+    pub tune: Tune,
 }
 
 impl Default for SessionOptions {
@@ -67,6 +74,7 @@ impl Default for SessionOptions {
             pipeline_cache: PipelineCacheSetting::Default,
             conv_kernel: ConvKernel::Auto,
             precision: Precision::F32,
+            tune: Tune::from_env(),
         }
     }
 }
@@ -80,6 +88,8 @@ pub struct BuildStats {
     /// Pipelines created for this session (the rest were shared).
     pub pipelines_created: usize,
     pub pipeline_cache: PipelineCacheReport,
+    /// What the autotuner did (its time is not part of `pipelines`).
+    pub tuning: TuneReport,
 }
 
 /// One recorded dispatch.
@@ -89,6 +99,8 @@ struct Dispatch {
     groups: (u32, u32),
     /// The graph node it belongs to.
     node: usize,
+    /// Views copied into the session's input textures before it runs.
+    inputs: Vec<TextureInput>,
 }
 
 /// A graph node, for profiles.
@@ -119,6 +131,8 @@ pub struct Session {
     chunk: usize,
     plan: ArenaPlan,
     arena: wgpu::Buffer,
+    /// The input textures of the texture families, by slot (see `gpu::texture`).
+    textures: BTreeMap<Slot, wgpu::Texture>,
     /// Every dispatch of a chunk, in order (one or more per graph node).
     dispatches: Vec<Dispatch>,
     ops: Vec<OpInfo>,

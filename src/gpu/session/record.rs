@@ -12,9 +12,11 @@ use super::Session;
 use crate::error::{Error, Result};
 use crate::gpu::context::ErrorScopes;
 use crate::gpu::host_clock::Stopwatch;
+use crate::gpu::lower::TextureInput;
 use crate::gpu::plan::Interval;
 use crate::gpu::profile::Timestamps;
 use crate::gpu::readback::Readback;
+use crate::gpu::texture;
 use crate::graph::TensorId;
 
 /// One step of a run.
@@ -26,6 +28,13 @@ pub(crate) enum Command {
     Pass { dispatches: Range<usize>, n: u32 },
     /// Copy tensor slot `slot` of images `n0..n0 + n` out of the arena into its readback buffer.
     CopyOut { slot: usize, n0: usize, n: usize },
+    /// Copy the texture inputs of dispatch `dispatch` for images `n0..n0 + n` into the session's
+    /// input textures (image `n0` at the top).
+    Upload {
+        dispatch: usize,
+        n0: usize,
+        n: usize,
+    },
 }
 
 /// What one kind of run does.
@@ -80,10 +89,22 @@ impl Session {
             copy_out(&mut commands, 0);
             let mut start = 0;
             while start < ndisp {
-                // One pass up to the next dispatch after which a tensor must be copied out; with
-                // `pass_per_dispatch`, one pass per node's dispatch.
+                if !self.dispatches[start].inputs.is_empty() {
+                    commands.push(Command::Upload {
+                        dispatch: start,
+                        n0,
+                        n,
+                    });
+                }
+                // One pass up to the next dispatch after which a tensor must be copied out, or
+                // before which its inputs are copied into textures (copies cannot sit inside a
+                // compute pass); with `pass_per_dispatch`, one pass per dispatch.
                 let mut end = start + 1;
-                while end < ndisp && due[end].is_empty() && !pass_per_dispatch {
+                while end < ndisp
+                    && due[end].is_empty()
+                    && self.dispatches[end].inputs.is_empty()
+                    && !pass_per_dispatch
+                {
                     end += 1;
                 }
                 commands.push(Command::Pass {
@@ -156,6 +177,11 @@ impl Session {
                         *n as u64 * per,
                     );
                 }
+                Command::Upload { dispatch, n0, n } => {
+                    for input in &self.dispatches[*dispatch].inputs {
+                        self.upload(encoder, input, *n0, *n);
+                    }
+                }
                 Command::Pass { dispatches, n } => {
                     let timestamp_writes = timestamps.as_mut().map(|(t, k)| {
                         let w = t.writes(**k);
@@ -177,6 +203,53 @@ impl Session {
                         pass.dispatch_workgroups(d.groups.0, d.groups.1, *n);
                     }
                 }
+            }
+        }
+    }
+
+    /// Records the copies of `input`'s view for images `n0..n0 + n` into its texture, image `n0` at
+    /// row 0, each image on rows of its own.
+    fn upload(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &TextureInput,
+        n0: usize,
+        n: usize,
+    ) {
+        let (Some(texture), Some(format)) =
+            (self.textures.get(&input.slot), input.slot.texels(false))
+        else {
+            return;
+        };
+        let rows = texture::rows(format.texels(input.len));
+        for i in 0..n {
+            let first = u64::from(input.offset) + (n0 + i) as u64 * u64::from(input.stride);
+            for c in texture::copies(format, first * 4, input.len, i as u32 * rows) {
+                encoder.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &self.arena,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: c.offset,
+                            bytes_per_row: Some(c.width * format.bytes()),
+                            rows_per_image: Some(c.height),
+                        },
+                    },
+                    wgpu::TexelCopyTextureInfo {
+                        texture,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d {
+                            x: 0,
+                            y: c.row,
+                            z: 0,
+                        },
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::Extent3d {
+                        width: c.width,
+                        height: c.height,
+                        depth_or_array_layers: 1,
+                    },
+                );
             }
         }
     }

@@ -39,6 +39,7 @@ fn plan(s: &ConvShape) -> ConvPlan {
         groups: (x_items.div_ceil(WG), (s.groups * cout_blocks).div_ceil(WG)),
         packing: Packing::OutBlocks { cb },
         split_k: None,
+        inputs: Vec::new(),
     }
 }
 

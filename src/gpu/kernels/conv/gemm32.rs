@@ -46,6 +46,7 @@ fn plan(s: &ConvShape) -> ConvPlan {
         groups: (x_blocks, s.groups * cout_blocks),
         packing: PACKING,
         split_k: None,
+        inputs: Vec::new(),
     }
 }
 

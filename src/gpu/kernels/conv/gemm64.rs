@@ -57,6 +57,7 @@ fn plan(s: &ConvShape, k8: bool) -> ConvPlan {
             flat,
         },
         split_k: None,
+        inputs: Vec::new(),
     }
 }
 

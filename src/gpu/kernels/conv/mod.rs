@@ -20,15 +20,15 @@ pub mod tiled;
 
 pub use packing::{Packing, TILED_K_ROWS};
 
-use super::{AdapterCaps, KernelKey, ShaderFile, ShaderKey};
+use super::{AdapterCaps, KernelKey, ShaderFile, ShaderKey, Slot};
 use crate::error::Result;
-use crate::gpu::lower::{bytes, fits_f16, Ctx, Lowered, Step, WeightSpec};
+use crate::gpu::lower::{bytes, fits_f16, Ctx, Lowered, Step, TextureInput, WeightSpec};
 use crate::gpu::tune::{ConvKernel, ConvPolicy};
 use crate::gpu::uniforms::{act_code, ConvParams};
 use crate::graph::{out_size, Conv};
 
 /// The facts of one conv that families decide on, checked by [`lower`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConvShape {
     pub cin_g: usize,
     pub cout_g: usize,
@@ -94,6 +94,9 @@ pub struct ConvPlan {
     pub packing: Packing,
     /// A second dispatch that finishes the op, for a reduction split over K.
     pub split_k: Option<SplitK>,
+    /// Texture slots the kernel reads its input and added input from (copied there before the
+    /// dispatch); empty for kernels that read the arena.
+    pub inputs: Vec<(Slot, Operand)>,
 }
 
 /// A reduction split over K: the plan's dispatch writes a partial sum of every output per `k_split`
@@ -108,6 +111,13 @@ pub struct SplitK {
     pub finish_groups: (usize, usize),
     /// Scratch space per image, in f32 elements.
     pub scratch: usize,
+}
+
+/// Which of a conv's views a texture input holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operand {
+    Src,
+    Add,
 }
 
 /// Override constants by name, in key order (booleans are 0 or 1).
@@ -210,13 +220,30 @@ pub(crate) fn lower(
     caps: &AdapterCaps,
 ) -> Result<Lowered> {
     let s = shape(cx, c)?;
-    let family = policy.choose(&s, caps).map_err(|why| cx.err(why))?;
+    let family = policy
+        .choose(cx.node, &s, caps)
+        .map_err(|why| cx.err(why))?;
     let plan = (family.plan)(&s);
     cx.expect_len(c.weight.len(), c.cout() * s.cin_g * s.taps(), "conv weight")?;
     cx.expect_len(c.bias.len(), c.cout(), "conv bias")?;
     let bias_off = plan.packing.bias_offset(c);
     let add = s.add.unwrap_or((0, 0));
     let res = s.res.unwrap_or((0, 0));
+    let inputs = texture_inputs(cx, &s, &plan)?;
+    let image_texels = |slot: Slot| {
+        inputs
+            .iter()
+            .find(|i| i.slot == slot)
+            .and_then(|i| {
+                Some(crate::gpu::texture::image_texels(
+                    slot.texels(false)?,
+                    i.len,
+                ))
+            })
+            .unwrap_or(0)
+    };
+    let x_img = image_texels(Slot::Input).max(image_texels(Slot::InputScalar));
+    let add_img = image_texels(Slot::AddInput).max(image_texels(Slot::AddInputScalar));
     let params = ConvParams {
         src_off: s.src.0,
         src_bs: s.src.1,
@@ -241,6 +268,8 @@ pub(crate) fn lower(
         x_blocks: cx.u32(plan.x_blocks, "width")?,
         bias_off: cx.u32(bias_off, "weights")?,
         k_split: cx.u32(plan.split_k.as_ref().map_or(0, |k| k.k_split), "reduction")?,
+        x_img,
+        add_img,
         ..Default::default()
     };
     let f16 = policy.f16_weights && fits_f16(&c.weight) && fits_f16(&c.bias);
@@ -261,15 +290,44 @@ pub(crate) fn lower(
             key: KernelKey::new(shader, split.finish.0, &split.finish.1),
             uniform: bytes(&params),
             groups: cx.groups(split.finish_groups.0, split.finish_groups.1)?,
+            inputs: Vec::new(),
         });
         lowered.scratch = split.scratch;
     }
+    lowered.steps[0].inputs = inputs;
     Ok(lowered)
+}
+
+/// The views the plan reads from textures, checked: a vec4 texture needs the view and the image
+/// stride on 16-byte boundaries.
+fn texture_inputs(cx: &Ctx, s: &ConvShape, plan: &ConvPlan) -> Result<Vec<TextureInput>> {
+    plan.inputs
+        .iter()
+        .map(|&(slot, operand)| {
+            let (offset, stride) = match operand {
+                Operand::Src => s.src,
+                Operand::Add => s.add.ok_or_else(|| cx.err("a texture input for an absent src_add"))?,
+            };
+            let vec4 = slot.texels(false).is_some_and(|t| t.lanes() == 4);
+            if vec4 && (offset % 4 != 0 || stride % 4 != 0) {
+                return Err(cx.err(format!(
+                    "{} reads a view at element {offset} (image stride {stride}) as vec4 texels; expected multiples of 4",
+                    plan.entry
+                )));
+            }
+            Ok(TextureInput {
+                slot,
+                offset,
+                stride,
+                len: cx.u32(s.cin_g * s.groups * s.in_h * s.in_w, "input view")?,
+            })
+        })
+        .collect()
 }
 
 /// The checked shape of a conv: groups divide the channels, the output and the optional operands
 /// have the sizes the conv produces, every view lies inside its tensor.
-fn shape(cx: &Ctx, c: &Conv) -> Result<ConvShape> {
+pub(crate) fn shape(cx: &Ctx, c: &Conv) -> Result<ConvShape> {
     let (kh, kw) = c.kernel;
     if c.groups == 0 || !c.cin().is_multiple_of(c.groups) || !c.cout().is_multiple_of(c.groups) {
         return Err(cx.err(format!(

@@ -34,6 +34,12 @@ pub enum Packing {
 pub const TILED_K_ROWS: usize = 16;
 
 impl Packing {
+    /// Whether kernels read this layout from a linear texture ([`crate::gpu::texture`]) instead of
+    /// a storage buffer.
+    pub fn in_texture(&self) -> bool {
+        false
+    }
+
     /// The packed parameters of `op`.
     pub fn pack(&self, op: &Op) -> Result<Vec<f32>> {
         match (self, op) {

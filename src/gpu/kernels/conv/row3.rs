@@ -39,5 +39,6 @@ fn plan(s: &ConvShape) -> ConvPlan {
         groups: ((s.out_h * segments).div_ceil(2), s.groups * cout_blocks),
         packing: PACKING,
         split_k: None,
+        inputs: Vec::new(),
     }
 }

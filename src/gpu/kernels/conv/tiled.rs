@@ -87,6 +87,7 @@ fn plan(s: &ConvShape, double: bool) -> ConvPlan {
         groups: (x_blocks, s.groups * cout_blocks),
         packing: Packing::Tiled { bn: tile_n },
         split_k: None,
+        inputs: Vec::new(),
     }
 }
 
