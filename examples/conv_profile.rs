@@ -1,6 +1,6 @@
 //! Per-conv GPU time of a preset under each conv kernel family, to compare kernels shape by shape.
 //!
-//! `cargo run --release --example conv_profile -- res2net50_26w_4s 224 1 [direct|gemm64|gemm64k8|gemm32|row3|auto ...]`
+//! `cargo run --release --example conv_profile -- res2net50_26w_4s 224 1 [direct|gemm64|gemm64k8|gemm32|row3|tiled|tiled2|splitk|auto ...]`
 
 use res2net_wgpu::gpu::tune::ConvKernel;
 use res2net_wgpu::gpu::{GpuContext, Session, SessionOptions};
@@ -21,6 +21,9 @@ fn main() -> Result<(), res2net_wgpu::Error> {
             "gemm32" => ConvKernel::Gemm32x32,
             "gemm64k8" => ConvKernel::Gemm64x16K8,
             "row3" => ConvKernel::GemmRow3x3,
+            "tiled" => ConvKernel::Tiled,
+            "tiled2" => ConvKernel::TiledDouble,
+            "splitk" => ConvKernel::TiledSplitK,
             _ => ConvKernel::Auto,
         })
         .collect();

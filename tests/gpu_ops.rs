@@ -489,6 +489,24 @@ fn conv_matches_cpu() {
     }
 }
 
+/// Every case with every family of `kernels`, with f32 and f16 weights.
+fn check_cases(label: &str, cases: &[ConvCase], kernels: &[ConvKernel]) {
+    for (i, c) in cases.iter().enumerate() {
+        for &kernel in kernels {
+            for precision in [Precision::F32, Precision::F16] {
+                check_precision(
+                    &format!("{label} case {i} {c:?} {kernel:?} {precision:?}"),
+                    &conv_graph(*c),
+                    c.batch,
+                    None,
+                    kernel,
+                    precision,
+                );
+            }
+        }
+    }
+}
+
 /// Shapes aimed at the subgroup GEMM kernels' edges: several 64- and 32-channel blocks with a ragged
 /// last one, planes that are and are not multiples of 4 (vec4 and gathered input rows) and of the 16-
 /// and 32-pixel tiles, groups whose channel counts are not multiples of 4, src_add, residual, batch.
@@ -572,20 +590,7 @@ fn conv_gemm_edges_match_cpu() {
             ..base
         },
     ];
-    for (i, c) in cases.iter().enumerate() {
-        for kernel in ConvKernel::FORCEABLE {
-            for precision in [Precision::F32, Precision::F16] {
-                check_precision(
-                    &format!("gemm edge case {i} {c:?} {kernel:?} {precision:?}"),
-                    &conv_graph(*c),
-                    c.batch,
-                    None,
-                    kernel,
-                    precision,
-                );
-            }
-        }
-    }
+    check_cases("gemm edge", &cases, &ConvKernel::FORCEABLE);
 }
 
 /// The row-wise 3x3 kernel (`conv_gemm_row3`, forced) on the shapes that stress it: rows that are
@@ -653,18 +658,115 @@ fn conv_row3x3_matches_cpu() {
             ..base
         },
     ];
-    for (i, c) in cases.iter().enumerate() {
-        for precision in [Precision::F32, Precision::F16] {
-            check_precision(
-                &format!("row3 case {i} {c:?} {precision:?}"),
-                &conv_graph(*c),
-                c.batch,
-                None,
-                ConvKernel::GemmRow3x3,
-                precision,
-            );
-        }
-    }
+    check_cases("row3", &cases, &[ConvKernel::GemmRow3x3]);
+}
+
+/// The workgroup-tiled families (forced) on the shapes at their edges: pixel, channel and K tiles
+/// that end ragged (K not a multiple of either slice depth, or smaller than one slice), both tiles
+/// (groups of more and of at most 32 channels), groups whose channel counts are not multiples of 4,
+/// vec4 and gathered input (aligned 1x1, odd planes whose views start unaligned), long reductions
+/// on a 7x7 plane (split-K's case: many splits, batches, chunks sharing the scratch space), src_add,
+/// residual, every activation; f32 and f16 weights. (The GEMM edge cases, the stem among them, run
+/// every forceable family too.)
+#[test]
+fn conv_tiled_edges_match_cpu() {
+    use Activation::{Relu, Sigmoid};
+    let base = ConvCase {
+        cin: 19,
+        cout: 70,
+        h: 9,
+        w: 11,
+        kernel: (3, 3),
+        stride: 1,
+        pad: 1,
+        groups: 1,
+        add: true,
+        residual: true,
+        act: Relu,
+        batch: 2,
+    };
+    let cases = [
+        // 2 ragged pixel tiles, a ragged second channel block, K = 171
+        base,
+        // the narrow tile: 2 pixel tiles of 128, K = 234
+        ConvCase {
+            cin: 26,
+            cout: 26,
+            h: 13,
+            w: 10,
+            residual: false,
+            act: Sigmoid,
+            batch: 3,
+            ..base
+        },
+        // groups of 10 -> 14 channels, stride 2
+        ConvCase {
+            cin: 30,
+            cout: 42,
+            h: 11,
+            w: 9,
+            stride: 2,
+            groups: 3,
+            add: false,
+            act: Activation::None,
+            ..base
+        },
+        // long reductions on a 7x7 plane: K = 1152 (3x3) and 1040 (1x1, gathered)
+        ConvCase {
+            cin: 128,
+            cout: 40,
+            h: 7,
+            w: 7,
+            ..base
+        },
+        ConvCase {
+            cin: 1040,
+            cout: 36,
+            h: 7,
+            w: 7,
+            kernel: (1, 1),
+            pad: 0,
+            add: false,
+            batch: 3,
+            ..base
+        },
+        // aligned 1x1 (vec4 input and stores) over 3 pixel tiles, K = 520
+        ConvCase {
+            cin: 520,
+            cout: 33,
+            h: 12,
+            w: 12,
+            kernel: (1, 1),
+            pad: 0,
+            ..base
+        },
+        // 1x1 on a 6x5 plane: views unaligned, K = 3 (less than a slice)
+        ConvCase {
+            cin: 3,
+            cout: 5,
+            h: 6,
+            w: 5,
+            kernel: (1, 1),
+            pad: 0,
+            act: Sigmoid,
+            ..base
+        },
+    ];
+    let tiled = [
+        ConvKernel::Tiled,
+        ConvKernel::TiledDouble,
+        ConvKernel::TiledSplitK,
+    ];
+    check_cases("tiled edge", &cases, &tiled);
+    // Split-K over batch chunks: every chunk reuses the scratch space.
+    let c = cases[4];
+    check_with(
+        "tiled split-K chunks",
+        &conv_graph(c),
+        3,
+        Some(2),
+        ConvKernel::TiledSplitK,
+    );
 }
 
 /// A forced family really runs where the adapter supports it, and is refused where it does not.
@@ -693,6 +795,12 @@ fn forced_conv_kernels_are_the_ones_that_run() {
         (ConvKernel::Gemm32x32, "conv_gemm_32"),
         (ConvKernel::Gemm64x16K8, "K8=1"),
         (ConvKernel::GemmRow3x3, "conv_gemm_row3"),
+        (ConvKernel::Tiled, "ALIGNED=0,DOUBLE=0"),
+        (ConvKernel::TiledDouble, "HAS_RES=0,ALIGNED=0,DOUBLE=1"),
+        (
+            ConvKernel::TiledSplitK,
+            "conv_tiled_partial[HAS_ADD=0,ALIGNED=0,DOUBLE=1,TILE_M=128] + ",
+        ),
     ] {
         let opts = SessionOptions {
             conv_kernel: kernel,

@@ -100,6 +100,20 @@ fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
     // The row kernel only fits 3x3 stride-1 convs: the others get the automatic choice.
     let row3 = entries(ConvKernel::GemmRow3x3);
     assert!(row3.contains("conv_gemm_row3") && row3.contains("conv_gemm"));
+    // The tiled families run everywhere; split-K runs every conv with K over 16 in two
+    // dispatches (partial tiles, then their sum), and leaves the rest to the rule.
+    let tiled = entries(ConvKernel::Tiled);
+    assert!(tiled.contains("conv_tiled") && !tiled.contains("conv_gemm"));
+    let split = keys(ConvKernel::TiledSplitK);
+    let partials = split
+        .iter()
+        .filter(|k| k.entry == "conv_tiled_partial")
+        .count();
+    let sums = split.iter().filter(|k| k.entry == "conv_split_sum").count();
+    assert!(
+        partials > 0 && partials == sums,
+        "{partials} partials, {sums} sums"
+    );
     // Without 8-lane subgroups a forced GEMM family is an error, never a silent substitute.
     let options = SessionOptions {
         conv_kernel: ConvKernel::Gemm64x16,

@@ -4,7 +4,9 @@
 //! is a loop over the SIMD lanes, so the subgroup-sharing implicit GEMM families
 //! (`shaders/conv_gemm64.wgsl`, `conv_gemm32.wgsl`, `conv_row3.wgsl`) win by loading each value once
 //! per subgroup; they are written for 8-lane subgroups and only run where the adapter reports exactly
-//! that. Everywhere else the register-blocked kernels of `shaders/conv.wgsl` run.
+//! that. Everywhere else the register-blocked kernels of `shaders/conv.wgsl` run. The workgroup-tiled
+//! families (`shaders/conv_tiled.wgsl`, written for discrete GPUs) run on any adapter when forced;
+//! this rule does not pick them.
 
 use std::collections::BTreeMap;
 
@@ -34,16 +36,30 @@ pub enum ConvKernel {
     /// `conv_row3.wgsl`: 3x3 stride-1 padding-1 convs only, 32 output channels x two 16-pixel row
     /// segments per subgroup, each input row loaded once per kernel row and reused for its 3 taps.
     GemmRow3x3,
+    /// `conv_tiled.wgsl`: implicit GEMM over workgroup-memory tiles (64 pixels x 64 channels, or
+    /// 128 x 32 for groups of at most 32 channels; 256 invocations of 4 x 4 each), one buffer of
+    /// 16-deep K slices. Runs everywhere; written for discrete GPUs.
+    Tiled,
+    /// [`ConvKernel::Tiled`] with two buffers of 8-deep slices, the next slice fetched into
+    /// registers while the current one's FMAs run.
+    TiledDouble,
+    /// `conv_tiled_split.wgsl`: [`ConvKernel::TiledDouble`] with K split into partial sums in the
+    /// session's scratch space and a second dispatch that adds them up, for convs whose few output
+    /// pixels leave most of a GPU idle. Convs whose K fits one 16-row slice get the automatic choice.
+    TiledSplitK,
 }
 
 impl ConvKernel {
     /// Every family that can be forced, for tests and benchmarks.
-    pub const FORCEABLE: [ConvKernel; 5] = [
+    pub const FORCEABLE: [ConvKernel; 8] = [
         ConvKernel::Direct,
         ConvKernel::Gemm64x16,
         ConvKernel::Gemm64x16K8,
         ConvKernel::Gemm32x32,
         ConvKernel::GemmRow3x3,
+        ConvKernel::Tiled,
+        ConvKernel::TiledDouble,
+        ConvKernel::TiledSplitK,
     ];
 }
 

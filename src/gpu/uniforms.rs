@@ -67,6 +67,11 @@ gpu_struct! {
         /// families; see `gpu::texture`).
         x_img: u32,
         add_img: u32,
+        /// Reduction (K) values per split of a split-K conv, 0 for the others.
+        k_split: u32,
+        _pad1: u32,
+        _pad2: u32,
+        _pad3: u32,
     }
 }
 

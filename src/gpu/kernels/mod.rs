@@ -34,6 +34,10 @@ pub enum ShaderFile {
     ConvGemm32,
     /// 3x3 stride-1 convolution along rows, 32 x 32 per 8-lane subgroup.
     ConvRow3,
+    /// Implicit GEMM over workgroup-memory tiles, any adapter.
+    ConvTiled,
+    /// The same with the reduction split over K: partial sums in the scratch space, then their sum.
+    ConvTiledSplit,
     Pool,
     GlobalPool,
     Linear,
@@ -86,11 +90,13 @@ impl Slot {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 10] = [
+    pub const ALL: [ShaderFile; 12] = [
         ShaderFile::Conv,
         ShaderFile::ConvGemm64,
         ShaderFile::ConvGemm32,
         ShaderFile::ConvRow3,
+        ShaderFile::ConvTiled,
+        ShaderFile::ConvTiledSplit,
         ShaderFile::Pool,
         ShaderFile::GlobalPool,
         ShaderFile::Linear,
@@ -105,6 +111,8 @@ impl ShaderFile {
             ShaderFile::ConvGemm64 => "conv_gemm64.wgsl",
             ShaderFile::ConvGemm32 => "conv_gemm32.wgsl",
             ShaderFile::ConvRow3 => "conv_row3.wgsl",
+            ShaderFile::ConvTiled => "conv_tiled.wgsl",
+            ShaderFile::ConvTiledSplit => "conv_tiled_split.wgsl",
             ShaderFile::Pool => "pool.wgsl",
             ShaderFile::GlobalPool => "global_pool.wgsl",
             ShaderFile::Linear => "linear.wgsl",
@@ -121,6 +129,8 @@ impl ShaderFile {
             ShaderFile::ConvGemm64 => include_str!("../../../shaders/conv_gemm64.wgsl"),
             ShaderFile::ConvGemm32 => include_str!("../../../shaders/conv_gemm32.wgsl"),
             ShaderFile::ConvRow3 => include_str!("../../../shaders/conv_row3.wgsl"),
+            ShaderFile::ConvTiled => include_str!("../../../shaders/conv_tiled.wgsl"),
+            ShaderFile::ConvTiledSplit => include_str!("../../../shaders/conv_tiled_split.wgsl"),
             ShaderFile::Pool => include_str!("../../../shaders/pool.wgsl"),
             ShaderFile::GlobalPool => include_str!("../../../shaders/global_pool.wgsl"),
             ShaderFile::Linear => include_str!("../../../shaders/linear.wgsl"),
@@ -146,13 +156,17 @@ impl ShaderFile {
                 | ShaderFile::ConvGemm64
                 | ShaderFile::ConvGemm32
                 | ShaderFile::ConvRow3
+                | ShaderFile::ConvTiled
+                | ShaderFile::ConvTiledSplit
                 | ShaderFile::Linear
         )
     }
 
     /// The resources the shader binds.
     pub fn slots(self) -> &'static [Slot] {
-        if self.has_weights() {
+        if self == ShaderFile::ConvTiledSplit {
+            &[Slot::Arena, Slot::Weights, Slot::Uniforms, Slot::Scratch]
+        } else if self.has_weights() {
             &[Slot::Arena, Slot::Weights, Slot::Uniforms]
         } else {
             &[Slot::Arena, Slot::Uniforms]
@@ -161,7 +175,7 @@ impl ShaderFile {
 }
 
 /// The shared modules of `shaders/lib/`, by import name.
-pub const LIBRARY: [(&str, &str); 6] = [
+pub const LIBRARY: [(&str, &str); 7] = [
     ("arena", include_str!("../../../shaders/lib/arena.wgsl")),
     ("weights", include_str!("../../../shaders/lib/weights.wgsl")),
     (
@@ -171,6 +185,7 @@ pub const LIBRARY: [(&str, &str); 6] = [
     ("gemm_io", include_str!("../../../shaders/lib/gemm_io.wgsl")),
     ("tile32", include_str!("../../../shaders/lib/tile32.wgsl")),
     ("origins", include_str!("../../../shaders/lib/origins.wgsl")),
+    ("tiled", include_str!("../../../shaders/lib/tiled.wgsl")),
 ];
 
 /// The text of an `#import`: a file of `shaders/lib/` or a module generated from Rust.

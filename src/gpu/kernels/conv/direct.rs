@@ -38,6 +38,7 @@ fn plan(s: &ConvShape) -> ConvPlan {
         x_blocks,
         groups: (x_items.div_ceil(WG), (s.groups * cout_blocks).div_ceil(WG)),
         packing: Packing::OutBlocks { cb },
+        split_k: None,
         inputs: Vec::new(),
     }
 }

@@ -45,6 +45,7 @@ fn plan(s: &ConvShape) -> ConvPlan {
         x_blocks,
         groups: (x_blocks, s.groups * cout_blocks),
         packing: PACKING,
+        split_k: None,
         inputs: Vec::new(),
     }
 }

@@ -56,6 +56,7 @@ fn plan(s: &ConvShape, k8: bool) -> ConvPlan {
             cin_step: if k8 { 8 } else { 4 },
             flat,
         },
+        split_k: None,
         inputs: Vec::new(),
     }
 }

@@ -8,18 +8,21 @@
 //! - [`gemm64`]: `conv_gemm64.wgsl`, implicit GEMM, 64 channels x 16 pixels per 8-lane subgroup.
 //! - [`gemm32`]: `conv_gemm32.wgsl`, the same with a 32 x 32 tile.
 //! - [`row3`]: `conv_row3.wgsl`, 3x3 stride-1 convs along rows, 32 x 32.
+//! - [`tiled`]: `conv_tiled.wgsl`, implicit GEMM over workgroup-memory tiles, any adapter; with
+//!   `conv_tiled_split.wgsl`, the same with the reduction split over K ([`SplitK`]).
 
 pub mod direct;
 pub mod gemm32;
 pub mod gemm64;
 mod packing;
 pub mod row3;
+pub mod tiled;
 
-pub use packing::Packing;
+pub use packing::{Packing, TILED_K_ROWS};
 
 use super::{AdapterCaps, KernelKey, ShaderFile, ShaderKey, Slot};
 use crate::error::Result;
-use crate::gpu::lower::{fits_f16, Ctx, Lowered, TextureInput, WeightSpec};
+use crate::gpu::lower::{bytes, fits_f16, Ctx, Lowered, Step, TextureInput, WeightSpec};
 use crate::gpu::tune::{ConvKernel, ConvPolicy};
 use crate::gpu::uniforms::{act_code, ConvParams};
 use crate::graph::{out_size, Conv};
@@ -89,9 +92,25 @@ pub struct ConvPlan {
     /// Workgroups along x and y (z is the image).
     pub groups: (usize, usize),
     pub packing: Packing,
+    /// A second dispatch that finishes the op, for a reduction split over K.
+    pub split_k: Option<SplitK>,
     /// Texture slots the kernel reads its input and added input from (copied there before the
     /// dispatch); empty for kernels that read the arena.
     pub inputs: Vec<(Slot, Operand)>,
+}
+
+/// A reduction split over K: the plan's dispatch writes a partial sum of every output per `k_split`
+/// values of K into the session's scratch space, and `finish` (in the same shader file) adds them
+/// up with the bias, residual and activation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitK {
+    /// K values per split (the `k_split` uniform).
+    pub k_split: usize,
+    pub finish: Variant,
+    /// Workgroups of `finish` along x and y.
+    pub finish_groups: (usize, usize),
+    /// Scratch space per image, in f32 elements.
+    pub scratch: usize,
 }
 
 /// Which of a conv's views a texture input holds.
@@ -141,12 +160,15 @@ pub(crate) fn any_shape(_: &ConvShape) -> bool {
 }
 
 /// Every conv family.
-pub const FAMILIES: [&ConvFamily; 5] = [
+pub const FAMILIES: [&ConvFamily; 8] = [
     &direct::FAMILY,
     &gemm64::FAMILY,
     &gemm64::FAMILY_K8,
     &gemm32::FAMILY,
     &row3::FAMILY,
+    &tiled::FAMILY,
+    &tiled::FAMILY_DOUBLE,
+    &tiled::FAMILY_SPLIT_K,
 ];
 
 /// The family that `kernel` names (not [`ConvKernel::Auto`]).
@@ -245,24 +267,33 @@ pub(crate) fn lower(
         pad: cx.u32(s.pad, "padding")?,
         x_blocks: cx.u32(plan.x_blocks, "width")?,
         bias_off: cx.u32(bias_off, "weights")?,
+        k_split: cx.u32(plan.split_k.as_ref().map_or(0, |k| k.k_split), "reduction")?,
         x_img,
         add_img,
+        ..Default::default()
     };
     let f16 = policy.f16_weights && fits_f16(&c.weight) && fits_f16(&c.bias);
     let weights = WeightSpec {
         packing: plan.packing,
         f16,
     };
+    let shader = ShaderKey::new(family.shader).with_f16_weights(f16);
     let mut lowered = Lowered::one(
-        KernelKey::new(
-            ShaderKey::new(family.shader).with_f16_weights(f16),
-            plan.entry,
-            &plan.constants,
-        ),
+        KernelKey::new(shader.clone(), plan.entry, &plan.constants),
         &params,
         cx.groups(plan.groups.0, plan.groups.1)?,
         Some(weights),
     );
+    if let Some(split) = &plan.split_k {
+        // Same uniforms, same pass: the session orders the two dispatches.
+        lowered.steps.push(Step {
+            key: KernelKey::new(shader, split.finish.0, &split.finish.1),
+            uniform: bytes(&params),
+            groups: cx.groups(split.finish_groups.0, split.finish_groups.1)?,
+            inputs: Vec::new(),
+        });
+        lowered.scratch = split.scratch;
+    }
     lowered.steps[0].inputs = inputs;
     Ok(lowered)
 }

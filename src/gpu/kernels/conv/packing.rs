@@ -21,9 +21,17 @@ pub enum Packing {
         cin_step: usize,
         flat: bool,
     },
+    /// The tiled implicit GEMM (`lib/tiled.wgsl`): per group and block of `bn` output channels, the
+    /// reduction's rows `k = ci * taps + tap` (PyTorch's order), K rounded up to [`TILED_K_ROWS`]
+    /// with zero rows, each row `bn` channels (zeros past the group), so a slice of K rows of a block
+    /// is one contiguous run of vec4s; then one bias per output channel, padded to whole vec4s.
+    Tiled { bn: usize },
     /// `linear.wgsl`: the weight `[m, k]` row-major, then the `m` biases.
     Linear,
 }
+
+/// The tiled layout's K rows are padded to a multiple of this (the deepest slice its kernels read).
+pub const TILED_K_ROWS: usize = 16;
 
 impl Packing {
     /// Whether kernels read this layout from a linear texture ([`crate::gpu::texture`]) instead of
@@ -45,6 +53,7 @@ impl Packing {
                 },
                 Op::Conv(c),
             ) => Ok(lane_blocks(c, block, lanes, cin_step, flat)),
+            (&Packing::Tiled { bn }, Op::Conv(c)) => Ok(tiled(c, bn)),
             (Packing::Linear, Op::Linear(l)) => {
                 let mut out = Vec::with_capacity(l.weight.len() + l.bias.len());
                 out.extend_from_slice(&l.weight);
@@ -77,6 +86,9 @@ impl Packing {
                 let (cin, taps) = reduction(cin_g, kernel_taps, flat);
                 let lane_blocks = c.groups * cout_g.div_ceil(block) * lanes;
                 lane_blocks * taps * cin.div_ceil(cin_step) * cin_step * (block / lanes) / 4
+            }
+            Packing::Tiled { bn } => {
+                c.groups * cout_g.div_ceil(bn) * tiled_rows(cin_g * kernel_taps) * bn / 4
             }
             Packing::Linear => c.weight.len(),
         }
@@ -115,6 +127,29 @@ fn out_blocks(c: &Conv, cb: usize) -> Vec<f32> {
             }
         }
     }
+    out
+}
+
+/// The packed K rows of the tiled layout for a reduction of `k` values.
+fn tiled_rows(k: usize) -> usize {
+    k.div_ceil(TILED_K_ROWS) * TILED_K_ROWS
+}
+
+fn tiled(c: &Conv, bn: usize) -> Vec<f32> {
+    let cout_g = c.cout() / c.groups;
+    let k = c.cin() / c.groups * c.kernel.0 * c.kernel.1;
+    let rows = tiled_rows(k);
+    let blocks = cout_g.div_ceil(bn);
+    let bias_off = c.groups * blocks * rows * bn;
+    let mut out = vec![0.0f32; bias_off + c.cout().div_ceil(4) * 4];
+    for co in 0..c.cout() {
+        let (g, co_l) = (co / cout_g, co % cout_g);
+        let first = (g * blocks + co_l / bn) * rows * bn + co_l % bn;
+        for (r, &w) in c.weight[co * k..(co + 1) * k].iter().enumerate() {
+            out[first + r * bn] = w;
+        }
+    }
+    out[bias_off..bias_off + c.cout()].copy_from_slice(&c.bias);
     out
 }
 
@@ -193,6 +228,28 @@ mod tests {
     }
 
     #[test]
+    fn tiled_rows_hold_a_block_of_channels_per_reduction_index() {
+        // 2 groups of 5 output channels, 3 input channels per group, 3x3: K = 27 -> 32 rows.
+        let c = conv(6, 10, 2, 3);
+        let p = Packing::Tiled { bn: 4 };
+        let packed = p.pack(&Op::Conv(c.clone())).unwrap();
+        // 2 blocks of 4 channels per group, 32 rows of 4 each.
+        assert_eq!(p.bias_offset(&c), 2 * 2 * 32);
+        // group 0, block 0, row 1: channels 0..3 at k = 1 -> weights 1, 28, 55, 82
+        assert_eq!(&packed[4..8], &[1.0, 28.0, 55.0, 82.0]);
+        // group 0, block 1, row 0: channel 4, then zeros past the group
+        assert_eq!(&packed[128..132], &[108.0, 0.0, 0.0, 0.0]);
+        // group 1, block 0, row 26 (the last k); rows 27..31 are zero
+        let row = |blk: usize, r: usize| (blk * 32 + r) * 4;
+        assert_eq!(packed[row(2, 26)], (5 * 27 + 26) as f32);
+        assert!(packed[row(2, 27)..row(3, 0)].iter().all(|&v| v == 0.0));
+        // biases: one per channel, padded to 12
+        let off = 4 * p.bias_offset(&c);
+        assert_eq!(packed.len(), off + 12);
+        assert_eq!(packed[off + 9], 109.0);
+    }
+
+    #[test]
     fn bias_offsets_point_at_the_packed_biases() {
         let packings = [
             Packing::OutBlocks { cb: 4 },
@@ -221,6 +278,8 @@ mod tests {
                 cin_step: 4,
                 flat: false,
             },
+            Packing::Tiled { bn: 64 },
+            Packing::Tiled { bn: 32 },
         ];
         for c in [conv(6, 10, 2, 3), conv(3, 70, 1, 7), conv(26, 26, 1, 3)] {
             for p in packings {

@@ -38,6 +38,7 @@ fn plan(s: &ConvShape) -> ConvPlan {
         x_blocks: segments,
         groups: ((s.out_h * segments).div_ceil(2), s.groups * cout_blocks),
         packing: PACKING,
+        split_k: None,
         inputs: Vec::new(),
     }
 }
