@@ -1,8 +1,13 @@
 //! The network as a flat list of ops over tensor views, built once per (config, input size) with BatchNorm
 //! folded into the convolutions. Executors (CPU reference, GPU session) only ever see this.
 
+mod block;
 mod build;
+mod builder;
+mod official;
 mod ops;
+mod resnet;
+mod seed;
 
 pub use build::{build, count_params, ParamSource, ShapeOnly, MAX_INPUT_SIDE};
 pub use ops::*;
