@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::gpu::{peak, GpuContext, HostClock, Precision, Profile, Session, SessionOptions};
+use crate::graph::{Graph, Op, Outputs};
 use crate::model::Model;
 use crate::verify::random_input;
 
@@ -16,7 +17,10 @@ pub struct BenchReport {
     pub model: String,
     pub adapter: String,
     pub batch: usize,
-    pub size: usize,
+    pub height: usize,
+    pub width: usize,
+    /// The feature points returned (backbone mode, no classifier), or `None` for the classifier.
+    pub features: Option<Vec<String>>,
     pub iters: usize,
     /// Weight precision of the session.
     pub precision: Precision,
@@ -46,6 +50,8 @@ pub struct BenchReport {
     pub load_ms: f64,
     /// Graph building (BatchNorm folding) plus session creation: pipelines, buffers, bind groups.
     pub session_ms: f64,
+    /// Bytes of parameters the session uploaded (each session holds its own copy).
+    pub weight_bytes: u64,
     /// The part of `session_ms` spent creating shader modules and pipelines.
     pub pipelines_ms: f64,
     /// Reading the pipeline cache file and creating the cache (also part of `session_ms`).
@@ -69,7 +75,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     pub batch: usize,
-    pub size: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Backbone mode: the architecture's default feature points, no classifier.
+    pub features: bool,
     pub iters: usize,
     /// Draw a progress bar on stderr.
     pub progress: bool,
@@ -79,8 +88,9 @@ pub struct BenchOptions {
     pub precision: Precision,
 }
 
-/// Benchmarks `model` at `size`x`size` with `batch` images: one warm-up run, then `iters` timed runs,
-/// then the profiled runs if asked for.
+/// Benchmarks `model` at `height`x`width` with `batch` images: one warm-up run, then `iters` timed
+/// runs, then the profiled runs if asked for. The start-up figures (graph, session, pipelines,
+/// weights) are what one more input size costs an application.
 pub fn run(
     model: &Model,
     ctx: &GpuContext,
@@ -89,7 +99,9 @@ pub fn run(
 ) -> Result<BenchReport> {
     let BenchOptions {
         batch,
-        size,
+        height,
+        width,
+        features,
         iters,
         progress,
         profile,
@@ -97,14 +109,19 @@ pub fn run(
     } = *options;
     let iters = iters.max(1);
     let t = Instant::now();
-    let graph = model.graph(size, size)?;
+    let outputs = if features {
+        Outputs::features(&model.config().default_out_indices())
+    } else {
+        Outputs::classifier()
+    };
+    let graph = model.graph_with(height, width, &outputs)?;
     let session_options = SessionOptions {
         precision,
         ..SessionOptions::default()
     };
     let session = Session::with_options(ctx, &graph, batch.max(1), &session_options)?;
     let session_ms = t.elapsed().as_secs_f64() * 1e3;
-    let input = random_input(batch.max(1), size, size, 7);
+    let input = random_input(batch.max(1), height, width, 7);
 
     let bar = if progress {
         indicatif::ProgressBar::new(iters as u64 + 1)
@@ -158,7 +175,15 @@ pub fn run(
         model: model.name().to_string(),
         adapter: ctx.describe(),
         batch,
-        size,
+        height,
+        width,
+        features: features.then(|| {
+            graph
+                .features
+                .iter()
+                .map(|f| f.point.name.clone())
+                .collect()
+        }),
         iters,
         precision,
         latency_ms_median: median,
@@ -179,12 +204,30 @@ pub fn run(
         activation_bytes_largest: (graph.largest_activation_elems() * session.chunk() * 4) as u64,
         load_ms,
         session_ms,
+        weight_bytes: weight_bytes(&graph, precision),
         pipelines_ms: session.build_stats().pipelines.as_secs_f64() * 1e3,
         pipeline_cache_load_ms: session.build_stats().pipeline_cache.load_time.as_secs_f64() * 1e3,
         pipeline_cache: describe_cache(&session.build_stats().pipeline_cache),
         gflop_per_image,
         profile,
     })
+}
+
+/// Bytes of the parameters a session of `precision` uploads: weights in its precision, biases in f32.
+fn weight_bytes(graph: &Graph, precision: Precision) -> u64 {
+    let per_weight = match precision {
+        Precision::F32 => 4,
+        Precision::F16 => 2,
+    };
+    graph
+        .nodes
+        .iter()
+        .map(|n| match &n.op {
+            Op::Conv(c) => per_weight * c.weight.len() + 4 * c.bias.len(),
+            Op::Linear(l) => per_weight * l.weight.len() + 4 * l.bias.len(),
+            _ => 0,
+        })
+        .sum::<usize>() as u64
 }
 
 fn describe_cache(r: &crate::gpu::PipelineCacheReport) -> String {
@@ -213,12 +256,16 @@ impl BenchReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "model:        {} at {}x{}, batch {}, {} weights",
+            "model:        {} at {}x{}, batch {}, {} weights, {}",
             self.model,
-            self.size,
-            self.size,
+            self.height,
+            self.width,
             self.batch,
-            self.precision.name()
+            self.precision.name(),
+            match &self.features {
+                Some(names) => format!("feature maps {} (no classifier)", names.join(", ")),
+                None => "classifier".into(),
+            }
         );
         let _ = writeln!(s, "adapter:      {}", self.adapter);
         let _ = writeln!(
@@ -260,6 +307,13 @@ impl BenchReport {
             "start-up:     load {:.0} ms, graph + session {:.0} ms, of which pipelines {:.0} ms (+ {:.1} ms reading the pipeline cache)",
             self.load_ms, self.session_ms, self.pipelines_ms, self.pipeline_cache_load_ms
         );
+        let _ = writeln!(
+            s,
+            "a new size:   graph + session {:.0} ms (pipelines {:.0} ms) and {:.2} MiB of weights uploaded again",
+            self.session_ms,
+            self.pipelines_ms,
+            mib(self.weight_bytes)
+        );
         let _ = writeln!(s, "pipeline cache: {}", self.pipeline_cache);
         if let Some(p) = &self.profile {
             s.push_str(&p.text());
@@ -273,7 +327,9 @@ impl BenchReport {
             "model": self.model,
             "adapter": self.adapter,
             "batch": self.batch,
-            "size": self.size,
+            "height": self.height,
+            "width": self.width,
+            "features": self.features,
             "iters": self.iters,
             "precision": self.precision.name(),
             "latency_ms_median": self.latency_ms_median,
@@ -294,6 +350,7 @@ impl BenchReport {
             "activation_bytes_largest": self.activation_bytes_largest,
             "load_ms": self.load_ms,
             "session_ms": self.session_ms,
+            "weight_bytes": self.weight_bytes,
             "pipelines_ms": self.pipelines_ms,
             "pipeline_cache_load_ms": self.pipeline_cache_load_ms,
             "pipeline_cache": self.pipeline_cache,

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use res2net_wgpu::classifier::{CamOutput, Classifier, DeviceChoice};
 use res2net_wgpu::{
-    arch, bench, bundled, cam, gpu, model, preprocess, tensor_io, verify, Error, Model, Result,
+    arch, bench, bundled, cam, gpu, graph, model, preprocess, tensor_io, verify, Error, Model,
+    Result,
 };
 
 #[derive(Parser)]
@@ -57,6 +58,25 @@ impl From<Device> for DeviceChoice {
     }
 }
 
+/// What `infer` and `features` share: a checkpoint, an input tensor file and an output file.
+#[derive(clap::Args)]
+struct TensorRun {
+    #[arg(long)]
+    weights: PathBuf,
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    device: Device,
+    /// Force a preset architecture instead of detecting it.
+    #[arg(long)]
+    arch: Option<String>,
+    /// Weight precision on the GPU (f16 needs the adapter's SHADER_F16).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Classify the bundled held-out digits with the bundled model: accuracy, confusions, latency.
@@ -97,20 +117,18 @@ enum Command {
     },
     /// Run a model on a tensor file: `input` [N,3,H,W] f32 in, `logits` and `probs` [N,classes] out.
     Infer {
-        #[arg(long)]
-        weights: PathBuf,
-        #[arg(long)]
-        input: PathBuf,
-        #[arg(long)]
-        output: PathBuf,
-        #[arg(long, value_enum, default_value_t = Device::Auto)]
-        device: Device,
-        /// Force a preset architecture instead of detecting it.
-        #[arg(long)]
-        arch: Option<String>,
-        /// Weight precision on the GPU (f16 needs the adapter's SHADER_F16).
-        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-        precision: PrecisionArg,
+        #[command(flatten)]
+        run: TensorRun,
+    },
+    /// Run a model as a backbone: `input` [N,3,H,W] f32 in, one f32 feature map [N,C,H,W] per
+    /// requested point out, named by its module (`layer1`, `level5`, ...).
+    Features {
+        #[command(flatten)]
+        run: TensorRun,
+        /// Feature points by index, comma-separated (timm's out_indices); the architecture's
+        /// defaults when absent (`res2net inspect` lists them).
+        #[arg(long, value_name = "1,3,4")]
+        out_indices: Option<String>,
     },
     /// Run on the GPU and the CPU reference and compare every op's output.
     Verify {
@@ -121,8 +139,12 @@ enum Command {
         input: Option<PathBuf>,
         #[arg(long)]
         arch: Option<String>,
-        #[arg(long, default_value_t = 224)]
-        size: usize,
+        /// Input size of the random input: S or HxW.
+        #[arg(long, default_value = "224", value_parser = parse_size)]
+        size: Size,
+        /// Verify a features graph (no classifier) returning these points instead of the classifier.
+        #[arg(long, value_name = "1,3,4")]
+        out_indices: Option<String>,
         #[arg(long, default_value_t = 1)]
         batch: usize,
         /// Weight precision of the GPU session; f16 is judged with a wider tolerance
@@ -139,8 +161,12 @@ enum Command {
         arch: Option<String>,
         #[arg(long, default_value_t = 1)]
         batch: usize,
-        #[arg(long, default_value_t = 224)]
-        size: usize,
+        /// Input size: S or HxW.
+        #[arg(long, default_value = "224", value_parser = parse_size)]
+        size: Size,
+        /// Backbone mode: the architecture's default feature maps, no classifier.
+        #[arg(long)]
+        features: bool,
         #[arg(long, default_value_t = 10)]
         iters: usize,
         /// One JSON object instead of text.
@@ -157,20 +183,29 @@ enum Command {
         #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
         precision: PrecisionArg,
     },
-    /// Show the architecture, parameter count, GFLOPs and the shape after every stage.
+    /// Show the architecture, parameter count, GFLOPs and every feature point with its shape.
     Inspect {
         #[arg(long, required_unless_present = "arch")]
         weights: Option<PathBuf>,
         /// A preset name; with --weights, forces that architecture.
         #[arg(long)]
         arch: Option<String>,
-        /// Input size for the shapes and FLOPs.
-        #[arg(long, default_value_t = 224)]
-        size: usize,
+        /// Input size for the shapes and FLOPs: S or HxW.
+        #[arg(long, default_value = "224", value_parser = parse_size)]
+        size: Size,
     },
     /// List the preset architectures.
     Presets,
 }
+
+mod cli {
+    pub mod demo;
+    pub mod features;
+    pub mod inspect;
+    pub mod size;
+}
+
+use cli::size::{parse_size, Size};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -208,7 +243,9 @@ fn classifier(model: Model, device: Device, precision: PrecisionArg) -> Result<C
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Demo { device, precision } => demo(device, precision).map(|()| ExitCode::SUCCESS),
+        Command::Demo { device, precision } => {
+            cli::demo::demo(device, precision).map(|()| ExitCode::SUCCESS)
+        }
         Command::Classify {
             images,
             weights,
@@ -233,36 +270,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 batch,
             )
         }
-        Command::Infer {
-            weights,
-            input,
-            output,
-            device,
-            arch,
-            precision,
-        } => {
-            let model = load(&weights, arch.as_deref())?;
-            let batch = tensor_io::read_input(&input)?;
-            let c = classifier(model, device, precision)?;
+        Command::Infer { run } => {
+            let model = load(&run.weights, run.arch.as_deref())?;
+            let batch = tensor_io::read_input(&run.input)?;
+            let c = classifier(model, run.device, run.precision)?;
             let out = c.run_tensor(&batch.data, batch.n, batch.h, batch.w)?;
-            tensor_io::write_output(&output, &out)?;
+            tensor_io::write_output(&run.output, &out)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Features { run, out_indices } => {
+            cli::features::features(&run, out_indices.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         Command::Verify {
             weights,
             input,
             arch,
             size,
+            out_indices,
             batch,
             precision,
         } => {
             let model = load(&weights, arch.as_deref())?;
+            let outputs = match out_indices.as_deref().map(arch::parse_out_indices) {
+                Some(indices) => {
+                    let indices = model.config().out_indices(Some(&indices?))?;
+                    graph::Outputs::features(&indices)
+                }
+                None => graph::Outputs::classifier(),
+            };
             let input = match input {
                 Some(p) => tensor_io::read_input(p)?,
-                None => verify::random_input(batch, size, size, 1),
+                None => verify::random_input(batch, size.h, size.w, 1),
             };
-            let report =
-                verify::compare_with(&model, &gpu::GpuContext::new()?, &input, precision.into())?;
+            let ctx = gpu::GpuContext::new()?;
+            let report = verify::compare_outputs(&model, &ctx, &input, precision.into(), &outputs)?;
             print!("{}", report.table());
             println!("{}", report.verdict());
             Ok(if report.passed() {
@@ -276,6 +317,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             arch,
             batch,
             size,
+            features,
             iters,
             json,
             profile,
@@ -291,7 +333,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let load_ms = t.elapsed().as_secs_f64() * 1e3;
             let options = bench::BenchOptions {
                 batch,
-                size,
+                height: size.h,
+                width: size.w,
+                features,
                 iters,
                 progress: !json,
                 profile: profile || profile_svg.is_some(),
@@ -301,7 +345,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let (Some(path), Some(p)) = (&profile_svg, &report.profile) {
                 let title = format!(
                     "{} at {}x{}, batch {} on {}",
-                    report.model, report.size, report.size, report.batch, report.adapter
+                    report.model, report.height, report.width, report.batch, report.adapter
                 );
                 std::fs::write(path, p.svg(&title)).map_err(|source| Error::Io {
                     path: path.clone(),
@@ -325,7 +369,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (None, Some(a)) => Model::from_config(&arch::preset(a)?, 0)?,
                 (None, None) => unreachable!("clap requires --weights or --arch"),
             };
-            inspect(&model, size)?;
+            cli::inspect::inspect(&model, size)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Presets => {
@@ -340,37 +384,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn inspect(model: &Model, size: usize) -> Result<()> {
-    let cfg = model.config();
-    let graph = model::shape_graph(cfg, size, size)?;
-    println!(
-        "architecture: {} ({:?})",
-        model.name(),
-        model.config_source()
-    );
-    println!("config:       {}", cfg.summary());
-    println!("parameters:   {}", model.param_count());
-    println!(
-        "compute:      {:.3} GMACs, {:.3} GFLOPs at {size}x{size}",
-        graph.macs() as f64 / 1e9,
-        graph.flops() as f64 / 1e9
-    );
-    println!(
-        "ops:          {} ({} convolutions)",
-        graph.nodes.len(),
-        graph.conv_count()
-    );
-    println!("shapes at {size}x{size}:");
-    let s = graph.input_shape();
-    println!("  {:<8} [{}, {}, {}]", "input", s.c, s.h, s.w);
-    for (name, t) in &graph.stage_outputs {
-        let s = graph.shape(*t);
-        println!("  {name:<8} [{}, {}, {}]", s.c, s.h, s.w);
-    }
-    println!("  {:<8} [{}]", "logits", graph.num_classes());
-    Ok(())
 }
 
 /// Image files named on the command line, directories expanded (sorted, PNG and JPEG by extension).
@@ -543,108 +556,6 @@ fn cam_target(path: &Path, image: &Path, several: bool) -> PathBuf {
         .and_then(|s| s.to_str())
         .unwrap_or("image");
     path.with_file_name(format!("{stem}_{img}.png"))
-}
-
-fn demo(device: Device, precision: PrecisionArg) -> Result<()> {
-    let model = bundled::model()?;
-    let heldout = bundled::heldout()?;
-    let c = classifier(model, device, precision)?;
-    println!(
-        "model:   {} ({} parameters), bundled",
-        c.model().config().summary(),
-        c.model().param_count()
-    );
-    let dataset = c
-        .model()
-        .metadata()
-        .get("res2net.dataset")
-        .cloned()
-        .unwrap_or(heldout.description.clone());
-    println!("data:    {dataset}");
-    if c.on_gpu() {
-        println!(
-            "device:  {} ({} weights)",
-            c.device_name(),
-            c.precision().name()
-        );
-    } else {
-        println!("device:  {}", c.device_name());
-    }
-    let [h, w] = c.preprocess().input_size;
-    let n = heldout.labels.len();
-    let images = heldout.images();
-    let input = c.to_tensor(&images);
-    // Warm-up builds the session; then one timed batch of the whole set and one single image.
-    let t = Instant::now();
-    c.run_tensor(&input[..3 * h * w], 1, h, w)?;
-    let build = t.elapsed();
-    let t = Instant::now();
-    let out = c.run_tensor(&input, n, h, w)?;
-    let batch_time = t.elapsed();
-    let t = Instant::now();
-    c.run_tensor(&input[..3 * h * w], 1, h, w)?;
-    let single = t.elapsed();
-
-    let pred: Vec<usize> = (0..n).map(|i| out.top_k(i, 1)[0].0).collect();
-    let correct = pred
-        .iter()
-        .zip(&heldout.labels)
-        .filter(|(p, l)| p == l)
-        .count();
-    let agree = pred
-        .iter()
-        .zip(&heldout.torch_pred)
-        .filter(|(p, t)| p == t)
-        .count();
-    println!(
-        "accuracy: {correct}/{n} = {:.2}% (PyTorch: {:.2}%; predictions agree on {agree}/{n})",
-        100.0 * correct as f64 / n as f64,
-        100.0 * heldout.torch_accuracy
-    );
-    let classes = c.labels().len();
-    let mut confusion = vec![vec![0usize; classes]; classes];
-    for (p, l) in pred.iter().zip(&heldout.labels) {
-        confusion[*l][*p] += 1;
-    }
-    println!("per class (correct/total):");
-    let line: Vec<String> = (0..classes)
-        .map(|k| {
-            format!(
-                "{}: {}/{}",
-                c.labels()[k],
-                confusion[k][k],
-                confusion[k].iter().sum::<usize>()
-            )
-        })
-        .collect();
-    println!("  {}", line.join("  "));
-    let mut mistakes: Vec<(usize, usize, usize)> = (0..classes)
-        .flat_map(|t| (0..classes).map(move |p| (t, p)))
-        .filter(|(t, p)| t != p)
-        .map(|(t, p)| (confusion[t][p], t, p))
-        .filter(|(k, _, _)| *k > 0)
-        .collect();
-    mistakes.sort_by(|a, b| b.cmp(a));
-    let list: Vec<String> = mistakes
-        .iter()
-        .take(5)
-        .map(|(k, t, p)| format!("{} as {} x{k}", c.labels()[*t], c.labels()[*p]))
-        .collect();
-    println!(
-        "most confused: {}",
-        if list.is_empty() {
-            "none".into()
-        } else {
-            list.join(", ")
-        }
-    );
-    println!(
-        "latency: {:.2} ms per image in one batch of {n}, {:.2} ms for a single image (first run with set-up: {:.0} ms)",
-        batch_time.as_secs_f64() * 1e3 / n as f64,
-        single.as_secs_f64() * 1e3,
-        build.as_secs_f64() * 1e3
-    );
-    Ok(())
 }
 
 /// The first `n` images of an output (the rest were padding).

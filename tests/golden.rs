@@ -1,30 +1,45 @@
 //! CPU reference against PyTorch: every fixture in tests/fixtures (made by tools/make_fixtures.py from
 //! the seed's own model code and from timm) loads with no flags and reproduces PyTorch's logits and
-//! probabilities within 1e-4 (absolute + relative).
+//! probabilities within 1e-4 (absolute + relative), and every features fixture reproduces timm's
+//! `features_only` maps for each of its `out_indices` sets.
 
 use std::path::{Path, PathBuf};
 
 use res2net_wgpu::arch::{Flavour, Res2NetConfig};
 use res2net_wgpu::checkpoint::Checkpoint;
+use res2net_wgpu::features::cpu_features;
+use res2net_wgpu::graph::Outputs;
 use res2net_wgpu::{cpu, tensor_io, Model};
 
 /// |ours - torch| <= ATOL + RTOL * |torch|.
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
 
-fn fixtures() -> Vec<PathBuf> {
+/// Fixture files ending in `suffix`, sorted, with their fixture names.
+fn files(suffix: &str) -> Vec<(String, PathBuf)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".io.safetensors"))
+        .filter_map(|p| {
+            let name = p
+                .file_name()?
+                .to_string_lossy()
+                .strip_suffix(suffix)?
+                .to_string();
+            Some((name, p))
+        })
         .collect();
     v.sort();
-    assert!(
-        v.len() >= 11,
-        "expected the fixture set in {}",
-        dir.display()
-    );
+    v
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let v: Vec<PathBuf> = files(".io.safetensors")
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert!(v.len() >= 13, "expected the fixture set in tests/fixtures");
     v
 }
 
@@ -99,4 +114,39 @@ fn batch_items_are_independent() {
             assert_eq!(one.logits, all.logits_of(n), "{name} image {n}");
         }
     }
+}
+
+#[test]
+fn cpu_features_match_timm_for_every_out_indices_set() {
+    let all = files(".features.safetensors");
+    assert!(all.len() >= 6, "expected the features fixtures");
+    let mut dla = 0;
+    for (name, path) in all {
+        let io = Checkpoint::open(&path).unwrap();
+        let model = Model::load(path.with_file_name(format!("{name}.safetensors")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        dla += usize::from(model.config().dla().is_some());
+        let sets: Vec<Vec<usize>> = serde_json::from_str(&io.metadata()["out_indices"]).unwrap();
+        assert!(sets.len() >= 2, "{name}: several out_indices sets");
+        let input = tensor_io::read_input(&path).unwrap();
+        for set in sets {
+            let indices = model.config().out_indices(Some(&set)).unwrap();
+            let graph = model
+                .graph_with(input.h, input.w, &Outputs::features(&indices))
+                .unwrap();
+            assert!(
+                graph.head.is_none(),
+                "{name} {set:?}: a features graph has no head"
+            );
+            let maps = cpu_features(&graph, &input.data, input.n).unwrap();
+            assert_eq!(maps.len(), set.len(), "{name} {set:?}");
+            for m in maps {
+                let (shape, torch) = io.tensor_any_shape(&m.point.name).unwrap();
+                assert_eq!(&m.shape[..], &shape[..], "{name} {}", m.point.name);
+                assert_eq!(m.shape[1], m.point.channels, "{name} {}", m.point.name);
+                assert_close(&format!("{name} {set:?} {}", m.point.name), &m.data, &torch);
+            }
+        }
+    }
+    assert_eq!(dla, 2, "both DLA models have features fixtures");
 }

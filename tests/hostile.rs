@@ -536,7 +536,7 @@ fn valid_controls_have_the_documented_configs() {
     assert_eq!(m.config_source(), &arch::ConfigSource::Metadata);
     let m = Model::load(valid("tiny_official.safetensors")).unwrap();
     assert_eq!(m.config().flavour, arch::Flavour::Official);
-    assert_eq!(m.config().planes, [1, 2, 4, 8]);
+    assert_eq!(m.config().resnet().unwrap().planes, [1, 2, 4, 8]);
     assert_eq!(m.config().scale, 2);
 }
 
@@ -564,16 +564,18 @@ fn write_fuzz_seeds() {
         .unwrap();
     let official = arch::Res2NetConfig {
         flavour: arch::Flavour::Official,
-        layers: [2, 1, 1, 1],
-        planes: [2, 4, 8, 16],
-        stem: arch::Stem::Deep {
-            mid: 4,
-            channels: 8,
-        },
+        backbone: arch::Backbone::ResNet(arch::ResNetLayout {
+            layers: [2, 1, 1, 1],
+            planes: [2, 4, 8, 16],
+            stem: arch::Stem::Deep {
+                mid: 4,
+                channels: 8,
+            },
+            avg_down: true,
+        }),
         base_width: 64,
         scale: 3,
         cardinality: 2,
-        avg_down: true,
         se: true,
         num_classes: 3,
     };

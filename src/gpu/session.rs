@@ -26,7 +26,7 @@ use super::tune::{ConvKernel, ConvPolicy, Precision};
 use super::upload::{Upload, UploadPool};
 use crate::cpu::{self, Output};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Shape, TensorId};
+use crate::graph::{Graph, Head, Shape, TensorId};
 
 /// How long a run may take before it fails instead of hanging.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -85,8 +85,8 @@ struct OpInfo {
 /// What the session remembers of its graph (not the weights: those live on the GPU).
 struct GraphInfo {
     input: TensorId,
-    logits: TensorId,
-    probs: TensorId,
+    /// Logits and probabilities; `None` for a features-only graph (its runs read back no classes).
+    head: Option<Head>,
     /// Per-image element count of every tensor.
     numel: Vec<usize>,
     input_dims: [usize; 3],
@@ -239,11 +239,13 @@ impl Session {
                 limits.max_storage_buffers_per_shader_stage
             )));
         }
-        for (what, t) in [
-            ("input", graph.input),
-            ("logits", graph.logits),
-            ("probs", graph.probs),
-        ] {
+        let head = graph
+            .head
+            .map(|h| [("logits", h.logits), ("probs", h.probs)]);
+        for (what, t) in [("input", graph.input)]
+            .into_iter()
+            .chain(head.into_iter().flatten())
+        {
             let Some(info) = graph.tensors.get(t.0) else {
                 return Err(Error::Config(format!(
                     "graph {what} names tensor {} which does not exist",
@@ -296,7 +298,7 @@ impl Session {
             "max_buffer_size",
         )?;
 
-        let out_bytes = 2 * io_bytes(graph.logits);
+        let out_bytes = graph.head.map_or(0, |h| 2 * io_bytes(h.logits));
         check_size(
             "the logits+probs readback",
             out_bytes,
@@ -350,8 +352,7 @@ impl Session {
             ctx: ctx.clone(),
             graph: GraphInfo {
                 input: graph.input,
-                logits: graph.logits,
-                probs: graph.probs,
+                head: graph.head,
                 numel: graph.tensors.iter().map(|t| t.shape.numel()).collect(),
                 input_dims: [s.c, s.h, s.w],
                 classes: graph.num_classes(),
@@ -993,21 +994,23 @@ impl Session {
             }
             copy_out(&mut encoder, due_at(nsteps + 1));
 
-            let cls = (g.classes * 4) as u64;
-            encoder.copy_buffer_to_buffer(
-                &self.arena,
-                offset_bytes(g.logits),
-                &out,
-                n0 as u64 * cls,
-                n as u64 * cls,
-            );
-            encoder.copy_buffer_to_buffer(
-                &self.arena,
-                offset_bytes(g.probs),
-                &out,
-                classes_bytes + n0 as u64 * cls,
-                n as u64 * cls,
-            );
+            if let Some(head) = g.head {
+                let cls = (g.classes * 4) as u64;
+                encoder.copy_buffer_to_buffer(
+                    &self.arena,
+                    offset_bytes(head.logits),
+                    &out,
+                    n0 as u64 * cls,
+                    n as u64 * cls,
+                );
+                encoder.copy_buffer_to_buffer(
+                    &self.arena,
+                    offset_bytes(head.probs),
+                    &out,
+                    classes_bytes + n0 as u64 * cls,
+                    n as u64 * cls,
+                );
+            }
             n0 += n;
         }
         if let Some(t) = timestamps {

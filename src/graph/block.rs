@@ -5,6 +5,24 @@ use super::builder::{Builder, ConvSpec, Io};
 use super::ops::*;
 use crate::error::Result;
 
+/// One bottleneck block of either flavour.
+pub(super) struct Bottleneck<'k> {
+    /// Key prefix (`layer2.0`, `level3.tree1.tree2`).
+    pub name: &'k str,
+    /// Channels per chunk.
+    pub width: usize,
+    pub scale: usize,
+    /// Groups of every 3x3 conv (cardinality).
+    pub groups: usize,
+    pub stride: usize,
+    /// Official flavour: a stage block (independent 3x3 convs with the stride, the last chunk
+    /// average-pooled). The seed flavour has none.
+    pub stage: bool,
+    pub cout: usize,
+    /// Hidden width of the SE module, when there is one.
+    pub se: Option<usize>,
+}
+
 /// The end of a bottleneck block: `dst = relu(bn3(conv3(cat)) [* se] + shortcut)`.
 pub(super) struct BlockEnd<'k> {
     /// The block's key prefix (`layer1.0`, `level3.tree1.tree2`).

@@ -3,13 +3,14 @@
 //!
 //! This walk is the single description of the network: the same code lists the expected checkpoint keys
 //! (with [`ShapeOnly`]), counts parameters and FLOPs, and validates a checkpoint. The walk of each
-//! layout lives in its own file (`resnet.rs`), the blocks in theirs (`official.rs`, `seed.rs`), and
+//! layout lives in its own file (`resnet.rs`, `dla.rs`), the blocks in theirs (`official.rs`, `seed.rs`), and
 //! `builder.rs` holds what they share: tensors, nodes and one method per kind of op.
 
 use super::builder::Builder;
 use super::ops::*;
-use super::Graph;
-use crate::arch::Res2NetConfig;
+use super::resnet::Taps;
+use super::{Graph, Head, Outputs};
+use crate::arch::{Backbone, Res2NetConfig};
 use crate::error::{Error, Result};
 
 /// Largest input side accepted, far above any real use; stops absurd allocations.
@@ -41,9 +42,30 @@ impl ParamSource for ShapeOnly {
     }
 }
 
-/// Builds the graph of `cfg` for a `[3, h, w]` input.
+/// Builds the classifier graph of `cfg` for a `[3, h, w]` input.
 pub fn build(cfg: &Res2NetConfig, src: &mut dyn ParamSource, h: usize, w: usize) -> Result<Graph> {
+    build_with(cfg, src, h, w, &Outputs::classifier())
+}
+
+/// Builds the graph of `cfg` for a `[3, h, w]` input, returning `outputs`.
+pub fn build_with(
+    cfg: &Res2NetConfig,
+    src: &mut dyn ParamSource,
+    h: usize,
+    w: usize,
+    outputs: &Outputs,
+) -> Result<Graph> {
     cfg.validate()?;
+    if !outputs.head || !outputs.features.is_empty() {
+        let checked = cfg.out_indices(Some(&outputs.features))?;
+        if checked != outputs.features {
+            return Err(Error::input(
+                "out indices",
+                format!("ascending indices, like {checked:?}"),
+                format!("{:?}", outputs.features),
+            ));
+        }
+    }
     if h == 0 || w == 0 || h > MAX_INPUT_SIDE || w > MAX_INPUT_SIDE {
         return Err(Error::input(
             "size",
@@ -53,28 +75,35 @@ pub fn build(cfg: &Res2NetConfig, src: &mut dyn ParamSource, h: usize, w: usize)
     }
     let mut b = Builder::new(src);
     let input = b.tensor("input", Shape::new(3, h, w));
-    let mut stage_outputs = Vec::new();
-    let act1 = b.stem(cfg, input)?;
-    let mut x = b.stem_pool(act1)?;
-    stage_outputs.push(("stem".to_string(), x));
-    let mut v = b.all(x);
-    for stage in 0..4 {
-        for block in 0..cfg.layers[stage] {
-            v = b.resnet_block(cfg, stage, block, v)?;
+    let mut taps = Taps {
+        points: cfg.feature_points(),
+        wanted: &outputs.features,
+        head: outputs.head,
+        got: Vec::new(),
+    };
+    let last = match &cfg.backbone {
+        Backbone::ResNet(r) => b.resnet(cfg, r, input, &mut taps)?,
+        Backbone::Dla(d) => b.dla(cfg, d, input, &mut taps)?,
+    };
+    let head = match last {
+        Some(last_map) if outputs.head => {
+            // timm's DLA stores its classifier as a 1x1 conv.
+            let conv_shaped = matches!(cfg.backbone, Backbone::Dla(_));
+            let (logits, probs) = head(&mut b, last_map, cfg.num_classes, conv_shaped)?;
+            Some(Head {
+                last_map,
+                logits,
+                probs,
+            })
         }
-        x = v.tensor;
-        stage_outputs.push((format!("layer{}", stage + 1), x));
-    }
-    let features = x;
-    let (logits, probs) = head(&mut b, x, cfg.num_classes, false)?;
+        _ => None,
+    };
     Ok(Graph {
         tensors: b.tensors,
         nodes: b.nodes,
         input,
-        logits,
-        probs,
-        stage_outputs,
-        features,
+        head,
+        features: taps.got,
         has_weights: b.values,
     })
 }

@@ -9,34 +9,17 @@
 //! - stage block: the 3x3 convs are independent, so they run as one grouped conv writing
 //!   `[y0 .. y(s-2)]`, and the average-pooled last chunk lands right after them.
 
-use super::block::BlockEnd;
+use super::block::{BlockEnd, Bottleneck};
 use super::builder::{slice, Builder, ConvSpec, Folded, Io, Window};
 use super::ops::*;
 use crate::error::Result;
-
-/// One official bottleneck block.
-pub(super) struct Bottle2neck<'k> {
-    /// Key prefix (`layer2.0`, `level3.tree1.tree2`).
-    pub name: &'k str,
-    /// Channels per chunk.
-    pub width: usize,
-    pub scale: usize,
-    /// Groups of every 3x3 conv.
-    pub cardinality: usize,
-    pub stride: usize,
-    /// A stage block: independent 3x3 convs with the stride, last chunk average-pooled.
-    pub stage: bool,
-    pub cout: usize,
-    /// Hidden width of the SE module, when there is one.
-    pub se: Option<usize>,
-}
 
 impl Builder<'_> {
     /// Adds the block reading `x` and returns the view of its output (`dst`, or a fresh tensor named
     /// after the block).
     pub fn official_block(
         &mut self,
-        blk: &Bottle2neck,
+        blk: &Bottleneck,
         x: View,
         shortcut: View,
         dst: Option<View>,
@@ -49,7 +32,7 @@ impl Builder<'_> {
         let conv3x3 = |i: usize| {
             ConvSpec::new(format!("{name}.convs.{i}"), w, w, 3)
                 .bn(format!("{name}.bns.{i}"))
-                .groups(blk.cardinality)
+                .groups(blk.groups)
                 .relu()
         };
         let end = |cat: View, last_chunk_first| BlockEnd {
@@ -81,7 +64,7 @@ impl Builder<'_> {
                 folded.bias.extend(f.bias);
             }
             let grouped = ConvSpec::new(format!("{name}.convs"), w * n, w * n, 3)
-                .groups(blk.cardinality * n)
+                .groups(blk.groups * n)
                 .stride(blk.stride)
                 .relu();
             let io = Io::new(slice(a, 0, w * n), slice(cat, 0, w * n));

@@ -2,18 +2,65 @@
 //! deep 3x3 stem), a 3x3 max pool, four stages of bottleneck blocks, global average pooling and a
 //! linear classifier.
 
+use super::block::Bottleneck;
 use super::builder::{Builder, ConvSpec, Window};
-use super::official::Bottle2neck;
 use super::ops::*;
-use super::seed::SeedBlock;
-use crate::arch::{Flavour, Res2NetConfig, Stem};
+use super::FeatureTensor;
+use crate::arch::{FeaturePoint, Flavour, Res2NetConfig, ResNetLayout, Stem, EXPANSION};
 use crate::error::Result;
 
+/// Collects the feature points a graph returns as the walk passes them, and says when the walk may
+/// stop: a graph without a head ends at its last wanted point.
+pub(super) struct Taps<'o> {
+    pub points: Vec<FeaturePoint>,
+    pub wanted: &'o [usize],
+    pub head: bool,
+    pub got: Vec<FeatureTensor>,
+}
+
+impl Taps<'_> {
+    /// Records point `index` as tensor `t`; returns whether anything after it is needed.
+    pub fn tap(&mut self, index: usize, t: TensorId) -> bool {
+        if self.wanted.contains(&index) {
+            self.got.push(FeatureTensor {
+                point: self.points[index].clone(),
+                tensor: t,
+            });
+        }
+        self.head || self.wanted.iter().any(|&i| i > index)
+    }
+}
+
 impl Builder<'_> {
+    /// The whole network up to its last map (or its last wanted feature point, where the walk stops).
+    pub fn resnet(
+        &mut self,
+        cfg: &Res2NetConfig,
+        r: &ResNetLayout,
+        input: TensorId,
+        taps: &mut Taps,
+    ) -> Result<Option<TensorId>> {
+        let act1 = self.stem(r.stem, input)?;
+        if !taps.tap(0, act1) {
+            return Ok(None);
+        }
+        let pooled = self.pool_new("maxpool", Window::max(3, 2, 1), self.all(act1))?;
+        let mut v = self.all(pooled);
+        for stage in 0..4 {
+            for block in 0..r.layers[stage] {
+                v = self.resnet_block(cfg, r, stage, block, v)?;
+            }
+            if !taps.tap(stage + 1, v.tensor) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(v.tensor))
+    }
+
     /// The stem's last conv (`act1` in timm's feature points): conv, BN and ReLU at stride 2.
-    pub fn stem(&mut self, cfg: &Res2NetConfig, input: TensorId) -> Result<TensorId> {
+    fn stem(&mut self, stem: Stem, input: TensorId) -> Result<TensorId> {
         let x = self.all(input);
-        match cfg.stem {
+        match stem {
             Stem::Conv7 { channels } => {
                 let conv1 = ConvSpec::new("conv1", 3, channels, 7)
                     .bn("bn1")
@@ -35,15 +82,11 @@ impl Builder<'_> {
         }
     }
 
-    /// The max pool between the stem and the first stage.
-    pub fn stem_pool(&mut self, act1: TensorId) -> Result<TensorId> {
-        self.pool_new("maxpool", Window::max(3, 2, 1), self.all(act1))
-    }
-
     /// The shortcut of a block: the input itself, or the downsample path.
     fn shortcut(
         &mut self,
         cfg: &Res2NetConfig,
+        avg_down: bool,
         name: &str,
         x: View,
         cout: usize,
@@ -57,7 +100,7 @@ impl Builder<'_> {
             .bn(format!("{name}.downsample.1"))
             .bias(cfg.flavour == Flavour::Seed)
             .stride(stride);
-        if cfg.avg_down {
+        if avg_down {
             if stride > 1 {
                 let window = Window {
                     kind: PoolKind::Avg {
@@ -77,45 +120,32 @@ impl Builder<'_> {
     }
 
     /// Block `block` of `stage` (both 0-based) reading `x`.
-    pub fn resnet_block(
+    fn resnet_block(
         &mut self,
         cfg: &Res2NetConfig,
+        r: &ResNetLayout,
         stage: usize,
         block: usize,
         x: View,
     ) -> Result<View> {
         let stride = if block == 0 && stage > 0 { 2 } else { 1 };
         let name = format!("layer{}.{block}", stage + 1);
-        let cout = cfg.stage_channels(stage);
-        let shortcut = self.shortcut(cfg, &name, x, cout, stride)?;
-        let se = cfg.se.then(|| cfg.se_channels(cout));
+        let cout = EXPANSION * r.planes[stage];
+        let shortcut = self.shortcut(cfg, r.avg_down, &name, x, cout, stride)?;
+        let blk = Bottleneck {
+            name: &name,
+            width: cfg.chunk_width(r.planes[stage]),
+            scale: cfg.scale,
+            groups: cfg.cardinality,
+            stride,
+            // timm: `stride > 1 or downsample is not None`.
+            stage: stride > 1 || x.channels != cout,
+            cout,
+            se: cfg.se.then(|| cfg.se_channels(cout)),
+        };
         match cfg.flavour {
-            Flavour::Official => {
-                let blk = Bottle2neck {
-                    name: &name,
-                    width: cfg.chunk_width(stage),
-                    scale: cfg.scale,
-                    cardinality: cfg.cardinality,
-                    stride,
-                    // timm: `stride > 1 or downsample is not None`.
-                    stage: stride > 1 || x.channels != cout,
-                    cout,
-                    se,
-                };
-                self.official_block(&blk, x, shortcut, None)
-            }
-            Flavour::Seed => {
-                let blk = SeedBlock {
-                    name: &name,
-                    width: cfg.chunk_width(stage),
-                    scale: cfg.scale,
-                    groups: cfg.cardinality,
-                    stride,
-                    cout,
-                    se,
-                };
-                self.seed_block(&blk, x, shortcut)
-            }
+            Flavour::Official => self.official_block(&blk, x, shortcut, None),
+            Flavour::Seed => self.seed_block(&blk, x, shortcut),
         }
     }
 }

@@ -6,30 +6,15 @@
 //! one so the pass-through chunk `x0` sits right before the 3x3 outputs, and conv3 reads
 //! `[x0, y1 .. y(s-1)]` as one view, in the order the checkpoint's weights expect.
 
-use super::block::{rotate_rows_first_chunk_last, BlockEnd};
+use super::block::{rotate_rows_first_chunk_last, BlockEnd, Bottleneck};
 use super::builder::{slice, Builder, ConvSpec, Io};
 use super::ops::*;
 use crate::error::Result;
 
-/// One seed bottleneck block.
-pub(super) struct SeedBlock<'k> {
-    /// Key prefix (`layer2.0`).
-    pub name: &'k str,
-    /// Channels per chunk.
-    pub width: usize,
-    pub scale: usize,
-    /// Groups of every 3x3 conv.
-    pub groups: usize,
-    pub stride: usize,
-    pub cout: usize,
-    /// Hidden width of the SE module, when there is one.
-    pub se: Option<usize>,
-}
-
 impl Builder<'_> {
     /// Adds the block reading `x` and returns the view of its output, a fresh tensor named after the
     /// block.
-    pub fn seed_block(&mut self, blk: &SeedBlock, x: View, shortcut: View) -> Result<View> {
+    pub fn seed_block(&mut self, blk: &Bottleneck, x: View, shortcut: View) -> Result<View> {
         let (name, s, w) = (blk.name, blk.scale, blk.width);
         let conv1 = ConvSpec::new(format!("{name}.conv1"), x.channels, w * s, 1)
             .bn(format!("{name}.bn1"))
