@@ -8,62 +8,24 @@
 // Register blocking: each invocation computes a block of output channels x output pixels (4 x 4 in
 // the direct kernel, 8 x 8 in the 1x1 kernel). Weights are repacked on the host as vec4s of 4 output
 // channels per (cout block, input channel, ky, kx), so a lane reads one vec4 per tap and channel
-// quad, and every lane of a subgroup along x reads the same address (lavapipe turns that into a
-// scalar load + broadcast). Output channel blocks never straddle a group.
+// quad, and every lane of a workgroup row along x reads the same address. Output channel blocks never
+// straddle a group.
 
-struct ConvParams {
-    src_off: u32,
-    src_bs: u32,
-    add_off: u32,
-    add_bs: u32,
-    dst_off: u32,
-    dst_bs: u32,
-    res_off: u32,
-    res_bs: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    // Input / output channels per group.
-    cin_g: u32,
-    cout_g: u32,
-    // Output-channel blocks per group: ceil(cout_g / 4) (direct) or ceil(cout_g / 8) (1x1).
-    cout_blocks: u32,
-    groups: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    // Pixel blocks per output row (direct kernel) or per plane (1x1 kernel).
-    x_blocks: u32,
-    // Index (in vec4s) of the first packed bias block in `wts`.
-    bias_off: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+#ifdef F16_WEIGHTS
+enable f16;
+#endif
+#import ConvParams
 
-// 0 = none, 1 = relu, 2 = sigmoid.
-override ACT: u32 = 0u;
 // Whether `src_add` is added to the input while it is read.
 override HAS_ADD: bool = false;
 // Whether a residual view is added before the activation.
 override HAS_RES: bool = false;
 
-@group(0) @binding(0) var<storage, read_write> act: array<f32>;
-// Weights then biases. The f16-weight variant of this shader (generated in src/gpu/kernels.rs) declares
-// them as f16; every read converts to f32, so all products and sums stay f32.
-@group(0) @binding(1) var<storage, read> wts: array<vec4<f32>>;
+#import arena
+#import activation
+#define WEIGHTS_VEC4
+#import weights
 @group(0) @binding(2) var<uniform> p: ConvParams;
-
-fn activate(v: f32) -> f32 {
-    if (ACT == 1u) {
-        return max(v, 0.0);
-    }
-    if (ACT == 2u) {
-        return 1.0 / (1.0 + exp(-v));
-    }
-    return v;
-}
 
 // One input value of the (src + src_add) sum, zero outside the row.
 fn tap(row: u32, add_row: u32, ix: i32) -> f32 {

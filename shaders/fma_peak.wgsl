@@ -1,15 +1,10 @@
 // Adapter peak: eight independent vec4 FMA chains per invocation, nothing else, so the measured rate is
 // the adapter's f32 FMA throughput (2 FLOPs per lane per FMA). The sum is stored so no chain is dead code.
 
-struct Params {
-    iters: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+#import PeakParams
 
 @group(0) @binding(0) var<storage, read_write> sink: array<vec4<f32>>;
-@group(0) @binding(1) var<uniform> params: Params;
+@group(0) @binding(1) var<uniform> params: PeakParams;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

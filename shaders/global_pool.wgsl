@@ -4,18 +4,9 @@
 // Views are (element offset of image 0's first channel, per-image stride) into the activation arena;
 // the image index is the dispatch's z coordinate.
 
-struct GlobalPoolParams {
-    src_off: u32,
-    src_bs: u32,
-    dst_off: u32,
-    dst_bs: u32,
-    channels: u32,
-    plane: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+#import GlobalPoolParams
 
-@group(0) @binding(0) var<storage, read_write> act: array<f32>;
+#import arena
 @group(0) @binding(1) var<uniform> gp: GlobalPoolParams;
 
 // Mean of each channel plane into a [C, 1, 1] view. x: channels, z: image. Four partial sums keep

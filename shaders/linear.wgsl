@@ -2,36 +2,15 @@
 // followed by the M biases in one read-only buffer. Used for the classifier and for the SE
 // excitation (ReLU after the reduction, Sigmoid after the expansion).
 
-struct LinearParams {
-    src_off: u32,
-    src_bs: u32,
-    dst_off: u32,
-    dst_bs: u32,
-    m: u32,
-    k: u32,
-    // Index of the first bias in `wts` (= m * k).
-    bias_off: u32,
-    _pad0: u32,
-}
+#ifdef F16_WEIGHTS
+enable f16;
+#endif
+#import LinearParams
 
-// 0 = none, 1 = relu, 2 = sigmoid.
-override ACT: u32 = 0u;
-
-@group(0) @binding(0) var<storage, read_write> act: array<f32>;
-// Weights then biases. The f16-weight variant of this shader (generated in src/gpu/kernels.rs) declares
-// them as f16; every read converts to f32, so all products and sums stay f32.
-@group(0) @binding(1) var<storage, read> wts: array<f32>;
+#import arena
+#import activation
+#import weights
 @group(0) @binding(2) var<uniform> p: LinearParams;
-
-fn activate(v: f32) -> f32 {
-    if (ACT == 1u) {
-        return max(v, 0.0);
-    }
-    if (ACT == 2u) {
-        return 1.0 / (1.0 + exp(-v));
-    }
-    return v;
-}
 
 // x: output rows, z: image.
 @compute @workgroup_size(64, 1, 1)

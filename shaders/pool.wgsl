@@ -3,32 +3,13 @@
 // Views are (element offset of image 0's first channel, per-image stride) into the activation arena;
 // the image index is the dispatch's z coordinate.
 
-struct PoolParams {
-    src_off: u32,
-    src_bs: u32,
-    dst_off: u32,
-    dst_bs: u32,
-    channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    kernel: u32,
-    stride: u32,
-    pad: u32,
-    // Workgroups along x; the flat workgroup index is y * groups_x + x (a plane may need more than
-    // the 65535 workgroups one dimension allows).
-    groups_x: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+#import PoolParams
 
 // 0 = max, 1 = average dividing by the window clipped to the padded input (count_include_pad),
 // 2 = average dividing by the number of in-bounds cells.
 override KIND: u32 = 0u;
 
-@group(0) @binding(0) var<storage, read_write> act: array<f32>;
+#import arena
 @group(0) @binding(1) var<uniform> p: PoolParams;
 
 @compute @workgroup_size(64, 1, 1)

@@ -2,18 +2,9 @@
 // the channels, max and sum reduced in workgroup memory. The max is subtracted before exp, so large
 // logits cannot overflow.
 
-struct SoftmaxParams {
-    src_off: u32,
-    src_bs: u32,
-    dst_off: u32,
-    dst_bs: u32,
-    channels: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+#import SoftmaxParams
 
-@group(0) @binding(0) var<storage, read_write> act: array<f32>;
+#import arena
 @group(0) @binding(1) var<uniform> p: SoftmaxParams;
 
 var<workgroup> scratch: array<f32, 64>;

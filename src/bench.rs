@@ -6,8 +6,10 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::gpu::{peak, GpuContext, HostClock, Precision, Profile, Session, SessionOptions};
-use crate::graph::{Graph, Op, Outputs};
+use crate::gpu::{
+    peak, DeviceWeights, GpuContext, HostClock, Precision, Profile, Session, SessionOptions,
+};
+use crate::graph::Outputs;
 use crate::model::Model;
 use crate::verify::random_input;
 
@@ -50,8 +52,10 @@ pub struct BenchReport {
     pub load_ms: f64,
     /// Graph building (BatchNorm folding) plus session creation: pipelines, buffers, bind groups.
     pub session_ms: f64,
-    /// Bytes of parameters the session uploaded (each session holds its own copy).
+    /// Bytes of the model's weight buffers on the device after the first session.
     pub weight_bytes: u64,
+    /// What one more input size cost once the first session existed (see [`NewSize`]).
+    pub new_size: NewSize,
     /// The part of `session_ms` spent creating shader modules and pipelines.
     pub pipelines_ms: f64,
     /// Reading the pipeline cache file and creating the cache (also part of `session_ms`).
@@ -61,6 +65,21 @@ pub struct BenchReport {
     pub gflop_per_image: f64,
     /// Per-op times (median over the profiled runs), when asked for.
     pub profile: Option<Profile>,
+}
+
+/// A session for a second input size on the same device and weights, built after the benchmarked
+/// one: what an application pays when an image of a new size arrives.
+#[derive(Clone, Debug)]
+pub struct NewSize {
+    pub height: usize,
+    pub width: usize,
+    /// Graph building (BatchNorm folding) plus session creation.
+    pub ms: f64,
+    /// Pipelines the device did not have yet, and the time creating them.
+    pub pipelines_created: usize,
+    pub pipelines_ms: f64,
+    /// Weight bytes uploaded for it (0 when every buffer was shared).
+    pub weight_bytes_added: u64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -119,8 +138,28 @@ pub fn run(
         precision,
         ..SessionOptions::default()
     };
-    let session = Session::with_options(ctx, &graph, batch.max(1), &session_options)?;
+    let weights = DeviceWeights::new(ctx);
+    let session = Session::for_weights(&weights, &graph, batch.max(1), &session_options)?;
     let session_ms = t.elapsed().as_secs_f64() * 1e3;
+    let weight_bytes = weights.bytes();
+    // The next size a detector might see; 32 more rows and columns keep a DLA's halvings even.
+    let t = Instant::now();
+    let (h2, w2) = (height + 32, width + 32);
+    let other = Session::for_weights(
+        &weights,
+        &model.graph_with(h2, w2, &outputs)?,
+        batch.max(1),
+        &session_options,
+    )?;
+    let new_size = NewSize {
+        height: h2,
+        width: w2,
+        ms: t.elapsed().as_secs_f64() * 1e3,
+        pipelines_created: other.build_stats().pipelines_created,
+        pipelines_ms: other.build_stats().pipelines.as_secs_f64() * 1e3,
+        weight_bytes_added: weights.bytes().saturating_sub(weight_bytes),
+    };
+    drop(other);
     let input = random_input(batch.max(1), height, width, 7);
 
     let bar = if progress {
@@ -204,30 +243,14 @@ pub fn run(
         activation_bytes_largest: (graph.largest_activation_elems() * session.chunk() * 4) as u64,
         load_ms,
         session_ms,
-        weight_bytes: weight_bytes(&graph, precision),
+        weight_bytes,
+        new_size,
         pipelines_ms: session.build_stats().pipelines.as_secs_f64() * 1e3,
         pipeline_cache_load_ms: session.build_stats().pipeline_cache.load_time.as_secs_f64() * 1e3,
         pipeline_cache: describe_cache(&session.build_stats().pipeline_cache),
         gflop_per_image,
         profile,
     })
-}
-
-/// Bytes of the parameters a session of `precision` uploads: weights in its precision, biases in f32.
-fn weight_bytes(graph: &Graph, precision: Precision) -> u64 {
-    let per_weight = match precision {
-        Precision::F32 => 4,
-        Precision::F16 => 2,
-    };
-    graph
-        .nodes
-        .iter()
-        .map(|n| match &n.op {
-            Op::Conv(c) => per_weight * c.weight.len() + 4 * c.bias.len(),
-            Op::Linear(l) => per_weight * l.weight.len() + 4 * l.bias.len(),
-            _ => 0,
-        })
-        .sum::<usize>() as u64
 }
 
 fn describe_cache(r: &crate::gpu::PipelineCacheReport) -> String {
@@ -307,11 +330,16 @@ impl BenchReport {
             "start-up:     load {:.0} ms, graph + session {:.0} ms, of which pipelines {:.0} ms (+ {:.1} ms reading the pipeline cache)",
             self.load_ms, self.session_ms, self.pipelines_ms, self.pipeline_cache_load_ms
         );
+        let n = &self.new_size;
         let _ = writeln!(
             s,
-            "a new size:   graph + session {:.0} ms (pipelines {:.0} ms) and {:.2} MiB of weights uploaded again",
-            self.session_ms,
-            self.pipelines_ms,
+            "a new size:   {}x{} after this one: graph + session {:.0} ms, {} pipelines created ({:.0} ms), {:.2} MiB of weights added to the {:.2} MiB held",
+            n.height,
+            n.width,
+            n.ms,
+            n.pipelines_created,
+            n.pipelines_ms,
+            mib(n.weight_bytes_added),
             mib(self.weight_bytes)
         );
         let _ = writeln!(s, "pipeline cache: {}", self.pipeline_cache);
@@ -351,6 +379,14 @@ impl BenchReport {
             "load_ms": self.load_ms,
             "session_ms": self.session_ms,
             "weight_bytes": self.weight_bytes,
+            "new_size": {
+                "height": self.new_size.height,
+                "width": self.new_size.width,
+                "ms": self.new_size.ms,
+                "pipelines_created": self.new_size.pipelines_created,
+                "pipelines_ms": self.new_size.pipelines_ms,
+                "weight_bytes_added": self.new_size.weight_bytes_added,
+            },
             "pipelines_ms": self.pipelines_ms,
             "pipeline_cache_load_ms": self.pipeline_cache_load_ms,
             "pipeline_cache": self.pipeline_cache,

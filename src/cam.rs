@@ -1,6 +1,10 @@
 //! Class activation maps: the last feature map weighted by one class's fc row (Zhou et al., 2016),
 //! upsampled over the image and colour-mapped, to show where the model looked.
 
+use std::path::Path;
+
+use image::ImageEncoder;
+
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
 use crate::preprocess::{resize, Preprocess, RgbPlanes};
@@ -108,6 +112,24 @@ pub fn render(
         }
     }
     out
+}
+
+/// Saves a rendered map as PNG, atomically (a failed or killed write leaves the previous file).
+pub fn save(img: &image::RgbImage, path: &Path) -> Result<()> {
+    crate::output_file::write_atomically(path, |w| {
+        image::codecs::png::PngEncoder::new(w)
+            .write_image(
+                img.as_raw(),
+                img.width(),
+                img.height(),
+                image::ExtendedColorType::Rgb8,
+            )
+            .map_err(|e| match e {
+                // Keep the kind (a full disk, say) so the message can say what went wrong.
+                image::ImageError::IoError(io) => io,
+                other => std::io::Error::other(other),
+            })
+    })
 }
 
 #[cfg(test)]

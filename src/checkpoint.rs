@@ -310,7 +310,8 @@ fn describe_format_error(e: &safetensors::SafeTensorError, file_len: usize) -> S
     }
 }
 
-/// Writes f32 tensors to a safetensors file (used for outputs).
+/// Writes f32 tensors to a safetensors file (used for outputs), atomically: a failed or killed write
+/// leaves the previous file (see [`crate::output_file`]).
 pub fn write_f32(
     path: impl AsRef<Path>,
     tensors: &[(&str, &[usize], &[f32])],
@@ -332,10 +333,11 @@ pub fn write_f32(
                 })
         })
         .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(views, metadata, path).map_err(|e| Error::Write {
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| Error::Write {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    })
+    })?;
+    crate::output_file::write_bytes_atomically(path, &bytes)
 }
 
 #[cfg(test)]

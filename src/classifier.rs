@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::cam;
 use crate::cpu::{self, Output};
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, Precision, Session, SessionOptions};
+use crate::gpu::{DeviceWeights, GpuContext, Precision, Session, SessionOptions};
 use crate::graph::Graph;
 use crate::labels;
 use crate::model::Model;
@@ -54,6 +54,8 @@ pub struct Classifier {
     preprocess: Preprocess,
     labels: Vec<String>,
     gpu: Option<GpuContext>,
+    /// The model's weights on the GPU, shared by the sessions of every shape.
+    weights: Option<Arc<DeviceWeights>>,
     fallback: Option<String>,
     precision: Precision,
     prepared: ByShape<Prepared>,
@@ -80,6 +82,7 @@ impl Classifier {
             model,
             preprocess,
             labels,
+            weights: gpu.as_ref().map(DeviceWeights::new),
             gpu,
             fallback,
             precision: Precision::F32,
@@ -94,6 +97,12 @@ impl Classifier {
         self.precision = precision;
         self.prepared.clear();
         self
+    }
+
+    /// Bytes of the model's weight buffers on the GPU (0 on the CPU): one copy per layout and
+    /// precision, however many input shapes the classifier has run.
+    pub fn gpu_weight_bytes(&self) -> u64 {
+        self.weights.as_ref().map_or(0, |w| w.bytes())
     }
 
     /// The weight precision of GPU sessions.
@@ -134,13 +143,13 @@ impl Classifier {
     fn prepared(&self, batch: usize, h: usize, w: usize) -> Result<Arc<Prepared>> {
         self.prepared.get_or_build((batch, h, w), || {
             let graph = self.model.graph(h, w)?;
-            Ok(match &self.gpu {
-                Some(ctx) => {
+            Ok(match &self.weights {
+                Some(weights) => {
                     let options = SessionOptions {
                         precision: self.precision,
                         ..SessionOptions::default()
                     };
-                    let session = Session::with_options(ctx, &graph, batch, &options)?;
+                    let session = Session::for_weights(weights, &graph, batch, &options)?;
                     Prepared::Gpu(graph, Box::new(session))
                 }
                 None => Prepared::Cpu(graph),

@@ -14,9 +14,18 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// An output file could not be written.
+    /// An output file could not be written (the previous file, if any, is left as it was).
     #[error("{path}: cannot write: {reason}")]
     Write { path: PathBuf, reason: String },
+
+    /// An output path refused before any work: it is one of the inputs, names a directory, or its
+    /// directory is missing or cannot take a new file. `arg` is the argument that named it.
+    #[error("{arg} {path}: {reason}")]
+    Output {
+        arg: String,
+        path: PathBuf,
+        reason: String,
+    },
 
     /// A file is not a valid safetensors file (empty, truncated, lying header, ...).
     #[error("{path}: not a valid safetensors file: {reason}")]
@@ -62,6 +71,7 @@ impl Error {
                 | Error::Architecture { .. }
                 | Error::Config(_)
                 | Error::Input { .. }
+                | Error::Output { .. }
         ) || matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound
             || source.kind() == std::io::ErrorKind::InvalidData
             || source.kind() == std::io::ErrorKind::IsADirectory)

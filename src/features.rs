@@ -4,7 +4,7 @@
 //!
 //! [`FeatureExtractor`] is the embedding API: load once, run any batch at any input size the network
 //! can take, on the GPU or the CPU reference; it builds one executor per `(batch, height, width)` on
-//! first use and reuses it.
+//! first use and reuses it, and its GPU sessions share one copy of the weights ([`DeviceWeights`]).
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use crate::arch::FeaturePoint;
 use crate::classifier::DeviceChoice;
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, Precision, Session, SessionOptions};
+use crate::gpu::{DeviceWeights, GpuContext, Precision, Session, SessionOptions};
 use crate::graph::{Graph, Outputs};
 use crate::model::Model;
 use crate::per_shape::{context_for, ByShape};
@@ -79,7 +79,8 @@ enum Executor {
 pub struct FeatureExtractor {
     model: Model,
     indices: Vec<usize>,
-    gpu: Option<GpuContext>,
+    /// The model's weights on the GPU, shared by the sessions of every shape.
+    weights: Option<Arc<DeviceWeights>>,
     fallback: Option<String>,
     precision: Precision,
     executors: ByShape<Executor>,
@@ -96,7 +97,7 @@ impl FeatureExtractor {
         Ok(FeatureExtractor {
             model,
             indices,
-            gpu,
+            weights: gpu.as_ref().map(DeviceWeights::new),
             fallback,
             precision: Precision::F32,
             executors: ByShape::new(),
@@ -110,7 +111,7 @@ impl FeatureExtractor {
         ctx: GpuContext,
     ) -> Result<Self> {
         let mut f = Self::new(model, out_indices, DeviceChoice::Cpu)?;
-        f.gpu = Some(ctx);
+        f.weights = Some(DeviceWeights::new(&ctx));
         Ok(f)
     }
 
@@ -133,7 +134,13 @@ impl FeatureExtractor {
 
     /// Whether work runs on a GPU.
     pub fn on_gpu(&self) -> bool {
-        self.gpu.is_some()
+        self.weights.is_some()
+    }
+
+    /// Bytes of the model's weight buffers on the GPU (0 on the CPU): one copy however many input
+    /// sizes have run.
+    pub fn gpu_weight_bytes(&self) -> u64 {
+        self.weights.as_ref().map_or(0, |w| w.bytes())
     }
 
     /// Why [`DeviceChoice::Auto`] fell back to the CPU, if it did.
@@ -150,14 +157,14 @@ impl FeatureExtractor {
     fn executor(&self, batch: usize, h: usize, w: usize) -> Result<Arc<Executor>> {
         self.executors.get_or_build((batch, h, w), || {
             let graph = self.graph(h, w)?;
-            let Some(ctx) = &self.gpu else {
+            let Some(weights) = &self.weights else {
                 return Ok(Executor::Cpu(graph));
             };
             let options = SessionOptions {
                 precision: self.precision,
                 ..SessionOptions::default()
             };
-            let session = Session::with_options(ctx, &graph, batch, &options)?;
+            let session = Session::for_weights(weights, &graph, batch, &options)?;
             Ok(Executor::Gpu(graph, Box::new(session)))
         })
     }

@@ -3,15 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use res2net_wgpu::classifier::{CamOutput, Classifier, DeviceChoice};
-use res2net_wgpu::{
-    arch, bench, bundled, cam, gpu, graph, model, preprocess, tensor_io, verify, Error, Model,
-    Result,
-};
+use res2net_wgpu::output_file::{self, Arg, FileSet};
+use res2net_wgpu::{arch, bundled, cam, gpu, model, preprocess, tensor_io, Error, Model, Result};
 
 #[derive(Parser)]
 #[command(
@@ -77,6 +74,19 @@ struct TensorRun {
     precision: PrecisionArg,
 }
 
+impl TensorRun {
+    /// Refuses an output that is one of the inputs, before any work.
+    fn check_output(&self) -> Result<()> {
+        output_file::check_output(
+            Arg::new("--output", &self.output),
+            &[
+                Arg::new("--weights", &self.weights),
+                Arg::new("--input", &self.input),
+            ],
+        )
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Classify the bundled held-out digits with the bundled model: accuracy, confusions, latency.
@@ -131,58 +141,9 @@ enum Command {
         out_indices: Option<String>,
     },
     /// Run on the GPU and the CPU reference and compare every op's output.
-    Verify {
-        #[arg(long)]
-        weights: PathBuf,
-        /// An input tensor file; random values at --size when absent.
-        #[arg(long)]
-        input: Option<PathBuf>,
-        #[arg(long)]
-        arch: Option<String>,
-        /// Input size of the random input: S or HxW.
-        #[arg(long, default_value = "224", value_parser = parse_size)]
-        size: Size,
-        /// Verify a features graph (no classifier) returning these points instead of the classifier.
-        #[arg(long, value_name = "1,3,4")]
-        out_indices: Option<String>,
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Weight precision of the GPU session; f16 is judged with a wider tolerance
-        /// (1e-3 + 2e-2 x max|cpu| per op instead of 1e-4 + 1e-4 x max|cpu|).
-        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-        precision: PrecisionArg,
-    },
+    Verify(cli::verify::VerifyArgs),
     /// Time forward passes on the GPU.
-    Bench {
-        #[arg(long, conflicts_with = "arch", required_unless_present = "arch")]
-        weights: Option<PathBuf>,
-        /// A preset with random weights.
-        #[arg(long)]
-        arch: Option<String>,
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Input size: S or HxW.
-        #[arg(long, default_value = "224", value_parser = parse_size)]
-        size: Size,
-        /// Backbone mode: the architecture's default feature maps, no classifier.
-        #[arg(long)]
-        features: bool,
-        #[arg(long, default_value_t = 10)]
-        iters: usize,
-        /// One JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Also time every op on the GPU (timestamp queries; host wall-clock per op where the
-        /// adapter has none) and print them slowest first, with totals per kind of op.
-        #[arg(long)]
-        profile: bool,
-        /// Write the profile as an SVG bar chart to this file (implies --profile).
-        #[arg(long, value_name = "OUT.svg")]
-        profile_svg: Option<PathBuf>,
-        /// Weight precision (f16 needs the adapter's SHADER_F16).
-        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-        precision: PrecisionArg,
-    },
+    Bench(cli::bench::BenchArgs),
     /// Show the architecture, parameter count, GFLOPs and every feature point with its shape.
     Inspect {
         #[arg(long, required_unless_present = "arch")]
@@ -199,10 +160,12 @@ enum Command {
 }
 
 mod cli {
+    pub mod bench;
     pub mod demo;
     pub mod features;
     pub mod inspect;
     pub mod size;
+    pub mod verify;
 }
 
 use cli::size::{parse_size, Size};
@@ -257,13 +220,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             device,
             precision,
         } => {
+            let files = expand(&images);
+            if let Some(cam) = &cam {
+                check_cam_targets(cam, &files, weights.as_deref())?;
+            }
             let model = match &weights {
                 Some(w) => load(w, arch.as_deref())?,
                 None => bundled::model()?,
             };
             classify(
                 classifier(model, device, precision)?,
-                &images,
+                &files,
                 top,
                 json,
                 cam.as_deref(),
@@ -271,6 +238,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )
         }
         Command::Infer { run } => {
+            run.check_output()?;
             let model = load(&run.weights, run.arch.as_deref())?;
             let batch = tensor_io::read_input(&run.input)?;
             let c = classifier(model, run.device, run.precision)?;
@@ -281,84 +249,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Features { run, out_indices } => {
             cli::features::features(&run, out_indices.as_deref()).map(|()| ExitCode::SUCCESS)
         }
-        Command::Verify {
-            weights,
-            input,
-            arch,
-            size,
-            out_indices,
-            batch,
-            precision,
-        } => {
-            let model = load(&weights, arch.as_deref())?;
-            let outputs = match out_indices.as_deref().map(arch::parse_out_indices) {
-                Some(indices) => {
-                    let indices = model.config().out_indices(Some(&indices?))?;
-                    graph::Outputs::features(&indices)
-                }
-                None => graph::Outputs::classifier(),
-            };
-            let input = match input {
-                Some(p) => tensor_io::read_input(p)?,
-                None => verify::random_input(batch, size.h, size.w, 1),
-            };
-            let ctx = gpu::GpuContext::new()?;
-            let report = verify::compare_outputs(&model, &ctx, &input, precision.into(), &outputs)?;
-            print!("{}", report.table());
-            println!("{}", report.verdict());
-            Ok(if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        Command::Bench {
-            weights,
-            arch,
-            batch,
-            size,
-            features,
-            iters,
-            json,
-            profile,
-            profile_svg,
-            precision,
-        } => {
-            let t = Instant::now();
-            let model = match (&weights, &arch) {
-                (Some(w), _) => load(w, None)?,
-                (None, Some(a)) => Model::from_config(&arch::preset(a)?, 1)?,
-                (None, None) => unreachable!("clap requires --weights or --arch"),
-            };
-            let load_ms = t.elapsed().as_secs_f64() * 1e3;
-            let options = bench::BenchOptions {
-                batch,
-                height: size.h,
-                width: size.w,
-                features,
-                iters,
-                progress: !json,
-                profile: profile || profile_svg.is_some(),
-                precision: precision.into(),
-            };
-            let report = bench::run(&model, &gpu::GpuContext::new()?, &options, load_ms)?;
-            if let (Some(path), Some(p)) = (&profile_svg, &report.profile) {
-                let title = format!(
-                    "{} at {}x{}, batch {} on {}",
-                    report.model, report.height, report.width, report.batch, report.adapter
-                );
-                std::fs::write(path, p.svg(&title)).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-            }
-            if json {
-                println!("{}", report.json());
-            } else {
-                print!("{}", report.text());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Verify(args) => cli::verify::verify(&args),
+        Command::Bench(args) => cli::bench::bench(&args).map(|()| ExitCode::SUCCESS),
         Command::Inspect {
             weights,
             arch,
@@ -413,15 +305,15 @@ fn json_string(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
+/// Classifies `files` (already expanded by [`expand`]).
 fn classify(
     c: Classifier,
-    paths: &[PathBuf],
+    files: &[PathBuf],
     top: usize,
     json: bool,
     cam_path: Option<&Path>,
     batch: usize,
 ) -> Result<ExitCode> {
-    let files = expand(paths);
     let top = top.clamp(1, c.labels().len());
     let batch = batch.max(1);
     let [h, w] = c.preprocess().input_size;
@@ -489,10 +381,7 @@ fn classify(
                         fw,
                     );
                     let target = cam_target(cam_path, name, files.len() > 1);
-                    img.save(&target).map_err(|e| Error::Write {
-                        path: target.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    cam::save(&img, &target)?;
                     let label = &c.labels()[out.top_k(i, 1)[0].0];
                     bar.suspend(|| {
                         eprintln!(
@@ -543,6 +432,44 @@ fn classify(
         None => ExitCode::SUCCESS,
         Some(e) => exit_code(&e),
     })
+}
+
+/// Refuses, before any work, a `--cam` whose map would be written over an input (an image or the
+/// weights), or two images whose maps would land on the same file (`a/x.png` and `b/x.png`), and a
+/// `--cam` directory that is missing or cannot be written.
+fn check_cam_targets(cam: &Path, files: &[PathBuf], weights: Option<&Path>) -> Result<()> {
+    let several = files.len() > 1;
+    let targets: Vec<PathBuf> = files.iter().map(|f| cam_target(cam, f, several)).collect();
+    let inputs = FileSet::of_args(
+        files
+            .iter()
+            .map(|f| Arg::new("IMAGE", f))
+            .chain(weights.map(|w| Arg::new("--weights", w))),
+    );
+    let mut maps: FileSet<&Path> = FileSet::default();
+    for (image, target) in files.iter().zip(&targets) {
+        inputs.refuse(Arg::new("--cam", target))?;
+        if let Some(other) = maps.find(target) {
+            if output_file::same_file(other, image) {
+                continue; // the same image named twice gets the same map
+            }
+            return Err(Error::Output {
+                arg: "--cam".into(),
+                path: target.clone(),
+                reason: format!(
+                    "the maps of IMAGE {} and IMAGE {} would both be written here; rename one image",
+                    other.display(),
+                    image.display()
+                ),
+            });
+        }
+        maps.insert(target, image);
+    }
+    // Every map goes to the directory of `cam`, so one check covers them all.
+    match targets.first() {
+        Some(first) => output_file::check_writable(Arg::new("--cam", first)),
+        None => Ok(()),
+    }
 }
 
 /// Where the map of `image` goes: `path` itself for one image, else `path`'s stem + the image's stem.

@@ -8,8 +8,9 @@ mod gpu_common;
 
 use gpu_common::{assert_close, context, random};
 use res2net_wgpu::cpu;
-use res2net_wgpu::gpu::tune::{subgroup_gemm_supported, ConvKernel};
-use res2net_wgpu::gpu::{Precision, Session, SessionOptions};
+use res2net_wgpu::gpu::kernels::{conv, AdapterCaps};
+use res2net_wgpu::gpu::tune::ConvKernel;
+use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions};
 use res2net_wgpu::graph::{
     Activation, Conv, GlobalAvgPool, Graph, Head, Linear, Node, Op, Pool, PoolKind, ScaleAdd,
     Shape, Softmax, TensorId, TensorInfo, View,
@@ -157,11 +158,6 @@ fn check_precision(
     precision: Precision,
 ) {
     let Some(ctx) = context() else { return };
-    if precision == Precision::F16 && !ctx.device().features().contains(wgpu::Features::SHADER_F16)
-    {
-        eprintln!("{name}: skipped, the adapter has no SHADER_F16");
-        return;
-    }
     let input = random(batch * graph.input_shape().numel(), 99);
     let options = SessionOptions {
         max_chunk,
@@ -169,8 +165,16 @@ fn check_precision(
         precision,
         ..Default::default()
     };
-    let session = Session::with_options(&ctx, graph, batch, &options)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let built = Session::with_options(&ctx, graph, batch, &options);
+    if let Some(why) = refusal(&ctx, conv_kernel, precision) {
+        // What this adapter cannot run must be refused, saying why, never run as something else.
+        let err = built
+            .err()
+            .unwrap_or_else(|| panic!("{name}: built without {why}"));
+        assert!(err.to_string().contains(why), "{name}: {err}");
+        return;
+    }
+    let session = built.unwrap_or_else(|e| panic!("{name}: {e}"));
     let gpu = session
         .run_all(&input)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -204,6 +208,19 @@ fn check_precision(
         ATOL,
         RTOL,
     );
+}
+
+/// What a session with `kernel` and `precision` needs that this adapter lacks (a word its error
+/// must contain), or `None` when the adapter can run it.
+fn refusal(ctx: &GpuContext, kernel: ConvKernel, precision: Precision) -> Option<&'static str> {
+    let caps = AdapterCaps::of(ctx);
+    if precision == Precision::F16 && !caps.f16 {
+        return Some("SHADER_F16");
+    }
+    match conv::family(kernel) {
+        Some(family) if family.supports(&caps).is_err() => Some("subgroups"),
+        _ => None,
+    }
 }
 
 /// One conv case.
@@ -652,7 +669,7 @@ fn conv_row3x3_matches_cpu() {
     }
 }
 
-/// A forced GEMM family really runs where the adapter supports it (and the direct kernels otherwise).
+/// A forced family really runs where the adapter supports it, and is refused where it does not.
 #[test]
 fn forced_conv_kernels_are_the_ones_that_run() {
     let Some(ctx) = context() else { return };
@@ -672,35 +689,26 @@ fn forced_conv_kernels_are_the_ones_that_run() {
     };
     let g = conv_graph(c);
     let input = random(g.input_shape().numel(), 3);
-    let gemm = subgroup_gemm_supported(&ctx);
     for (kernel, entry) in [
         (ConvKernel::Direct, "conv_direct"),
-        (
-            ConvKernel::Gemm64x16,
-            if gemm { "conv_gemm[" } else { "conv_direct" },
-        ),
-        (
-            ConvKernel::Gemm32x32,
-            if gemm { "conv_gemm_32" } else { "conv_direct" },
-        ),
-        (
-            ConvKernel::Gemm64x16K8,
-            if gemm { "K8=1" } else { "conv_direct" },
-        ),
-        (
-            ConvKernel::GemmRow3x3,
-            if gemm {
-                "conv_gemm_row3"
-            } else {
-                "conv_direct"
-            },
-        ),
+        (ConvKernel::Gemm64x16, "conv_gemm["),
+        (ConvKernel::Gemm32x32, "conv_gemm_32"),
+        (ConvKernel::Gemm64x16K8, "K8=1"),
+        (ConvKernel::GemmRow3x3, "conv_gemm_row3"),
     ] {
         let opts = SessionOptions {
             conv_kernel: kernel,
             ..Default::default()
         };
-        let s = Session::with_options(&ctx, &g, 1, &opts).unwrap();
+        let built = Session::with_options(&ctx, &g, 1, &opts);
+        if let Some(why) = refusal(&ctx, kernel, Precision::F32) {
+            let err = built
+                .err()
+                .unwrap_or_else(|| panic!("{kernel:?} built without {why}"));
+            assert!(err.to_string().contains(why), "{kernel:?}: {err}");
+            continue;
+        }
+        let s = built.unwrap();
         let p = s.profile(&input).unwrap();
         assert!(
             p.ops[0].kernel.contains(entry),
@@ -843,7 +851,7 @@ fn se_pieces_linear_and_softmax_match_cpu() {
     }
 }
 
-/// The SE pieces and the linear layers with f16 weights (`linear.wgsl+f16`), against the CPU
+/// The SE pieces and the linear layers with f16 weights (`linear.wgsl+F16_WEIGHTS`), against the CPU
 /// reference on the same weights rounded to f16.
 #[test]
 fn se_pieces_and_linear_with_f16_weights_match_cpu() {

@@ -5,9 +5,13 @@ mod gpu_common;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use gpu_common::{context, random};
-use res2net_wgpu::gpu::{PipelineCacheSetting, ProfileSource, Session, SessionOptions};
+use res2net_wgpu::classifier::Classifier;
+use res2net_wgpu::gpu::{
+    DeviceWeights, GpuContext, PipelineCacheSetting, ProfileSource, Session, SessionOptions,
+};
 use res2net_wgpu::{arch, Model};
 
 fn small() -> res2net_wgpu::graph::Graph {
@@ -71,6 +75,9 @@ fn profile_lists_every_op_once_with_non_negative_times() {
 #[test]
 fn pipeline_cache_is_written_then_loaded_and_a_corrupt_file_is_ignored() {
     let Some(ctx) = context() else { return };
+    // Pipelines belong to the device: every build here is a new device (as a new process would be),
+    // so it compiles its pipelines through the disk cache.
+    let fresh = || GpuContext::new().unwrap();
     let graph = small();
     let dir = fresh_dir("pipeline-cache");
     let options = SessionOptions {
@@ -78,7 +85,7 @@ fn pipeline_cache_is_written_then_loaded_and_a_corrupt_file_is_ignored() {
         ..Default::default()
     };
     let input = random(3 * 32 * 32, 8);
-    let first = Session::with_options(&ctx, &graph, 1, &options).unwrap();
+    let first = Session::with_options(&fresh(), &graph, 1, &options).unwrap();
     let report = first.build_stats().pipeline_cache.clone();
     eprintln!(
         "first build: {report:?}, pipelines {:?}",
@@ -103,7 +110,7 @@ fn pipeline_cache_is_written_then_loaded_and_a_corrupt_file_is_ignored() {
     assert!(path.exists(), "the first build writes {}", path.display());
     let expected = first.run(&input).unwrap();
 
-    let second = Session::with_options(&ctx, &graph, 1, &options).unwrap();
+    let second = Session::with_options(&fresh(), &graph, 1, &options).unwrap();
     let report = &second.build_stats().pipeline_cache;
     eprintln!(
         "second build: {report:?}, pipelines {:?}",
@@ -127,7 +134,7 @@ fn pipeline_cache_is_written_then_loaded_and_a_corrupt_file_is_ignored() {
         good[..good.len() / 2].to_vec(),
     ] {
         std::fs::write(&path, &bad).unwrap();
-        let s = Session::with_options(&ctx, &graph, 1, &options).unwrap();
+        let s = Session::with_options(&fresh(), &graph, 1, &options).unwrap();
         let report = &s.build_stats().pipeline_cache;
         assert_eq!(report.loaded_bytes, None);
         assert!(
@@ -146,7 +153,7 @@ fn pipeline_cache_is_written_then_loaded_and_a_corrupt_file_is_ignored() {
     file.extend_from_slice(&fnv1a64(&junk).to_le_bytes());
     file.extend_from_slice(&junk);
     std::fs::write(&path, &file).unwrap();
-    let s = Session::with_options(&ctx, &graph, 1, &options).unwrap();
+    let s = Session::with_options(&fresh(), &graph, 1, &options).unwrap();
     assert_eq!(s.run(&input).unwrap(), expected);
 
     // Off means off.
@@ -154,8 +161,22 @@ fn pipeline_cache_is_written_then_loaded_and_a_corrupt_file_is_ignored() {
         pipeline_cache: PipelineCacheSetting::Off,
         ..Default::default()
     };
-    let s = Session::with_options(&ctx, &graph, 1, &off).unwrap();
+    let s = Session::with_options(&fresh(), &graph, 1, &off).unwrap();
+    assert!(s.build_stats().pipelines_created > 0);
     assert_eq!(s.build_stats().pipeline_cache.path, None);
+
+    // A device that has every pipeline already neither compiles nor touches the cache file.
+    let s = Session::with_options(&ctx, &graph, 1, &options).unwrap();
+    let again = Session::with_options(&ctx, &graph, 2, &options).unwrap();
+    assert_eq!(again.build_stats().pipelines_created, 0);
+    assert_eq!(again.build_stats().pipeline_cache.path, None);
+    assert_eq!(
+        again
+            .run(&[input.clone(), input.clone()].concat())
+            .unwrap()
+            .logits[..10],
+        s.run(&input).unwrap().logits[..]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -200,5 +221,71 @@ fn many_threads_and_chunked_runs_reuse_buffers_without_mixing_inputs() {
         for (x, e) in inputs.iter().zip(&expected).rev() {
             assert_eq!(&session.run(x).unwrap(), e);
         }
+    }
+}
+
+#[test]
+fn sessions_of_one_model_share_weights_and_pipelines_across_sizes() {
+    let Some(ctx) = context() else { return };
+    let model = Model::from_config(&arch::seed([1, 1, 1, 1], 10, 2, 4, 1, true), 5).unwrap();
+    let weights = DeviceWeights::new(&ctx);
+    let options = SessionOptions::default();
+    let first = Session::for_weights(&weights, &model.graph(32, 32).unwrap(), 1, &options).unwrap();
+    let (bytes, buffers) = (weights.bytes(), weights.buffer_count());
+    assert!(bytes > 0 && buffers > 0);
+    let sizes = [(40, 48, 1), (64, 64, 3), (33, 35, 2)];
+    for (h, w, batch) in sizes {
+        let graph = model.graph(h, w).unwrap();
+        let before = ctx.pipeline_count();
+        let s = Session::for_weights(&weights, &graph, batch, &options).unwrap();
+        // Only pipelines the device lacked are created (other alignments can need a few).
+        let created = s.build_stats().pipelines_created;
+        assert_eq!(ctx.pipeline_count(), before + created);
+        assert!(created < s.pipeline_count(), "{h}x{w}: shares pipelines");
+        assert_eq!(weights.bytes(), bytes, "{h}x{w}: one copy of the weights");
+        assert_eq!(weights.buffer_count(), buffers);
+        assert!(Arc::ptr_eq(s.weights(), &weights));
+        // Same results as a session with weights of its own.
+        let input = random(batch * 3 * h * w, 9);
+        let own = Session::new(&ctx, &graph, batch).unwrap();
+        assert_eq!(s.run(&input).unwrap(), own.run(&input).unwrap());
+    }
+    // Sizes seen before create nothing.
+    let pipelines = ctx.pipeline_count();
+    for (h, w, batch) in sizes {
+        let graph = model.graph(h, w).unwrap();
+        let s = Session::for_weights(&weights, &graph, batch, &options).unwrap();
+        assert_eq!(s.build_stats().pipelines_created, 0);
+        assert_eq!(s.build_stats().pipelines, std::time::Duration::ZERO);
+    }
+    assert_eq!(ctx.pipeline_count(), pipelines);
+    drop(first);
+
+    // Weights of another model under the same node names are refused, not silently reused.
+    let other = Model::from_config(&arch::seed([1, 1, 1, 1], 10, 2, 4, 1, true), 6).unwrap();
+    let err =
+        Session::for_weights(&weights, &other.graph(32, 32).unwrap(), 1, &options).unwrap_err();
+    assert!(err.to_string().contains("another model"), "{err}");
+}
+
+#[test]
+fn a_classifier_fed_three_sizes_holds_one_copy_of_the_weights() {
+    let Some(ctx) = context() else { return };
+    let model = Model::from_config(&arch::seed([1, 1, 1, 1], 10, 2, 4, 1, true), 5).unwrap();
+    let classifier = Classifier::with_context(model, ctx).unwrap();
+    assert_eq!(
+        classifier.gpu_weight_bytes(),
+        0,
+        "nothing before the first run"
+    );
+    let mut after_first = None;
+    for (h, w) in [(32, 32), (48, 40), (64, 72)] {
+        let out = classifier
+            .run_tensor(&random(2 * 3 * h * w, 4), 2, h, w)
+            .unwrap();
+        assert_eq!(out.batch, 2);
+        let bytes = classifier.gpu_weight_bytes();
+        assert!(bytes > 0);
+        assert_eq!(*after_first.get_or_insert(bytes), bytes, "{h}x{w}");
     }
 }

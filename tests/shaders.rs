@@ -1,60 +1,45 @@
-//! Every WGSL shader, in every variant the runtime can create, parses, validates with the capabilities
-//! the runtime enables (WebGPU's baseline, plus subgroups for the shaders that call them), and
-//! translates to SPIR-V (Vulkan), MSL (Metal), HLSL (DX12) and GLSL ES 3.10 (OpenGL ES / WebGL-class
-//! GL). A shader that only breaks on one backend fails here, on any machine, without a GPU.
+//! Every WGSL shader, in every variant the runtime can create, preprocesses, parses, validates with
+//! the capabilities the runtime enables (WebGPU's baseline, plus subgroups for the shaders that call
+//! them and f16 for f16 weights), and translates to SPIR-V (Vulkan), MSL (Metal), HLSL (DX12) and
+//! GLSL ES 3.10 (OpenGL ES / WebGL-class GL). A shader that only breaks on one backend fails here, on
+//! any machine, without a GPU. The uniform structs are reflected from the shaders and compared with
+//! their Rust twins field by field.
 //!
-//! The f16-weight variants (`enable f16;`, generated from the f32 files) validate with the f16
-//! capability and translate to SPIR-V, MSL and HLSL (shader model 6.2, the first with 16-bit types).
-//! GLSL is skipped for them, explicitly: naga's GLSL writer has no f16, and wgpu never offers
-//! `SHADER_F16` on its GL backend, so the runtime never creates them there.
+//! The f16-weight variants validate with the f16 capability and translate to SPIR-V, MSL and HLSL
+//! (shader model 6.2, the first with 16-bit types). GLSL is skipped for them, explicitly: naga's GLSL
+//! writer has no f16, and wgpu never offers `SHADER_F16` on its GL backend, so the runtime never
+//! creates them there.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use res2net_wgpu::gpu::kernels::{all_variants, KernelKey, Shader};
+use res2net_wgpu::gpu::kernels::{all_variants, KernelKey, ShaderFile, ShaderKey, LIBRARY};
+use res2net_wgpu::gpu::uniforms;
 
-/// Shaders that call subgroup builtins: the runtime only creates them where the device has
-/// `Features::SUBGROUP` (with 8-lane subgroups), so they validate with that capability; they still
-/// translate to every backend.
-fn uses_subgroups(name: &str) -> bool {
-    Shader::ALL
-        .iter()
-        .any(|s| s.file_name() == name && s.needs_subgroups())
-}
-
-fn parse_source(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
-    let module = naga::front::wgsl::parse_str(source)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    let mut caps = if uses_subgroups(name) {
-        Capabilities::SUBGROUP
-    } else {
-        Capabilities::empty()
-    };
-    if uses_f16(source) {
+fn parse_key(shader: &ShaderKey) -> (naga::Module, naga::valid::ModuleInfo) {
+    let name = shader.name();
+    let source = shader.source().unwrap_or_else(|e| panic!("{name}: {e}"));
+    let module = naga::front::wgsl::parse_str(&source)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+    let mut caps = Capabilities::empty();
+    if shader.needs_subgroups() {
+        caps |= Capabilities::SUBGROUP;
+    }
+    if shader.needs_f16() {
         caps |= Capabilities::SHADER_FLOAT16;
     }
     let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
     (module, info)
 }
 
-/// Whether a source enables f16 (the generated f16-weight variants).
-fn uses_f16(source: &str) -> bool {
-    source.starts_with("enable f16;")
-}
-
-fn parse(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    parse_source(shader.file_name(), shader.source())
-}
-
-/// Every `.wgsl` file in `shaders/`, with its contents.
-fn shader_files() -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .expect("shaders/ directory")
+/// Every `.wgsl` file in `dir`, with its contents.
+fn wgsl_files(dir: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+        .expect("shader directory")
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
@@ -72,9 +57,13 @@ fn shader_files() -> Vec<(String, String)> {
     files
 }
 
+fn shaders_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders")
+}
+
 /// Specialises one variant and writes it with all four backends.
 fn translate(key: &KernelKey) {
-    let (module, info) = parse(key.shader);
+    let (module, info) = parse_key(&key.shader);
     let constants: Vec<(&str, f64)> = key
         .constants
         .iter()
@@ -182,56 +171,108 @@ fn translate_module(
 
 #[test]
 fn runtime_shaders_are_the_files_in_shaders_dir() {
-    let files = shader_files();
-    for s in Shader::ALL {
-        let file = files
-            .iter()
-            .find(|(name, _)| name == s.file_name())
-            .unwrap_or_else(|| panic!("{} is not in shaders/", s.file_name()));
+    let files = wgsl_files(&shaders_dir());
+    let names: BTreeSet<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let known: BTreeSet<&str> = ShaderFile::ALL.iter().map(|s| s.file_name()).collect();
+    assert_eq!(names, known, "shaders/*.wgsl and ShaderFile::ALL");
+    for s in ShaderFile::ALL {
+        let file = files.iter().find(|(n, _)| n == s.file_name());
         assert_eq!(
-            file.1,
-            s.base().source(),
-            "{} is compiled in from shaders/",
+            file.map(|f| f.1.as_str()),
+            Some(s.text()),
+            "{}",
             s.file_name()
         );
-        if s.needs_f16() {
-            // Generated: the same kernel with `enable f16;` and f16 weight storage.
-            assert!(uses_f16(s.source()), "{}", s.name());
-            let generated: Vec<&str> = s.source().lines().skip(1).collect();
-            let original: Vec<&str> = file.1.lines().collect();
-            assert_eq!(generated.len(), original.len(), "{}", s.name());
-            let changed: Vec<(&&str, &&str)> = generated
-                .iter()
-                .zip(&original)
-                .filter(|(a, b)| a != b)
-                .collect();
+    }
+    let lib = wgsl_files(&shaders_dir().join("lib"));
+    let lib_names: BTreeSet<String> = lib
+        .iter()
+        .map(|(n, _)| n.trim_end_matches(".wgsl").to_string())
+        .collect();
+    let known: BTreeSet<String> = LIBRARY.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(lib_names, known, "shaders/lib/*.wgsl and LIBRARY");
+    for (name, text) in LIBRARY {
+        let file = lib
+            .iter()
+            .find(|(n, _)| n.trim_end_matches(".wgsl") == name);
+        assert_eq!(file.map(|f| f.1.as_str()), Some(text), "lib/{name}.wgsl");
+    }
+}
+
+#[test]
+fn uniform_structs_are_only_declared_in_rust() {
+    for (name, text) in wgsl_files(&shaders_dir())
+        .into_iter()
+        .chain(wgsl_files(&shaders_dir().join("lib")))
+    {
+        for s in uniforms::all() {
             assert!(
-                changed.len() == 1 && changed[0].0.contains("var<storage, read> wts: array<"),
-                "{} differs from {} only in its weights' type: {changed:?}",
-                s.name(),
-                s.file_name()
+                !text.contains(&format!("struct {} ", s.name)),
+                "{name} declares {} itself instead of importing it",
+                s.name
             );
         }
     }
 }
 
 #[test]
+fn wgsl_uniform_structs_match_rust_layouts() {
+    let mut seen = BTreeSet::new();
+    for file in ShaderFile::ALL {
+        let (module, _) = parse_key(&ShaderKey::new(file));
+        for (_, ty) in module.types.iter() {
+            let (Some(name), naga::TypeInner::Struct { members, span }) = (&ty.name, &ty.inner)
+            else {
+                continue;
+            };
+            let Some(rust) = uniforms::all().into_iter().find(|s| s.name == name) else {
+                continue;
+            };
+            let names: Vec<&str> = members.iter().filter_map(|m| m.name.as_deref()).collect();
+            assert_eq!(names, rust.fields, "{name} fields in {}", file.file_name());
+            for (i, m) in members.iter().enumerate() {
+                assert_eq!(m.offset as usize, 4 * i, "{name}.{:?} offset", m.name);
+                assert!(
+                    matches!(
+                        module.types[m.ty].inner,
+                        naga::TypeInner::Scalar(naga::Scalar { width: 4, .. })
+                    ),
+                    "{name}.{:?} is a 4-byte scalar",
+                    m.name
+                );
+            }
+            assert_eq!(*span as usize, rust.size, "{name} size");
+            seen.insert(name.clone());
+        }
+    }
+    let all: BTreeSet<String> = uniforms::all().iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(seen, all, "every uniform struct is used by some shader");
+}
+
+#[test]
 fn every_shader_file_validates_and_translates_with_default_overrides() {
-    let files = shader_files();
-    let file_backed = Shader::ALL.iter().filter(|s| !s.needs_f16()).count();
-    assert!(files.len() >= file_backed);
-    for (name, source) in &files {
-        let (module, info) = parse_source(name, source);
-        assert!(!module.entry_points.is_empty(), "{name} has no entry point");
-        for ep in &module.entry_points {
-            translate_module(
-                &format!("{name}:{}", ep.name),
-                &module,
-                &info,
-                &ep.name,
-                &[],
-                false,
+    for file in ShaderFile::ALL {
+        for f16 in [false, true] {
+            let key = ShaderKey::new(file).with_f16_weights(f16);
+            if f16 && !key.needs_f16() {
+                continue;
+            }
+            let (module, info) = parse_key(&key);
+            assert!(
+                !module.entry_points.is_empty(),
+                "{} has no entry point",
+                key.name()
             );
+            for ep in &module.entry_points {
+                translate_module(
+                    &format!("{}:{}", key.name(), ep.name),
+                    &module,
+                    &info,
+                    &ep.name,
+                    &[],
+                    key.needs_f16(),
+                );
+            }
         }
     }
 }
@@ -239,9 +280,11 @@ fn every_shader_file_validates_and_translates_with_default_overrides() {
 #[test]
 fn every_runtime_variant_translates_to_spirv_msl_hlsl_and_glsl() {
     let variants = all_variants();
-    // Every runtime shader is used by at least one variant.
-    let used: BTreeSet<Shader> = variants.iter().map(|k| k.shader).collect();
-    assert_eq!(used.len(), Shader::ALL.len());
+    // Every shader file is used by at least one variant.
+    let used: BTreeSet<ShaderFile> = variants.iter().map(|k| k.shader.file).collect();
+    assert_eq!(used.len(), ShaderFile::ALL.len());
+    let unique: BTreeSet<&KernelKey> = variants.iter().collect();
+    assert_eq!(unique.len(), variants.len(), "variants are listed once");
     for key in &variants {
         translate(key);
     }

@@ -8,6 +8,7 @@ use crate::{load, TensorRun};
 /// Runs `run.input` and writes one `[N, C, H, W]` tensor per feature point of `out_indices` (a list
 /// like `1,3,4`; the architecture's defaults when `None`), named by its module, and nothing else.
 pub fn features(run: &TensorRun, out_indices: Option<&str>) -> Result<()> {
+    run.check_output()?;
     let model = load(&run.weights, run.arch.as_deref())?;
     let indices = out_indices.map(arch::parse_out_indices).transpose()?;
     // Checked before the input is read: a wrong index is reported with the valid points.

@@ -7,7 +7,9 @@
 //! handler is left alone.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::kernels::Pipelines;
 
 use crate::error::{Error, Result};
 
@@ -25,6 +27,8 @@ pub struct GpuContext {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     health: Arc<Health>,
+    /// The device's pipelines, shared by every session on it (made on first use).
+    pipelines: Arc<OnceLock<Mutex<Pipelines>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -99,6 +103,7 @@ impl GpuContext {
             device,
             queue,
             health,
+            pipelines: Arc::default(),
         })
     }
 
@@ -110,6 +115,7 @@ impl GpuContext {
             device,
             queue,
             health: Arc::new(Health::default()),
+            pipelines: Arc::default(),
         }
     }
 
@@ -119,6 +125,17 @@ impl GpuContext {
 
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
+    }
+
+    /// The device's pipeline store (shared by every session on this device).
+    pub(crate) fn pipelines(&self) -> &Mutex<Pipelines> {
+        self.pipelines
+            .get_or_init(|| Mutex::new(Pipelines::new(&self.device)))
+    }
+
+    /// Compute pipelines created on this device so far (every session shares them).
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines().lock().map_or(0, |p| p.count())
     }
 
     /// Name, backend and driver of the adapter.

@@ -1,11 +1,17 @@
 //! The GPU executor: the same [`Graph`](crate::graph::Graph) the CPU reference runs, on any adapter
 //! wgpu supports (Vulkan, Metal, DX12, OpenGL), through WGSL compute shaders in `shaders/`.
 //!
-//! - [`context`]: the adapter and device (opened here, or the caller's own).
-//! - [`kernels`]: the one owner of shader sources and pipelines (shared by override constants).
-//! - `lower`: graph node -> dispatch (uniforms, packed weights, workgroup counts).
+//! - [`context`]: the adapter and device (opened here, or the caller's own), and its pipelines.
+//! - [`kernels`]: the kernel families, one module each (eligibility, tile, weight packing, uniforms,
+//!   dispatch size, pipeline keys and variants), over `shaders/*.wgsl`.
+//! - [`wgsl`]: the shader preprocessor (`#import`, `#ifdef`), [`uniforms`]: every uniform struct,
+//!   declared once for Rust and WGSL.
+//! - `lower`: graph node -> dispatch, by asking the node's family.
+//! - [`tune`]: which conv family runs each conv on this adapter.
 //! - [`plan`]: the activation arena (liveness-based reuse).
-//! - [`Session`]: everything built once per (graph, batch); `run` records one command buffer.
+//! - [`DeviceWeights`]: a model's packed weights on a device, shared by all its sessions.
+//! - [`Session`]: everything built once per (graph, batch); a run records one command buffer from a
+//!   recording (a list of copies and passes).
 //! - [`host_clock`]: the CPU time a forward pass costs the calling thread.
 //! - [`profile`]: per-op GPU time from timestamp queries ([`Session::profile`]).
 //! - [`pipeline_cache`]: compiled pipelines kept on disk between processes (Vulkan).
@@ -33,11 +39,15 @@ pub mod profile;
 mod readback;
 mod session;
 pub mod tune;
+pub mod uniforms;
 mod upload;
+mod weights;
+pub mod wgsl;
 
 pub use context::GpuContext;
 pub use host_clock::{HostClock, HostCost};
 pub use pipeline_cache::{PipelineCacheReport, PipelineCacheSetting};
 pub use profile::{Profile, ProfileSource};
-pub use session::{BuildStats, Session, SessionOptions, DEFAULT_TIMEOUT};
+pub use session::{pipeline_keys, BuildStats, Session, SessionOptions, DEFAULT_TIMEOUT};
 pub use tune::{ConvKernel, Precision};
+pub use weights::DeviceWeights;

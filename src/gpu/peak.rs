@@ -4,10 +4,9 @@
 use std::time::{Duration, Instant};
 
 use super::context::{ErrorScopes, GpuContext};
+use super::kernels::{ShaderFile, ShaderKey};
+use super::uniforms::PeakParams;
 use crate::error::{Error, Result};
-
-/// Source of the FMA microbenchmark shader.
-pub const SHADER: &str = include_str!("../../shaders/fma_peak.wgsl");
 
 /// Invocations per dispatch (1024 workgroups of 64).
 const INVOCATIONS: u32 = 1024 * 64;
@@ -18,10 +17,11 @@ const FLOPS_PER_ITER: f64 = 64.0;
 /// about `target`, then keeps the best of `repeats` timed runs.
 pub fn fma_peak_gflops(ctx: &GpuContext, target: Duration, repeats: usize) -> Result<f64> {
     let device = ctx.device();
+    let source = ShaderKey::new(ShaderFile::FmaPeak).source()?;
     let scopes = ErrorScopes::push(device);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("fma_peak"),
-        source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
     });
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some("fma_peak"),
@@ -47,8 +47,14 @@ pub fn fma_peak_gflops(ctx: &GpuContext, target: Duration, repeats: usize) -> Re
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        ctx.queue()
-            .write_buffer(&params, 0, bytemuck::cast_slice(&[iters, 0, 0, 0]));
+        ctx.queue().write_buffer(
+            &params,
+            0,
+            bytemuck::bytes_of(&PeakParams {
+                iters,
+                ..Default::default()
+            }),
+        );
         let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("fma_peak"),
             layout: &pipeline.get_bind_group_layout(0),

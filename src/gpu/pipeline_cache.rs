@@ -236,10 +236,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
+    // The caller's note names the path; keep only what went wrong.
+    crate::output_file::write_bytes_atomically(path, bytes).map_err(|e| match e {
+        crate::Error::Write { reason, .. } => std::io::Error::other(reason),
+        e => std::io::Error::other(e),
     })
 }
 

@@ -1,0 +1,45 @@
+// What every subgroup GEMM conv kernel shares (conv_gemm64, conv_gemm32, conv_row3):
+//   dst = act(conv(src + src_add) + bias + residual)
+// the bindings, the fusions' override constants, and the vec4 epilogue store.
+#import ConvParams
+#define ARENA_VEC4
+#import arena
+#define WEIGHTS_VEC4
+#import weights
+#import activation
+@group(0) @binding(2) var<uniform> p: ConvParams;
+
+// Whether `src_add` is added to the input while it is read (the Res2Net hierarchical add).
+override HAS_ADD: bool = false;
+// Whether a residual view is added before the activation.
+override HAS_RES: bool = false;
+// Every view offset and plane (and, for the row kernel, every input row) a multiple of 4 elements:
+// input rows are read as vec4s. Otherwise each lane gathers its pixels one by one.
+override ALIGNED: bool = false;
+
+// Whether the epilogue may store whole vec4s along the pixel axis: every output (and residual) row
+// segment the kernels store starts 16-byte aligned when the view offsets, batch strides and the plane
+// are multiples of 4 elements (the tiles start at multiples of 16 pixels; the row kernel also needs
+// out_w a multiple of 4). The stored pixel count is then a multiple of 4 too.
+fn vec_store_ok(plane: u32) -> bool {
+    return ((p.dst_off | p.dst_bs | p.res_off | p.res_bs | plane) & 3u) == 0u;
+}
+
+// Stores pixels j..j+3 of channels c0..c0+3 (those below `valid`) as one vec4 per channel: a, b, c, d
+// hold the 4 channels at pixels j, j+1, j+2, j+3. dst_base and res_base (pixel 0 of channel 0) and
+// plane are multiples of 4 (see vec_store_ok), and so are j and live.
+fn put4(dst_base: u32, res_base: u32, plane: u32, valid: u32, live: u32, j: u32, c0: u32, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
+    if (j >= live) {
+        return;
+    }
+    for (var r = 0u; r < 4u; r++) {
+        if (c0 + r >= valid) {
+            return;
+        }
+        var v = vec4<f32>(a[r], b[r], c[r], d[r]);
+        if (HAS_RES) {
+            v += act[(res_base + (c0 + r) * plane + j) >> 2u];
+        }
+        act[(dst_base + (c0 + r) * plane + j) >> 2u] = activate4(v);
+    }
+}

@@ -1,0 +1,229 @@
+//! Weight layouts of the kernel families. Packing only reorders a node's folded weights and biases
+//! (and pads with zeros); families with equal packings share one weight buffer per node.
+
+use crate::error::{Error, Result};
+use crate::graph::{Conv, Op};
+
+/// How a family lays out a node's parameters in its read-only weight buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Packing {
+    /// `conv.wgsl`: `cb` output channels (one or two vec4s) per (block, input channel, ky, kx),
+    /// blocks never straddling a group and missing channels zero, then the biases as `cb` values per
+    /// block.
+    OutBlocks { cb: usize },
+    /// The subgroup GEMM kernels: per lane block of `block / lanes` output channels (`block`-channel
+    /// blocks per group, `lanes` lane blocks each), `[tap][cin_g rounded up to cin_step][lane
+    /// channels]`, zeros where a channel does not exist; then each lane block's biases. `flat`: as if
+    /// the conv were 1x1 with `cin_g * taps` input channels (the reduction index `ci * taps + tap`).
+    Lanes {
+        block: usize,
+        lanes: usize,
+        cin_step: usize,
+        flat: bool,
+    },
+    /// `linear.wgsl`: the weight `[m, k]` row-major, then the `m` biases.
+    Linear,
+}
+
+impl Packing {
+    /// The packed parameters of `op`.
+    pub fn pack(&self, op: &Op) -> Result<Vec<f32>> {
+        match (self, op) {
+            (Packing::OutBlocks { cb }, Op::Conv(c)) => Ok(out_blocks(c, *cb)),
+            (
+                &Packing::Lanes {
+                    block,
+                    lanes,
+                    cin_step,
+                    flat,
+                },
+                Op::Conv(c),
+            ) => Ok(lane_blocks(c, block, lanes, cin_step, flat)),
+            (Packing::Linear, Op::Linear(l)) => {
+                let mut out = Vec::with_capacity(l.weight.len() + l.bias.len());
+                out.extend_from_slice(&l.weight);
+                out.extend_from_slice(&l.bias);
+                Ok(out)
+            }
+            (p, op) => Err(Error::Config(format!(
+                "a {} op has no {p:?} weight layout",
+                op.kind()
+            ))),
+        }
+    }
+
+    /// Where the biases start in the packed conv weights, in vec4s (in values for `Linear`, where
+    /// the kernel finds them through its own uniform).
+    pub fn bias_offset(&self, c: &Conv) -> usize {
+        let cout_g = c.cout() / c.groups;
+        let cin_g = c.cin() / c.groups;
+        let kernel_taps = c.kernel.0 * c.kernel.1;
+        match *self {
+            Packing::OutBlocks { cb } => {
+                c.groups * cout_g.div_ceil(cb) * cin_g * kernel_taps * cb / 4
+            }
+            Packing::Lanes {
+                block,
+                lanes,
+                cin_step,
+                flat,
+            } => {
+                let (cin, taps) = reduction(cin_g, kernel_taps, flat);
+                let lane_blocks = c.groups * cout_g.div_ceil(block) * lanes;
+                lane_blocks * taps * cin.div_ceil(cin_step) * cin_step * (block / lanes) / 4
+            }
+            Packing::Linear => c.weight.len(),
+        }
+    }
+}
+
+/// (input channels, taps) of the reduction: `flat` folds the taps into the channels.
+fn reduction(cin_g: usize, kernel_taps: usize, flat: bool) -> (usize, usize) {
+    if flat {
+        (cin_g * kernel_taps, 1)
+    } else {
+        (cin_g, kernel_taps)
+    }
+}
+
+fn out_blocks(c: &Conv, cb: usize) -> Vec<f32> {
+    let cout_g = c.cout() / c.groups;
+    let blocks = cout_g.div_ceil(cb);
+    let taps = c.cin() / c.groups * c.kernel.0 * c.kernel.1;
+    let nblocks = c.groups * blocks;
+    let bias_off = nblocks * taps * cb;
+    let mut out = vec![0.0f32; bias_off + nblocks * cb];
+    for g in 0..c.groups {
+        for b in 0..blocks {
+            let blk = g * blocks + b;
+            for i in 0..cb {
+                let co_l = b * cb + i;
+                if co_l >= cout_g {
+                    continue;
+                }
+                let co = g * cout_g + co_l;
+                for t in 0..taps {
+                    out[(blk * taps + t) * cb + i] = c.weight[co * taps + t];
+                }
+                out[bias_off + blk * cb + i] = c.bias[co];
+            }
+        }
+    }
+    out
+}
+
+fn lane_blocks(c: &Conv, block: usize, lanes: usize, cin_step: usize, flat: bool) -> Vec<f32> {
+    let lane = block / lanes;
+    // PyTorch's [cout][cin_g][kh][kw] is also [cout][cin_g * taps]: the flat reduction index.
+    let (cin_g, taps) = reduction(c.cin() / c.groups, c.kernel.0 * c.kernel.1, flat);
+    let cout_g = c.cout() / c.groups;
+    let cin4 = cin_g.div_ceil(cin_step) * cin_step;
+    let per_group = cout_g.div_ceil(block) * lanes;
+    let nlanes = c.groups * per_group;
+    let per_block = taps * cin4 * lane;
+    let bias_off = nlanes * per_block;
+    let mut out = vec![0.0f32; bias_off + nlanes * lane];
+    for lb in 0..nlanes {
+        let g = lb / per_group;
+        let first = (lb % per_group) * lane;
+        for r in 0..lane {
+            let co_l = first + r;
+            if co_l >= cout_g {
+                continue;
+            }
+            let co = g * cout_g + co_l;
+            for ci in 0..cin_g {
+                for t in 0..taps {
+                    out[lb * per_block + (t * cin4 + ci) * lane + r] =
+                        c.weight[(co * cin_g + ci) * taps + t];
+                }
+            }
+            out[bias_off + lb * lane + r] = c.bias[co];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Activation, TensorId, View};
+
+    fn conv(cin: usize, cout: usize, groups: usize, kernel: usize) -> Conv {
+        let v = |c| View {
+            tensor: TensorId(0),
+            c0: 0,
+            channels: c,
+        };
+        let wlen = cout * cin / groups * kernel * kernel;
+        Conv {
+            src: v(cin),
+            src_add: None,
+            dst: v(cout),
+            residual: None,
+            weight: (0..wlen).map(|i| i as f32).collect(),
+            bias: (0..cout).map(|i| 100.0 + i as f32).collect(),
+            kernel: (kernel, kernel),
+            stride: 1,
+            pad: 0,
+            groups,
+            act: Activation::None,
+        }
+    }
+
+    #[test]
+    fn out_blocks_put_four_output_channels_per_vec4() {
+        // 2 groups of 3 output channels, 2 input channels per group, 1x1.
+        let c = conv(4, 6, 2, 1);
+        let p = Packing::OutBlocks { cb: 4 };
+        let packed = p.pack(&Op::Conv(c.clone())).unwrap();
+        assert_eq!(p.bias_offset(&c), 4); // 2 blocks x 2 taps
+                                          // block 0 (group 0), tap 0: channels 0, 1, 2 at input 0 -> weights 0, 2, 4
+        assert_eq!(&packed[0..4], &[0.0, 2.0, 4.0, 0.0]);
+        // block 1 (group 1), tap 1: channels 3, 4, 5 at input 1 -> weights 7, 9, 11
+        assert_eq!(&packed[12..16], &[7.0, 9.0, 11.0, 0.0]);
+        assert_eq!(&packed[16..20], &[100.0, 101.0, 102.0, 0.0]);
+        assert_eq!(&packed[20..24], &[103.0, 104.0, 105.0, 0.0]);
+    }
+
+    #[test]
+    fn bias_offsets_point_at_the_packed_biases() {
+        let packings = [
+            Packing::OutBlocks { cb: 4 },
+            Packing::OutBlocks { cb: 8 },
+            Packing::Lanes {
+                block: 64,
+                lanes: 8,
+                cin_step: 4,
+                flat: false,
+            },
+            Packing::Lanes {
+                block: 64,
+                lanes: 8,
+                cin_step: 8,
+                flat: false,
+            },
+            Packing::Lanes {
+                block: 64,
+                lanes: 8,
+                cin_step: 4,
+                flat: true,
+            },
+            Packing::Lanes {
+                block: 32,
+                lanes: 8,
+                cin_step: 4,
+                flat: false,
+            },
+        ];
+        for c in [conv(6, 10, 2, 3), conv(3, 70, 1, 7), conv(26, 26, 1, 3)] {
+            for p in packings {
+                let packed = p.pack(&Op::Conv(c.clone())).unwrap();
+                let off = 4 * p.bias_offset(&c);
+                // The first bias of output channel 0 sits right at the offset.
+                assert_eq!(packed[off], 100.0, "{p:?}");
+                assert!(packed.len() > off);
+            }
+        }
+    }
+}

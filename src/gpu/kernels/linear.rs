@@ -1,0 +1,57 @@
+//! `shaders/linear.wgsl`: a fully connected layer over `[K, 1, 1]` views (the classifier and the SE
+//! excitation), one invocation per output row. Weights `[M, K]` row-major, then the `M` biases.
+
+use super::conv::Packing;
+use super::{with_activations, KernelKey, ShaderFile, ShaderKey};
+use crate::error::Result;
+use crate::gpu::lower::{bytes, fits_f16, Ctx, Lowered, WeightSpec};
+use crate::gpu::uniforms::{act_code, LinearParams};
+use crate::graph::Linear;
+
+/// Invocations per workgroup.
+const WG: usize = 64;
+
+fn key(f16: bool, constants: &[(&'static str, u32)]) -> KernelKey {
+    KernelKey::new(
+        ShaderKey::new(ShaderFile::Linear).with_f16_weights(f16),
+        "linear",
+        constants,
+    )
+}
+
+pub(crate) fn variants() -> Vec<KernelKey> {
+    [false, true]
+        .into_iter()
+        .flat_map(|f16| with_activations(&[]).into_iter().map(move |c| key(f16, &c)))
+        .collect()
+}
+
+pub(crate) fn lower(cx: &Ctx, l: &Linear, f16_weights: bool) -> Result<Lowered> {
+    cx.expect_hw(&l.src, (1, 1), "linear input")?;
+    cx.expect_hw(&l.dst, (1, 1), "linear output")?;
+    let (m, k) = (l.dst.channels, l.src.channels);
+    cx.expect_len(l.weight.len(), m * k, "linear weight")?;
+    cx.expect_len(l.bias.len(), m, "linear bias")?;
+    let (src_off, src_bs) = cx.view(&l.src, "linear input")?;
+    let (dst_off, dst_bs) = cx.view(&l.dst, "linear output")?;
+    let params = LinearParams {
+        src_off,
+        src_bs,
+        dst_off,
+        dst_bs,
+        m: cx.u32(m, "channels")?,
+        k: cx.u32(k, "channels")?,
+        bias_off: cx.u32(m * k, "weights")?,
+        ..Default::default()
+    };
+    let f16 = f16_weights && fits_f16(&l.weight) && fits_f16(&l.bias);
+    Ok(Lowered {
+        key: key(f16, &[("ACT", act_code(l.act))]),
+        uniform: bytes(&params),
+        weights: Some(WeightSpec {
+            packing: Packing::Linear,
+            f16,
+        }),
+        groups: cx.groups(m.div_ceil(WG), 1)?,
+    })
+}

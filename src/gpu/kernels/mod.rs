@@ -1,0 +1,331 @@
+//! Kernel families. Each module here owns one family of compute kernels end to end: which ops it can
+//! run, its tile, how it packs weights, its uniforms, its dispatch size, its pipeline keys and every
+//! variant it can produce. Lowering (`super::lower`) asks the families; nothing else knows their
+//! details. A family's WGSL is `shaders/<file>.wgsl`, expanded by the [`wgsl`](super::wgsl)
+//! preprocessor with the pieces of `shaders/lib/` and the generated uniform structs.
+//!
+//! A pipeline depends only on its [`KernelKey`]: the shader (file + defines such as f16 weights),
+//! the entry point and the override constants (activation, optional operands, alignment). Shapes
+//! travel in uniforms, so a whole Res2Net needs a few dozen pipelines at most, shared by every op,
+//! session and model on a device.
+
+pub mod conv;
+pub(crate) mod global_pool;
+pub(crate) mod linear;
+mod pipelines;
+pub(crate) mod pool;
+pub(crate) mod scale_add;
+pub(crate) mod softmax;
+
+pub(crate) use pipelines::Pipelines;
+
+use super::uniforms;
+use super::wgsl::{self, Defines};
+use crate::error::{Error, Result};
+
+/// A WGSL file of `shaders/`, one per kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ShaderFile {
+    /// Direct convolution and the 1x1 kernel, for any adapter.
+    Conv,
+    /// Implicit GEMM, 64 output channels x 16 pixels per 8-lane subgroup.
+    ConvGemm64,
+    /// Implicit GEMM, 32 output channels x 32 pixels per 8-lane subgroup.
+    ConvGemm32,
+    /// 3x3 stride-1 convolution along rows, 32 x 32 per 8-lane subgroup.
+    ConvRow3,
+    Pool,
+    GlobalPool,
+    Linear,
+    ScaleAdd,
+    Softmax,
+    /// The FMA peak benchmark (not a model op).
+    FmaPeak,
+}
+
+/// Which bind group layout a shader uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// 0: activation arena (read-write storage), 1: parameters (read-only storage), 2: uniforms.
+    ArenaParams,
+    /// 0: activation arena (read-write storage), 1: uniforms.
+    Arena,
+}
+
+impl ShaderFile {
+    pub const ALL: [ShaderFile; 10] = [
+        ShaderFile::Conv,
+        ShaderFile::ConvGemm64,
+        ShaderFile::ConvGemm32,
+        ShaderFile::ConvRow3,
+        ShaderFile::Pool,
+        ShaderFile::GlobalPool,
+        ShaderFile::Linear,
+        ShaderFile::ScaleAdd,
+        ShaderFile::Softmax,
+        ShaderFile::FmaPeak,
+    ];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ShaderFile::Conv => "conv.wgsl",
+            ShaderFile::ConvGemm64 => "conv_gemm64.wgsl",
+            ShaderFile::ConvGemm32 => "conv_gemm32.wgsl",
+            ShaderFile::ConvRow3 => "conv_row3.wgsl",
+            ShaderFile::Pool => "pool.wgsl",
+            ShaderFile::GlobalPool => "global_pool.wgsl",
+            ShaderFile::Linear => "linear.wgsl",
+            ShaderFile::ScaleAdd => "scale_add.wgsl",
+            ShaderFile::Softmax => "softmax.wgsl",
+            ShaderFile::FmaPeak => "fma_peak.wgsl",
+        }
+    }
+
+    /// The file's text as compiled into the crate (before preprocessing).
+    pub fn text(self) -> &'static str {
+        match self {
+            ShaderFile::Conv => include_str!("../../../shaders/conv.wgsl"),
+            ShaderFile::ConvGemm64 => include_str!("../../../shaders/conv_gemm64.wgsl"),
+            ShaderFile::ConvGemm32 => include_str!("../../../shaders/conv_gemm32.wgsl"),
+            ShaderFile::ConvRow3 => include_str!("../../../shaders/conv_row3.wgsl"),
+            ShaderFile::Pool => include_str!("../../../shaders/pool.wgsl"),
+            ShaderFile::GlobalPool => include_str!("../../../shaders/global_pool.wgsl"),
+            ShaderFile::Linear => include_str!("../../../shaders/linear.wgsl"),
+            ShaderFile::ScaleAdd => include_str!("../../../shaders/scale_add.wgsl"),
+            ShaderFile::Softmax => include_str!("../../../shaders/softmax.wgsl"),
+            ShaderFile::FmaPeak => include_str!("../../../shaders/fma_peak.wgsl"),
+        }
+    }
+
+    /// Whether the shader calls subgroup builtins (needs `Features::SUBGROUP`).
+    pub fn needs_subgroups(self) -> bool {
+        matches!(
+            self,
+            ShaderFile::ConvGemm64 | ShaderFile::ConvGemm32 | ShaderFile::ConvRow3
+        )
+    }
+
+    /// Whether the shader reads a weight buffer (and can store it as f16).
+    pub fn has_weights(self) -> bool {
+        matches!(
+            self,
+            ShaderFile::Conv
+                | ShaderFile::ConvGemm64
+                | ShaderFile::ConvGemm32
+                | ShaderFile::ConvRow3
+                | ShaderFile::Linear
+        )
+    }
+
+    pub(crate) fn layout(self) -> Layout {
+        if self.has_weights() {
+            Layout::ArenaParams
+        } else {
+            Layout::Arena
+        }
+    }
+}
+
+/// The shared modules of `shaders/lib/`, by import name.
+pub const LIBRARY: [(&str, &str); 5] = [
+    ("arena", include_str!("../../../shaders/lib/arena.wgsl")),
+    ("weights", include_str!("../../../shaders/lib/weights.wgsl")),
+    (
+        "activation",
+        include_str!("../../../shaders/lib/activation.wgsl"),
+    ),
+    ("gemm_io", include_str!("../../../shaders/lib/gemm_io.wgsl")),
+    ("tile32", include_str!("../../../shaders/lib/tile32.wgsl")),
+];
+
+/// The text of an `#import`: a file of `shaders/lib/` or a module generated from Rust.
+pub fn import(name: &str) -> Option<String> {
+    LIBRARY
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| text.to_string())
+        .or_else(|| uniforms::generated_module(name))
+}
+
+/// The flag that stores a shader's weights as f16 (`enable f16;`, needs `Features::SHADER_F16`).
+pub const F16_WEIGHTS: &str = "F16_WEIGHTS";
+
+/// One shader module: a file expanded with a set of defines.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShaderKey {
+    pub file: ShaderFile,
+    pub defines: Defines,
+}
+
+impl ShaderKey {
+    pub fn new(file: ShaderFile) -> Self {
+        ShaderKey {
+            file,
+            defines: Defines::new(),
+        }
+    }
+
+    /// This shader with f16 weight storage when `f16` (only for shaders with weights).
+    pub fn with_f16_weights(mut self, f16: bool) -> Self {
+        if f16 && self.file.has_weights() {
+            self.defines = self.defines.flag(F16_WEIGHTS);
+        }
+        self
+    }
+
+    /// Whether the module stores weights as f16 (needs `Features::SHADER_F16`).
+    pub fn needs_f16(&self) -> bool {
+        self.defines.get(F16_WEIGHTS).is_some()
+    }
+
+    pub fn needs_subgroups(&self) -> bool {
+        self.file.needs_subgroups()
+    }
+
+    /// `conv.wgsl` or `conv.wgsl+F16_WEIGHTS`, for labels.
+    pub fn name(&self) -> String {
+        if self.defines.is_empty() {
+            self.file.file_name().to_string()
+        } else {
+            format!("{}+{}", self.file.file_name(), self.defines.label())
+        }
+    }
+
+    /// The WGSL the device compiles: the file expanded with its defines and imports.
+    pub fn source(&self) -> Result<String> {
+        wgsl::preprocess(
+            self.file.file_name(),
+            self.file.text(),
+            &self.defines,
+            &import,
+        )
+        .map_err(|e| Error::Gpu(format!("shader preprocessing failed: {e}")))
+    }
+}
+
+/// One compute pipeline: a shader entry point specialised by override constants.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KernelKey {
+    pub shader: ShaderKey,
+    pub entry: &'static str,
+    /// Override constants by name; booleans are 0 or 1.
+    pub constants: Vec<(&'static str, u32)>,
+}
+
+impl KernelKey {
+    pub(crate) fn new(
+        shader: ShaderKey,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+    ) -> Self {
+        KernelKey {
+            shader,
+            entry,
+            constants: constants.to_vec(),
+        }
+    }
+
+    /// A readable label: `conv.wgsl:conv_1x1[ACT=1,HAS_ADD=0,HAS_RES=1]`.
+    pub fn label(&self) -> String {
+        let consts: Vec<String> = self
+            .constants
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "{}:{}[{}]",
+            self.shader.name(),
+            self.entry,
+            consts.join(",")
+        )
+    }
+}
+
+/// What an adapter offers that the choice of kernels depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdapterCaps {
+    /// `(min, max)` lanes per subgroup when subgroup operations are enabled.
+    pub subgroup_sizes: Option<(u32, u32)>,
+    /// `Features::SHADER_F16` is enabled.
+    pub f16: bool,
+}
+
+impl AdapterCaps {
+    /// What the device of `ctx` offers.
+    pub fn of(ctx: &super::GpuContext) -> Self {
+        let features = ctx.device().features();
+        let info = ctx.adapter_info();
+        AdapterCaps {
+            subgroup_sizes: features
+                .contains(wgpu::Features::SUBGROUP)
+                .then_some((info.subgroup_min_size, info.subgroup_max_size)),
+            f16: features.contains(wgpu::Features::SHADER_F16),
+        }
+    }
+
+    /// Whether every subgroup has exactly `lanes` lanes.
+    pub fn subgroups_of(&self, lanes: u32) -> bool {
+        self.subgroup_sizes == Some((lanes, lanes))
+    }
+
+    /// A one-line description for errors: `8-lane subgroups`, `4- to 16-lane subgroups`, `no subgroups`.
+    pub fn describe_subgroups(&self) -> String {
+        match self.subgroup_sizes {
+            None => "no subgroup operations".into(),
+            Some((a, b)) if a == b => format!("{a}-lane subgroups"),
+            Some((a, b)) => format!("{a}- to {b}-lane subgroups"),
+        }
+    }
+}
+
+/// Every pipeline the runtime can ask for on any adapter: every family's variants plus the FMA
+/// benchmark. The naga test validates and translates each of them, so a variant that only breaks on
+/// Metal or DX12 fails on any machine; a test also checks that lowering never asks for a key
+/// outside this list.
+pub fn all_variants() -> Vec<KernelKey> {
+    let mut keys = conv::variants();
+    keys.extend(pool::variants());
+    keys.extend(global_pool::variants());
+    keys.extend(linear::variants());
+    keys.extend(scale_add::variants());
+    keys.extend(softmax::variants());
+    keys.push(KernelKey::new(
+        ShaderKey::new(ShaderFile::FmaPeak),
+        "main",
+        &[],
+    ));
+    keys
+}
+
+/// `base` with every combination of the boolean override constants `flags` (0 and 1 each).
+pub(crate) fn with_flags(
+    base: &[(&'static str, u32)],
+    flags: &[&'static str],
+) -> Vec<Vec<(&'static str, u32)>> {
+    let mut all = vec![base.to_vec()];
+    for flag in flags {
+        all = all
+            .into_iter()
+            .flat_map(|c| {
+                [0, 1].map(|v| {
+                    let mut c = c.clone();
+                    c.push((flag, v));
+                    c
+                })
+            })
+            .collect();
+    }
+    all
+}
+
+/// Every `ACT` override value, as constants lists.
+pub(crate) fn with_activations(base: &[(&'static str, u32)]) -> Vec<Vec<(&'static str, u32)>> {
+    uniforms::ACTIVATIONS
+        .iter()
+        .map(|&a| {
+            let mut c = vec![("ACT", uniforms::act_code(a))];
+            c.extend_from_slice(base);
+            c
+        })
+        .collect()
+}

@@ -1,0 +1,214 @@
+//! The pipelines of one device: shader modules, bind group layouts and compute pipelines, created on
+//! first request and shared by key by every session on the device (any model, batch or input size).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{KernelKey, Layout, ShaderKey};
+use crate::error::{Error, Result};
+
+/// Shader modules, layouts and pipelines of one device, created on first use and shared by key.
+pub(crate) struct Pipelines {
+    device: wgpu::Device,
+    arena_params: (wgpu::BindGroupLayout, wgpu::PipelineLayout),
+    arena: (wgpu::BindGroupLayout, wgpu::PipelineLayout),
+    modules: HashMap<ShaderKey, wgpu::ShaderModule>,
+    pipelines: HashMap<KernelKey, wgpu::ComputePipeline>,
+}
+
+fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn layouts(
+    device: &wgpu::Device,
+    label: &str,
+    entries: &[wgpu::BindGroupLayoutEntry],
+) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries,
+    });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(label),
+        bind_group_layouts: &[Some(&bgl)],
+        immediate_size: 0,
+    });
+    (bgl, pl)
+}
+
+impl Pipelines {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        Pipelines {
+            device: device.clone(),
+            arena_params: layouts(
+                device,
+                "arena+params",
+                &[storage(0, false), storage(1, true), uniform(2)],
+            ),
+            arena: layouts(device, "arena", &[storage(0, false), uniform(1)]),
+            modules: HashMap::new(),
+            pipelines: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn bind_group_layout(&self, layout: Layout) -> &wgpu::BindGroupLayout {
+        match layout {
+            Layout::ArenaParams => &self.arena_params.0,
+            Layout::Arena => &self.arena.0,
+        }
+    }
+
+    /// The keys among `keys` whose pipelines do not exist yet (each once).
+    pub(crate) fn missing<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a KernelKey>,
+    ) -> Vec<KernelKey> {
+        let mut todo: Vec<KernelKey> = Vec::new();
+        for key in keys {
+            if !self.pipelines.contains_key(key) && !todo.contains(key) {
+                todo.push(key.clone());
+            }
+        }
+        todo
+    }
+
+    /// Creates the pipelines of every key not made yet, through `cache` when given, on up to one
+    /// thread per core: the driver's compiler (LLVM on lavapipe, tens of milliseconds a pipeline) is
+    /// the bulk of start-up and compiles independent pipelines in parallel. Errors from the worker
+    /// threads are caught by error scopes of their own (scopes belong to the thread that pushed them)
+    /// and returned. Returns the host time spent.
+    pub(crate) fn prepare<'a>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'a KernelKey>,
+        cache: Option<&wgpu::PipelineCache>,
+    ) -> Result<Duration> {
+        let start = std::time::Instant::now();
+        let todo = self.missing(keys);
+        for key in &todo {
+            self.module(&key.shader)?;
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(todo.len());
+        if threads <= 1 {
+            for key in &todo {
+                let pipeline = self.create(key, cache);
+                self.pipelines.insert(key.clone(), pipeline);
+            }
+            return Ok(start.elapsed());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let this = &*self;
+        let made: Vec<Result<Vec<(usize, wgpu::ComputePipeline)>>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let scopes = crate::gpu::context::ErrorScopes::push(&this.device);
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(key) = todo.get(i) else { break };
+                            out.push((i, this.create(key, cache)));
+                        }
+                        pollster::block_on(scopes.pop("creating pipelines"))?;
+                        Ok(out)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(Error::Gpu("a pipeline-creating thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for result in made {
+            for (i, pipeline) in result? {
+                self.pipelines.insert(todo[i].clone(), pipeline);
+            }
+        }
+        Ok(start.elapsed())
+    }
+
+    /// The pipeline for `key`, which [`prepare`](Self::prepare) made.
+    pub(crate) fn get(&self, key: &KernelKey) -> Result<wgpu::ComputePipeline> {
+        self.pipelines
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Error::Gpu(format!("pipeline {} was not prepared", key.label())))
+    }
+
+    fn module(&mut self, shader: &ShaderKey) -> Result<()> {
+        if !self.modules.contains_key(shader) {
+            let source = shader.source()?;
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&shader.name()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                });
+            self.modules.insert(shader.clone(), module);
+        }
+        Ok(())
+    }
+
+    /// Creates the pipeline of `key` (its module must exist).
+    fn create(
+        &self,
+        key: &KernelKey,
+        cache: Option<&wgpu::PipelineCache>,
+    ) -> wgpu::ComputePipeline {
+        let module = &self.modules[&key.shader];
+        let constants: Vec<(&str, f64)> = key
+            .constants
+            .iter()
+            .map(|&(k, v)| (k, f64::from(v)))
+            .collect();
+        let layout = match key.shader.file.layout() {
+            Layout::ArenaParams => &self.arena_params.1,
+            Layout::Arena => &self.arena.1,
+        };
+        let label = key.label();
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(layout),
+                module,
+                entry_point: Some(key.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache,
+            })
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.pipelines.len()
+    }
+}

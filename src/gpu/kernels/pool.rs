@@ -1,0 +1,79 @@
+//! `shaders/pool.wgsl`: max and average pooling with a square window, PyTorch semantics (padding,
+//! `count_include_pad`, `ceil_mode`). One invocation per output element, 64 per workgroup.
+
+use super::{KernelKey, ShaderFile, ShaderKey};
+use crate::error::Result;
+use crate::gpu::lower::{bytes, flat_groups, Ctx, Lowered};
+use crate::gpu::uniforms::PoolParams;
+use crate::graph::{out_size, Pool, PoolKind};
+
+/// Invocations per workgroup.
+const WG: usize = 64;
+
+/// The `KIND` override: 0 max, 1 average over the padded window, 2 average over in-bounds cells.
+fn kind_code(kind: PoolKind) -> u32 {
+    match kind {
+        PoolKind::Max => 0,
+        PoolKind::Avg {
+            count_include_pad: true,
+        } => 1,
+        PoolKind::Avg {
+            count_include_pad: false,
+        } => 2,
+    }
+}
+
+fn key(kind: u32) -> KernelKey {
+    KernelKey::new(ShaderKey::new(ShaderFile::Pool), "pool", &[("KIND", kind)])
+}
+
+pub(crate) fn variants() -> Vec<KernelKey> {
+    (0..3).map(key).collect()
+}
+
+pub(crate) fn lower(cx: &Ctx, p: &Pool) -> Result<Lowered> {
+    if p.kernel == 0 || p.stride == 0 || 2 * p.pad > p.kernel {
+        return Err(cx.err(format!(
+            "pool kernel {} stride {} pad {}: need kernel, stride >= 1 and pad <= kernel / 2",
+            p.kernel, p.stride, p.pad
+        )));
+    }
+    let (in_h, in_w) = cx.hw(&p.src);
+    let out = (
+        out_size(in_h, p.kernel, p.stride, p.pad, p.ceil_mode),
+        out_size(in_w, p.kernel, p.stride, p.pad, p.ceil_mode),
+    );
+    let (Some(out_h), Some(out_w)) = out else {
+        return Err(cx.err(format!(
+            "input {in_h}x{in_w} is smaller than the pool window {}",
+            p.kernel
+        )));
+    };
+    cx.expect_hw(&p.dst, (out_h, out_w), "pool output")?;
+    cx.expect_channels(&p.dst, p.src.channels, "pool output")?;
+    let (src_off, src_bs) = cx.view(&p.src, "pool input")?;
+    let (dst_off, dst_bs) = cx.view(&p.dst, "pool output")?;
+    let (gx, gy) = flat_groups((p.src.channels * out_h * out_w).div_ceil(WG));
+    let params = PoolParams {
+        src_off,
+        src_bs,
+        dst_off,
+        dst_bs,
+        channels: cx.u32(p.src.channels, "channels")?,
+        in_h: cx.u32(in_h, "height")?,
+        in_w: cx.u32(in_w, "width")?,
+        out_h: cx.u32(out_h, "height")?,
+        out_w: cx.u32(out_w, "width")?,
+        kernel: cx.u32(p.kernel, "kernel")?,
+        stride: cx.u32(p.stride, "stride")?,
+        pad: cx.u32(p.pad, "padding")?,
+        groups_x: cx.u32(gx, "workgroups")?,
+        ..Default::default()
+    };
+    Ok(Lowered {
+        key: key(kind_code(p.kind)),
+        uniform: bytes(&params),
+        weights: None,
+        groups: cx.groups(gx, gy)?,
+    })
+}

@@ -1,0 +1,110 @@
+//! Lowering against the kernel registry, without a GPU: every pipeline key that lowering can produce
+//! for every preset, with every forced conv family and both weight precisions, is among the variants
+//! the naga test validates and translates (`kernels::all_variants`), so a new family or constant
+//! cannot reach a device unchecked.
+
+use std::collections::BTreeSet;
+
+use res2net_wgpu::gpu::kernels::{all_variants, AdapterCaps, KernelKey};
+use res2net_wgpu::gpu::{pipeline_keys, ConvKernel, Precision, SessionOptions};
+use res2net_wgpu::{arch, Model};
+
+/// The adapters whose kernel choices differ: 8-lane subgroups (the GEMM families), other widths
+/// and none (the direct kernels).
+const ADAPTERS: [AdapterCaps; 3] = [
+    AdapterCaps {
+        subgroup_sizes: Some((8, 8)),
+        f16: true,
+    },
+    AdapterCaps {
+        subgroup_sizes: Some((4, 4)),
+        f16: true,
+    },
+    AdapterCaps {
+        subgroup_sizes: None,
+        f16: false,
+    },
+];
+
+#[test]
+fn every_lowered_key_is_a_compiled_variant() {
+    let compiled: BTreeSet<KernelKey> = all_variants().into_iter().collect();
+    let mut used: BTreeSet<KernelKey> = BTreeSet::new();
+    let mut forced_refusals = 0;
+    for preset in arch::presets() {
+        let name = preset.name;
+        let model = Model::from_config(&preset.config, 1).unwrap();
+        // 224 and an odd size: alignment and tiling constants differ.
+        for size in [224, 37] {
+            let graph = model.graph(size, size).unwrap();
+            for caps in ADAPTERS {
+                for kernel in [ConvKernel::Auto].iter().chain(&ConvKernel::FORCEABLE) {
+                    for precision in [Precision::F32, Precision::F16] {
+                        let options = SessionOptions {
+                            conv_kernel: *kernel,
+                            precision,
+                            ..Default::default()
+                        };
+                        match pipeline_keys(&graph, 2, &caps, &options) {
+                            Ok(keys) => {
+                                for key in keys {
+                                    assert!(
+                                        compiled.contains(&key),
+                                        "{name} {size} {kernel:?} {precision:?}: {} is not a compiled variant",
+                                        key.label()
+                                    );
+                                    used.insert(key);
+                                }
+                            }
+                            Err(e) => {
+                                // A forced family the adapter cannot run is refused, saying why.
+                                assert_ne!(*kernel, ConvKernel::Auto, "{e}");
+                                assert!(e.to_string().contains("subgroups"), "{e}");
+                                forced_refusals += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(forced_refusals > 0);
+    eprintln!(
+        "{} of {} compiled variants are used by the presets",
+        used.len(),
+        compiled.len()
+    );
+}
+
+#[test]
+fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
+    let config = arch::preset("res2net50_26w_4s").unwrap();
+    let graph = Model::from_config(&config, 1)
+        .unwrap()
+        .graph(64, 64)
+        .unwrap();
+    let caps = ADAPTERS[0];
+    let keys = |kernel| {
+        let options = SessionOptions {
+            conv_kernel: kernel,
+            ..Default::default()
+        };
+        pipeline_keys(&graph, 1, &caps, &options).unwrap()
+    };
+    let entries =
+        |kernel| -> BTreeSet<&'static str> { keys(kernel).iter().map(|k| k.entry).collect() };
+    assert!(entries(ConvKernel::Direct).contains("conv_1x1"));
+    assert!(!entries(ConvKernel::Direct).contains("conv_gemm"));
+    assert!(entries(ConvKernel::Gemm32x32).contains("conv_gemm_32"));
+    assert!(!entries(ConvKernel::Gemm32x32).contains("conv_1x1"));
+    // The row kernel only fits 3x3 stride-1 convs: the others get the automatic choice.
+    let row3 = entries(ConvKernel::GemmRow3x3);
+    assert!(row3.contains("conv_gemm_row3") && row3.contains("conv_gemm"));
+    // Without 8-lane subgroups a forced GEMM family is an error, never a silent substitute.
+    let options = SessionOptions {
+        conv_kernel: ConvKernel::Gemm64x16,
+        ..Default::default()
+    };
+    let err = pipeline_keys(&graph, 1, &ADAPTERS[2], &options).unwrap_err();
+    assert!(err.to_string().contains("needs 8-lane subgroups"), "{err}");
+}
