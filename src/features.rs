@@ -5,6 +5,20 @@
 //! [`FeatureExtractor`] is the embedding API: load once, run any batch at any input size the network
 //! can take, on the GPU or the CPU reference; it builds one executor per `(batch, height, width)` on
 //! first use and reuses it, and its GPU sessions share one copy of the weights ([`DeviceWeights`]).
+//!
+//! ```no_run
+//! use res2net_wgpu::classifier::DeviceChoice;
+//! use res2net_wgpu::features::FeatureExtractor;
+//! use res2net_wgpu::Model;
+//!
+//! let model = Model::load("res2net50d.safetensors")?;
+//! let backbone = FeatureExtractor::new(model, Some(&[1, 2, 3, 4]), DeviceChoice::Auto)?; // C2-C5
+//! let input = vec![0.0f32; 3 * 800 * 1333]; // one normalized [1, 3, 800, 1333] image
+//! for map in backbone.run(&input, 1, 800, 1333)? {
+//!     println!("{} {:?}", map.point.name, map.shape); // layer1 [1, 256, 200, 334] ...
+//! }
+//! # Ok::<(), res2net_wgpu::Error>(())
+//! ```
 
 use std::sync::Arc;
 

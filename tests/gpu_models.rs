@@ -1,6 +1,7 @@
 //! Whole networks on the GPU: a full res2net50_26w_4s at 224x224 against the CPU reference, every
-//! preset at a small odd input size, every PyTorch fixture against PyTorch's own outputs, and the
-//! session's behaviour around the edges (bad input, timeouts, a lost device, async, threads).
+//! preset (both DLA models too) at a small odd input size, every PyTorch fixture against PyTorch's
+//! own outputs, and the session's behaviour around the edges (bad input, timeouts, a lost device,
+//! async, threads).
 
 mod gpu_common;
 
@@ -94,9 +95,14 @@ fn every_preset_matches_cpu_at_a_small_odd_size() {
     let Some(ctx) = context() else { return };
     for (i, p) in arch::presets().into_iter().enumerate() {
         let model = Model::from_config(&p.config, 100 + i as u64).unwrap();
-        let graph = model.graph(35, 43).unwrap();
+        // A DLA's sides must halve evenly down to level 5: 63 -> 32 -> .. -> 1 does, 35 does not.
+        let (h, w) = match p.config.dla() {
+            Some(_) => (63, 32),
+            None => (35, 43),
+        };
+        let graph = model.graph(h, w).unwrap();
         let batch = 2;
-        let input = random(batch * 3 * 35 * 43, i as u64);
+        let input = random(batch * 3 * h * w, i as u64);
         let session =
             Session::new(&ctx, &graph, batch).unwrap_or_else(|e| panic!("{}: {e}", p.name));
         let gpu = session

@@ -1,0 +1,196 @@
+//! Backbone mode on the GPU: every features fixture against timm's `features_only` maps for each of
+//! its `out_indices` sets (and every op against the CPU reference), preset feature maps at
+//! non-square sizes against the CPU, one copy of the weights across input sizes, and the `features`
+//! and `bench --features` commands.
+
+mod gpu_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gpu_common::{assert_close, context, random};
+use res2net_wgpu::checkpoint::Checkpoint;
+use res2net_wgpu::features::{cpu_features, gpu_features, FeatureExtractor};
+use res2net_wgpu::gpu::Session;
+use res2net_wgpu::graph::Outputs;
+use res2net_wgpu::{arch, cpu, tensor_io, Model};
+
+/// The tolerance of every GPU comparison: 1e-4 absolute + 1e-4 relative.
+const ATOL: f32 = 1e-4;
+const RTOL: f32 = 1e-4;
+
+fn features_fixtures() -> Vec<(String, PathBuf)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            let name = p
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".features.safetensors")?
+                .to_string();
+            Some((name, p))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_features_fixture_matches_timm_on_the_gpu() {
+    let Some(ctx) = context() else { return };
+    let all = features_fixtures();
+    assert!(all.len() >= 6, "expected the features fixtures");
+    for (name, path) in all {
+        let io = Checkpoint::open(&path).unwrap();
+        let model = Model::load(path.with_file_name(format!("{name}.safetensors"))).unwrap();
+        let sets: Vec<Vec<usize>> = serde_json::from_str(&io.metadata()["out_indices"]).unwrap();
+        let input = tensor_io::read_input(&path).unwrap();
+        for set in sets {
+            let indices = model.config().out_indices(Some(&set)).unwrap();
+            let graph = model
+                .graph_with(input.h, input.w, &Outputs::features(&indices))
+                .unwrap();
+            let session = Session::new(&ctx, &graph, input.n).unwrap();
+            for m in gpu_features(&session, &graph, &input.data).unwrap() {
+                let (shape, torch) = io.tensor_any_shape(&m.point.name).unwrap();
+                assert_eq!(&m.shape[..], &shape[..], "{name} {}", m.point.name);
+                let what = format!("{name} {set:?} {} vs timm", m.point.name);
+                assert_close(&what, &m.data, &torch, ATOL, RTOL);
+            }
+            // A plain run of a features session has no classes to return.
+            let plain = session.run(&input.data).unwrap();
+            assert_eq!((plain.classes, plain.logits.len()), (0, 0), "{name}");
+            // Every op against the CPU reference, for diagnosis.
+            let gpu_all = session.run_all(&input.data).unwrap();
+            let cpu_all = cpu::forward_all(&graph, &input.data, input.n).unwrap();
+            for node in &graph.nodes {
+                let v = node.op.writes();
+                let g = cpu::gather(&graph, v, &gpu_all, input.n);
+                let c = cpu::gather(&graph, v, &cpu_all, input.n);
+                assert_close(&format!("{name} {set:?} {}", node.name), &g, &c, ATOL, RTOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn preset_feature_maps_match_cpu_at_non_square_sizes() {
+    let Some(ctx) = context() else { return };
+    for (i, (name, h, w, indices)) in [
+        ("res2net50d", 67, 45, vec![1, 2, 3, 4]),
+        ("res2next50", 33, 70, vec![0, 4]),
+        ("seed_se_res2net50", 40, 33, vec![0, 2]),
+        ("dla60_res2net", 64, 96, vec![1, 2, 3, 4, 5]),
+        ("dla60_res2next", 32, 95, vec![0, 3, 5]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let model = Model::from_config(&arch::preset(name).unwrap(), 40 + i as u64).unwrap();
+        let fx = FeatureExtractor::with_context(model, Some(&indices), ctx.clone()).unwrap();
+        let input = random(2 * 3 * h * w, i as u64);
+        let gpu = fx.run(&input, 2, h, w).unwrap();
+        let cpu = cpu_features(&fx.graph(h, w).unwrap(), &input, 2).unwrap();
+        assert_eq!(gpu.len(), indices.len(), "{name}");
+        for (g, c) in gpu.iter().zip(&cpu) {
+            assert_eq!((&g.point, g.shape), (&c.point, c.shape), "{name}");
+            let what = format!("{name} {h}x{w} {}", g.point.name);
+            assert_close(&what, &g.data, &c.data, ATOL, RTOL);
+        }
+    }
+}
+
+#[test]
+fn new_input_sizes_share_one_copy_of_the_weights() {
+    let Some(ctx) = context() else { return };
+    let model = Model::from_config(&arch::preset("res2net50d").unwrap(), 2).unwrap();
+    let fx = FeatureExtractor::with_context(model, None, ctx.clone()).unwrap();
+    let first = random(3 * 64 * 96, 1);
+    let before = fx.run(&first, 1, 64, 96).unwrap();
+    let bytes = fx.gpu_weight_bytes();
+    // res2net50d holds 25.7 M parameters, the head's 2 M of them unused in features mode.
+    assert!(bytes > 90 << 20, "{bytes} bytes of weights");
+    // Another size may pick another kernel, and so another weight layout, for a few convs; those
+    // get a buffer of their own, the rest are shared.
+    for (n, h, w) in [(2, 96, 64), (1, 65, 33)] {
+        fx.run(&random(n * 3 * h * w, 2), n, h, w).unwrap();
+        let now = fx.gpu_weight_bytes();
+        eprintln!("after {n}x{h}x{w}: {now} weight bytes, {bytes} after the first size");
+        assert!(
+            now < bytes + bytes / 10,
+            "{n}x{h}x{w} uploaded the weights again"
+        );
+    }
+    // A size seen before, at another batch, adds nothing.
+    let held = fx.gpu_weight_bytes();
+    fx.run(&random(3 * 3 * 64 * 96, 3), 3, 64, 96).unwrap();
+    assert_eq!(fx.gpu_weight_bytes(), held);
+    assert_eq!(fx.run(&first, 1, 64, 96).unwrap(), before);
+}
+
+#[test]
+fn features_and_bench_commands_run_on_the_gpu() {
+    let Some(_) = context() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("res2net-gpu-features-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = "timm_dla60_res2next_narrow";
+    let fixture = root.join(format!("tests/fixtures/{name}.features.safetensors"));
+    let out = dir.join("maps.safetensors");
+    let run = Command::new(env!("CARGO_BIN_EXE_res2net"))
+        .args(["features", "--device", "gpu", "--out-indices", "0,3"])
+        .arg("--weights")
+        .arg(root.join(format!("tests/fixtures/{name}.safetensors")))
+        .arg("--input")
+        .arg(&fixture)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (ours, torch) = (
+        Checkpoint::open(&out).unwrap(),
+        Checkpoint::open(&fixture).unwrap(),
+    );
+    assert_eq!(ours.len(), 2);
+    for point in ["level0", "level3"] {
+        let (_, a) = ours.tensor_any_shape(point).unwrap();
+        let (_, b) = torch.tensor_any_shape(point).unwrap();
+        assert_close(
+            &format!("features --device gpu {point}"),
+            &a,
+            &b,
+            ATOL,
+            RTOL,
+        );
+    }
+
+    let run = Command::new(env!("CARGO_BIN_EXE_res2net"))
+        .args(["bench", "--arch", "dla60_res2net", "--size", "64x96"])
+        .args(["--features", "--iters", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        (json["height"].as_u64(), json["width"].as_u64()),
+        (Some(64), Some(96))
+    );
+    assert_eq!(json["features"][0], "level1");
+    assert_eq!(json["new_size"]["height"].as_u64(), Some(96));
+    let held = json["weight_bytes"].as_u64().unwrap();
+    assert!(held > 60 << 20, "{json}");
+    let added = json["new_size"]["weight_bytes_added"].as_u64().unwrap();
+    assert!(added < held / 10, "{json}");
+    std::fs::remove_dir_all(&dir).ok();
+}
