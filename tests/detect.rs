@@ -35,8 +35,8 @@ fn preset_parameter_counts_equal_the_published_table() {
     }
 }
 
-/// `(name, channels, h, w)` of every feature point of a preset at `h`x`w`.
-fn feature_shapes(name: &str, h: usize, w: usize) -> Vec<(String, usize, usize, usize)> {
+/// Every feature point of a preset at `h`x`w` as `name CxHxW`, comma-separated.
+fn feature_shapes(name: &str, h: usize, w: usize) -> String {
     let cfg = arch::preset(name).unwrap();
     let all: Vec<usize> = (0..cfg.feature_points().len()).collect();
     let outputs = Outputs {
@@ -44,44 +44,28 @@ fn feature_shapes(name: &str, h: usize, w: usize) -> Vec<(String, usize, usize, 
         features: all,
     };
     let g = model::shape_graph_with(&cfg, h, w, &outputs).unwrap();
-    g.features
+    let points: Vec<String> = g
+        .features
         .iter()
         .map(|f| {
             let s = g.shape(f.tensor);
             assert_eq!(s.c, f.point.channels, "{name} {}", f.point.name);
-            (f.point.name.clone(), s.c, s.h, s.w)
+            format!("{} {}x{}x{}", f.point.name, s.c, s.h, s.w)
         })
-        .collect()
-}
-
-fn named(v: &[(&str, usize, usize, usize)]) -> Vec<(String, usize, usize, usize)> {
-    v.iter()
-        .map(|&(n, c, h, w)| (n.to_string(), c, h, w))
-        .collect()
+        .collect();
+    points.join(", ")
 }
 
 #[test]
 fn res2net50_shapes_and_macs_at_224() {
     assert_eq!(
         feature_shapes("res2net50_26w_4s", 224, 224),
-        named(&[
-            ("act1", 64, 112, 112),
-            ("layer1", 256, 56, 56),
-            ("layer2", 512, 28, 28),
-            ("layer3", 1024, 14, 14),
-            ("layer4", 2048, 7, 7)
-        ])
+        "act1 64x112x112, layer1 256x56x56, layer2 512x28x28, layer3 1024x14x14, layer4 2048x7x7"
     );
-    // PyTorch's sizes at a detector's 800x1333: odd sides round up at every stride-2 conv.
+    // timm's res2net50d features_only at a detector's 800x1333 (odd sides round up when halved).
     assert_eq!(
         feature_shapes("res2net50d", 800, 1333),
-        named(&[
-            ("act1", 64, 400, 667),
-            ("layer1", 256, 200, 334),
-            ("layer2", 512, 100, 167),
-            ("layer3", 1024, 50, 84),
-            ("layer4", 2048, 25, 42)
-        ])
+        "act1 64x400x667, layer1 256x200x334, layer2 512x100x167, layer3 1024x50x84, layer4 2048x25x42"
     );
     let g = model::shape_graph(&arch::preset("res2net50_26w_4s").unwrap(), 224, 224).unwrap();
     // 4.2 GMACs in the published table.
@@ -147,16 +131,16 @@ fn dla60_shapes_and_macs_at_224() {
     for name in ["dla60_res2net", "dla60_res2next"] {
         assert_eq!(
             feature_shapes(name, 224, 224),
-            named(&[
-                ("level0", 16, 224, 224),
-                ("level1", 32, 112, 112),
-                ("level2", 128, 56, 56),
-                ("level3", 256, 28, 28),
-                ("level4", 512, 14, 14),
-                ("level5", 1024, 7, 7)
-            ])
+            "level0 16x224x224, level1 32x112x112, level2 128x56x56, level3 256x28x28, \
+             level4 512x14x14, level5 1024x7x7"
         );
     }
+    // timm's dla60_res2net features_only at 64x96.
+    assert_eq!(
+        feature_shapes("dla60_res2net", 64, 96),
+        "level0 16x64x96, level1 32x32x48, level2 128x16x24, level3 256x8x12, level4 512x4x6, \
+         level5 1024x2x3"
+    );
     // Conv and linear multiply-accumulates of timm's models at 224, counted with forward hooks.
     for (name, macs) in [
         ("dla60_res2net", 4_122_681_344),

@@ -1,38 +1,15 @@
 //! Backbone mode on the CPU: a features graph stops at its last point and has no head, its maps equal
 //! the same tensors of the classifier graph, and the `features` and `inspect` commands write and
-//! list exactly the points asked for, refusing bad index lists with exit code 2.
+//! list exactly the points asked for (bad index lists: tests/bad_input.rs).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use common::{fixture, res2net, scratch, text};
 use res2net_wgpu::checkpoint::Checkpoint;
 use res2net_wgpu::classifier::DeviceChoice;
 use res2net_wgpu::features::{cpu_features, FeatureExtractor};
 use res2net_wgpu::graph::{Op, Outputs};
 use res2net_wgpu::{arch, cpu, model, Model};
-
-fn res2net(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_res2net"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("res2net-features-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Deterministic values in [-1, 1).
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -173,27 +150,19 @@ fn dla_classifier_is_a_one_by_one_conv_read_as_a_linear_layer() {
 
 #[test]
 fn features_command_writes_exactly_the_requested_points() {
-    let dir = scratch("cli");
+    let dir = scratch("features-cli");
     let name = "timm_dla60_res2net_narrow";
     let torch = Checkpoint::open(fixture(&format!("{name}.features.safetensors"))).unwrap();
     let input = fixture(&format!("{name}.features.safetensors"));
     let weights = fixture(&format!("{name}.safetensors"));
     let out = dir.join("maps.safetensors");
+    let paths = [&weights, &input, &out].map(|p| p.to_str().unwrap());
     for (indices, names) in [
         (Some("4,2"), vec!["level2", "level4"]),
         (None, vec!["level1", "level2", "level3", "level4", "level5"]),
     ] {
-        let mut args = vec![
-            "features",
-            "--device",
-            "cpu",
-            "--weights",
-            weights.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ];
+        let mut args = vec!["features", "--device", "cpu", "--weights", paths[0]];
+        args.extend(["--input", paths[1], "--output", paths[2]]);
         if let Some(i) = indices {
             args.extend(["--out-indices", i]);
         }
@@ -214,46 +183,6 @@ fn features_command_writes_exactly_the_requested_points() {
                 .fold(f32::MIN, f32::max);
             assert!(worst <= 1e-4, "{n}: off by {worst}");
         }
-    }
-    std::fs::remove_dir_all(&dir).ok();
-}
-
-#[test]
-fn bad_index_lists_are_refused_with_the_valid_points() {
-    let dir = scratch("bad");
-    let weights = fixture("timm_res2net_s4.safetensors");
-    let input = fixture("timm_res2net_s4.io.safetensors");
-    let out = dir.join("never.safetensors");
-    for (bad, says) in [
-        ("1,1", "index 1 twice"),
-        ("5", "index 5 out of range"),
-        ("", "an empty list"),
-        ("1;3", "comma-separated"),
-    ] {
-        let run = res2net(&[
-            "features",
-            "--device",
-            "cpu",
-            "--weights",
-            weights.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--out-indices",
-            bad,
-        ]);
-        let err = text(&run.stderr);
-        assert_eq!(run.status.code(), Some(2), "{bad}: {err}");
-        assert_eq!(err.lines().count(), 1, "{bad}: {err}");
-        assert!(
-            err.starts_with("error: ") && err.contains(says),
-            "{bad}: {err}"
-        );
-        if bad != "1;3" {
-            assert!(err.contains("0 act1, 1 layer1, 2 layer2"), "{bad}: {err}");
-        }
-        assert!(!out.exists(), "{bad}: an output was written");
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -3,6 +3,8 @@
 //! probabilities within 1e-4 (absolute + relative), and every features fixture reproduces timm's
 //! `features_only` maps for each of its `out_indices` sets.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use res2net_wgpu::arch::{Flavour, Res2NetConfig};
@@ -118,22 +120,17 @@ fn batch_items_are_independent() {
 
 #[test]
 fn cpu_features_match_timm_for_every_out_indices_set() {
-    let all = files(".features.safetensors");
+    let all = common::features_fixtures();
     assert!(all.len() >= 6, "expected the features fixtures");
-    let mut dla = 0;
-    for (name, path) in all {
-        let io = Checkpoint::open(&path).unwrap();
-        let model = Model::load(path.with_file_name(format!("{name}.safetensors")))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        dla += usize::from(model.config().dla().is_some());
-        let sets: Vec<Vec<usize>> = serde_json::from_str(&io.metadata()["out_indices"]).unwrap();
-        assert!(sets.len() >= 2, "{name}: several out_indices sets");
-        let input = tensor_io::read_input(&path).unwrap();
-        for set in sets {
-            let indices = model.config().out_indices(Some(&set)).unwrap();
-            let graph = model
-                .graph_with(input.h, input.w, &Outputs::features(&indices))
-                .unwrap();
+    let dla = all.iter().filter(|f| f.model.config().dla().is_some());
+    assert_eq!(dla.count(), 2, "both DLA models have features fixtures");
+    for f in all {
+        let (name, input) = (&f.name, &f.input);
+        assert!(f.sets.len() >= 2, "{name}: several out_indices sets");
+        for set in &f.sets {
+            let indices = f.model.config().out_indices(Some(set)).unwrap();
+            let outputs = Outputs::features(&indices);
+            let graph = f.model.graph_with(input.h, input.w, &outputs).unwrap();
             assert!(
                 graph.head.is_none(),
                 "{name} {set:?}: a features graph has no head"
@@ -141,12 +138,11 @@ fn cpu_features_match_timm_for_every_out_indices_set() {
             let maps = cpu_features(&graph, &input.data, input.n).unwrap();
             assert_eq!(maps.len(), set.len(), "{name} {set:?}");
             for m in maps {
-                let (shape, torch) = io.tensor_any_shape(&m.point.name).unwrap();
+                let (shape, torch) = f.io.tensor_any_shape(&m.point.name).unwrap();
                 assert_eq!(&m.shape[..], &shape[..], "{name} {}", m.point.name);
                 assert_eq!(m.shape[1], m.point.channels, "{name} {}", m.point.name);
                 assert_close(&format!("{name} {set:?} {}", m.point.name), &m.data, &torch);
             }
         }
     }
-    assert_eq!(dla, 2, "both DLA models have features fixtures");
 }

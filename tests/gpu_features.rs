@@ -3,58 +3,36 @@
 //! non-square sizes against the CPU, one copy of the weights across input sizes, and the `features`
 //! and `bench --features` commands.
 
+mod common;
 mod gpu_common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use gpu_common::{assert_close, context, random};
+use gpu_common::{assert_close, assert_every_op_close, context, random};
 use res2net_wgpu::checkpoint::Checkpoint;
 use res2net_wgpu::features::{cpu_features, gpu_features, FeatureExtractor};
 use res2net_wgpu::gpu::Session;
 use res2net_wgpu::graph::Outputs;
-use res2net_wgpu::{arch, cpu, tensor_io, Model};
+use res2net_wgpu::{arch, Model};
 
 /// The tolerance of every GPU comparison: 1e-4 absolute + 1e-4 relative.
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
 
-fn features_fixtures() -> Vec<(String, PathBuf)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            let name = p
-                .file_name()?
-                .to_str()?
-                .strip_suffix(".features.safetensors")?
-                .to_string();
-            Some((name, p))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn every_features_fixture_matches_timm_on_the_gpu() {
     let Some(ctx) = context() else { return };
-    let all = features_fixtures();
+    let all = common::features_fixtures();
     assert!(all.len() >= 6, "expected the features fixtures");
-    for (name, path) in all {
-        let io = Checkpoint::open(&path).unwrap();
-        let model = Model::load(path.with_file_name(format!("{name}.safetensors"))).unwrap();
-        let sets: Vec<Vec<usize>> = serde_json::from_str(&io.metadata()["out_indices"]).unwrap();
-        let input = tensor_io::read_input(&path).unwrap();
-        for set in sets {
-            let indices = model.config().out_indices(Some(&set)).unwrap();
-            let graph = model
-                .graph_with(input.h, input.w, &Outputs::features(&indices))
-                .unwrap();
+    for f in all {
+        let (name, input) = (&f.name, &f.input);
+        for set in &f.sets {
+            let indices = f.model.config().out_indices(Some(set)).unwrap();
+            let outputs = Outputs::features(&indices);
+            let graph = f.model.graph_with(input.h, input.w, &outputs).unwrap();
             let session = Session::new(&ctx, &graph, input.n).unwrap();
             for m in gpu_features(&session, &graph, &input.data).unwrap() {
-                let (shape, torch) = io.tensor_any_shape(&m.point.name).unwrap();
+                let (shape, torch) = f.io.tensor_any_shape(&m.point.name).unwrap();
                 assert_eq!(&m.shape[..], &shape[..], "{name} {}", m.point.name);
                 let what = format!("{name} {set:?} {} vs timm", m.point.name);
                 assert_close(&what, &m.data, &torch, ATOL, RTOL);
@@ -62,15 +40,8 @@ fn every_features_fixture_matches_timm_on_the_gpu() {
             // A plain run of a features session has no classes to return.
             let plain = session.run(&input.data).unwrap();
             assert_eq!((plain.classes, plain.logits.len()), (0, 0), "{name}");
-            // Every op against the CPU reference, for diagnosis.
-            let gpu_all = session.run_all(&input.data).unwrap();
-            let cpu_all = cpu::forward_all(&graph, &input.data, input.n).unwrap();
-            for node in &graph.nodes {
-                let v = node.op.writes();
-                let g = cpu::gather(&graph, v, &gpu_all, input.n);
-                let c = cpu::gather(&graph, v, &cpu_all, input.n);
-                assert_close(&format!("{name} {set:?} {}", node.name), &g, &c, ATOL, RTOL);
-            }
+            let what = format!("{name} {set:?}");
+            assert_every_op_close(&what, &graph, &session, &input.data, input.n, ATOL, RTOL);
         }
     }
 }
@@ -130,30 +101,40 @@ fn new_input_sizes_share_one_copy_of_the_weights() {
     assert_eq!(fx.run(&first, 1, 64, 96).unwrap(), before);
 }
 
+/// Runs `res2net ARGS`, which must succeed.
+fn succeeds(args: &[&str]) -> std::process::Output {
+    let run = common::res2net(args);
+    assert!(
+        run.status.success(),
+        "{args:?}: {}",
+        common::text(&run.stderr)
+    );
+    run
+}
+
 #[test]
 fn features_and_bench_commands_run_on_the_gpu() {
     let Some(_) = context() else { return };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = std::env::temp_dir().join(format!("res2net-gpu-features-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("gpu-features");
     let name = "timm_dla60_res2next_narrow";
-    let fixture = root.join(format!("tests/fixtures/{name}.features.safetensors"));
+    let fixture = common::fixture(&format!("{name}.features.safetensors"));
+    let weights = common::fixture(&format!("{name}.safetensors"));
     let out = dir.join("maps.safetensors");
-    let run = Command::new(env!("CARGO_BIN_EXE_res2net"))
-        .args(["features", "--device", "gpu", "--out-indices", "0,3"])
-        .arg("--weights")
-        .arg(root.join(format!("tests/fixtures/{name}.safetensors")))
-        .arg("--input")
-        .arg(&fixture)
-        .arg("--output")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let (fixture_s, weights_s, out_s) = (path(&fixture), path(&weights), path(&out));
+    succeeds(&[
+        "features",
+        "--device",
+        "gpu",
+        "--out-indices",
+        "0,3",
+        "--weights",
+        &weights_s,
+        "--input",
+        &fixture_s,
+        "--output",
+        &out_s,
+    ]);
     let (ours, torch) = (
         Checkpoint::open(&out).unwrap(),
         Checkpoint::open(&fixture).unwrap(),
@@ -171,16 +152,17 @@ fn features_and_bench_commands_run_on_the_gpu() {
         );
     }
 
-    let run = Command::new(env!("CARGO_BIN_EXE_res2net"))
-        .args(["bench", "--arch", "dla60_res2net", "--size", "64x96"])
-        .args(["--features", "--iters", "1", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = succeeds(&[
+        "bench",
+        "--arch",
+        "dla60_res2net",
+        "--size",
+        "64x96",
+        "--features",
+        "--iters",
+        "1",
+        "--json",
+    ]);
     let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(
         (json["height"].as_u64(), json["width"].as_u64()),

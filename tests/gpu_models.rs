@@ -8,7 +8,7 @@ mod gpu_common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gpu_common::{assert_close, context, random};
+use gpu_common::{assert_close, assert_every_op_close, context, random};
 use res2net_wgpu::checkpoint::Checkpoint;
 use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions};
 use res2net_wgpu::{arch, cpu, tensor_io, Error, Model};
@@ -163,14 +163,7 @@ fn every_fixture_matches_pytorch() {
         );
 
         // Every intermediate tensor against the CPU reference, for diagnosis.
-        let gpu_all = session.run_all(&input.data).unwrap();
-        let cpu_all = cpu::forward_all(&graph, &input.data, input.n).unwrap();
-        for node in &graph.nodes {
-            let v = node.op.writes();
-            let g = cpu::gather(&graph, v, &gpu_all, input.n);
-            let c = cpu::gather(&graph, v, &cpu_all, input.n);
-            assert_close(&format!("{name} {}", node.name), &g, &c, ATOL, RTOL);
-        }
+        assert_every_op_close(&name, &graph, &session, &input.data, input.n, ATOL, RTOL);
     }
 }
 

@@ -348,6 +348,16 @@ def dla_fixture(name, seed, channels, cardinality, base_width, num_classes, inpu
 # gives layer1.0 a downsample, i.e. a stride-1 stage block (3x3 AvgPool at stride 1).
 NARROW = (8, 16, 32, 64)
 
+DLA_RES2NET_NOTE = (
+    "timm DLA with DlaBottle2neck like dla60_res2net (levels 1,1,1,2,3,1, cardinality 1, base_width 28, "
+    "scale 4) at channels 4,8,16,32,64,128 (widths 3,7,14,28): trees of depth 1-3, roots over "
+    "concatenations with the pooled input on levels 3-5, max-pooled projected shortcuts, 1x1-conv "
+    "classifier; batch 3, non-square")
+DLA_RES2NEXT_NOTE = (
+    "timm DLA with DlaBottle2neck like dla60_res2next (cardinality 8, base_width 4, scale 4) at channels "
+    "4,8,32,32,64,64 (widths 8,8,16,16): grouped 3x3 convs, levels 3 and 5 keep their channels (no "
+    "project), 63 rows (odd: 63 -> 32 at level1), bfloat16 checkpoint (values exactly representable)")
+
 FIXTURES = [
     # ---- seed flavour -------------------------------------------------------
     seed_fixture(
@@ -412,20 +422,10 @@ FIXTURES = [
         description="timm Res2Net like timm_res2net_s4 with layers 1,2,1,1; checkpoint "
                     "__metadata__ carries the res2net.config JSON"),
     # ---- DLA (timm dla60_res2net / dla60_res2next layout, narrow channels) ------------------
-    dla_fixture(
-        "timm_dla60_res2net_narrow", 3001, (4, 8, 16, 32, 64, 128), 1, 28, 7, input_shape=(3, 3, 32, 64),
-        description="timm DLA with DlaBottle2neck like dla60_res2net (levels 1,1,1,2,3,1, cardinality 1, "
-                    "base_width 28, scale 4) at channels 4,8,16,32,64,128 (widths 3,7,14,28): trees "
-                    "of depth 1-3, roots over concatenations with the pooled input on levels 3-5, "
-                    "max-pooled projected shortcuts, 1x1-conv classifier; batch 3, non-square",
-        features=features((2, 3, 32, 96), (1, 2, 3, 4, 5), (0, 1), (5,), (2, 4))),
-    dla_fixture(
-        "timm_dla60_res2next_narrow", 3002, (4, 8, 32, 32, 64, 64), 8, 4, 5, input_shape=(2, 3, 63, 32),
-        description="timm DLA with DlaBottle2neck like dla60_res2next (cardinality 8, base_width 4, "
-                    "scale 4) at channels 4,8,32,32,64,64 (widths 8,8,16,16): grouped 3x3 convs, levels 3 "
-                    "and 5 keep their channels (no project), 63 rows (odd: 63 -> 32 at level1), "
-                    "bfloat16 checkpoint (values exactly representable)",
-        features=features((2, 3, 32, 95), (1, 2, 3, 4, 5), (0, 3)), ckpt_dtype=torch.bfloat16),
+    dla_fixture("timm_dla60_res2net_narrow", 3001, (4, 8, 16, 32, 64, 128), 1, 28, 7, (3, 3, 32, 64),
+                DLA_RES2NET_NOTE, features((2, 3, 32, 96), (1, 2, 3, 4, 5), (0, 1), (5,), (2, 4))),
+    dla_fixture("timm_dla60_res2next_narrow", 3002, (4, 8, 32, 32, 64, 64), 8, 4, 5, (2, 3, 63, 32),
+                DLA_RES2NEXT_NOTE, features((2, 3, 32, 95), (1, 2, 3, 4, 5), (0, 3)), torch.bfloat16),
 ]
 
 
