@@ -8,7 +8,7 @@ mod gpu_common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gpu_common::{assert_close, assert_every_op_close, context, random};
+use gpu_common::{assert_close, assert_every_op_close, context, one_at_a_time, random};
 use res2net_wgpu::checkpoint::Checkpoint;
 use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions};
 use res2net_wgpu::{arch, cpu, tensor_io, Error, Model};
@@ -37,6 +37,7 @@ fn fixtures() -> Vec<PathBuf> {
 #[test]
 fn res2net50_26w_4s_at_224_matches_cpu() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let model = Model::from_config(&arch::preset("res2net50_26w_4s").unwrap(), 11).unwrap();
     let graph = model.graph(224, 224).unwrap();
     let input = random(3 * 224 * 224, 3);
@@ -93,6 +94,7 @@ fn res2net50_26w_4s_at_224_matches_cpu() {
 #[test]
 fn every_preset_matches_cpu_at_a_small_odd_size() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     for (i, p) in arch::presets().into_iter().enumerate() {
         let model = Model::from_config(&p.config, 100 + i as u64).unwrap();
         // A DLA's sides must halve evenly down to level 5: 63 -> 32 -> .. -> 1 does, 35 does not.
@@ -129,6 +131,7 @@ fn every_preset_matches_cpu_at_a_small_odd_size() {
 #[test]
 fn every_fixture_matches_pytorch() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let paths = fixtures();
     assert!(!paths.is_empty(), "no fixtures in tests/fixtures");
     for io_path in paths {
@@ -174,6 +177,7 @@ fn every_fixture_matches_pytorch() {
 #[test]
 fn every_fixture_with_f16_weights_keeps_top1_and_logits_within_1e_2() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let (_, graph) = small();
     let f16 = SessionOptions {
         precision: Precision::F16,
@@ -247,6 +251,7 @@ fn small() -> (Model, res2net_wgpu::graph::Graph) {
 #[test]
 fn wrong_inputs_are_input_errors() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let (_, graph) = small();
     let session = Session::new(&ctx, &graph, 2).unwrap();
     let err = session.run(&[0.0; 10]).unwrap_err();
@@ -267,6 +272,7 @@ fn wrong_inputs_are_input_errors() {
 #[test]
 fn a_run_that_cannot_finish_in_time_is_an_error_not_a_hang() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let model = Model::from_config(&arch::preset("res2net50_26w_4s").unwrap(), 1).unwrap();
     let graph = model.graph(160, 160).unwrap();
     let input = random(3 * 160 * 160, 1);
@@ -297,6 +303,7 @@ fn a_run_that_cannot_finish_in_time_is_an_error_not_a_hang() {
 #[test]
 fn async_run_and_threads_agree_with_the_blocking_run() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let (_, graph) = small();
     let session = Session::new(&ctx, &graph, 3).unwrap();
     let inputs: Vec<Vec<f32>> = (0..4).map(|i| random(3 * 3 * 32 * 32, 50 + i)).collect();
@@ -321,6 +328,7 @@ fn a_lost_device_is_an_error_and_a_new_session_works() {
     if context().is_none() {
         return;
     }
+    let _gpu = one_at_a_time();
     let ctx = GpuContext::new().unwrap();
     let (_, graph) = small();
     let session = Session::new(&ctx, &graph, 1).unwrap();
@@ -340,6 +348,7 @@ fn a_lost_device_is_an_error_and_a_new_session_works() {
 #[test]
 fn sessions_work_on_the_callers_own_device() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let wrapped = GpuContext::from_device(ctx.device().clone(), ctx.queue().clone());
     let (_, graph) = small();
     let input = random(3 * 32 * 32, 4);

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use res2net_wgpu::gpu::GpuContext;
 
@@ -73,4 +73,13 @@ pub fn assert_every_op_close(
         let c = cpu::gather(graph, v, &cpu_all, batch);
         assert_close(&format!("{what} {}", node.name), &g, &c, atol, rtol);
     }
+}
+
+/// Runs one test's GPU work at a time within a test binary. wgpu's OpenGL backend executes a submit's
+/// commands while it holds the adapter's one context lock, and panics ("Could not lock adapter
+/// context") when another thread waits on that lock for 6 s: a long forward pass on a busy machine
+/// is enough. Tests that run whole networks take this first.
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static GPU: Mutex<()> = Mutex::new(());
+    GPU.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
