@@ -26,7 +26,7 @@ use crate::arch::FeaturePoint;
 use crate::classifier::DeviceChoice;
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::{DeviceWeights, GpuContext, Precision, Session, SessionOptions};
+use crate::gpu::{ArenaSlice, DeviceWeights, GpuContext, Precision, Session, SessionOptions};
 use crate::graph::{Graph, Outputs};
 use crate::model::Model;
 use crate::per_shape::{context_for, ByShape};
@@ -39,6 +39,16 @@ pub struct FeatureMap {
     pub shape: [usize; 4],
     /// Row-major values.
     pub data: Vec<f32>,
+}
+
+/// One feature map of a batch where it lies on the GPU, for work on the same device to bind.
+#[derive(Clone, Debug)]
+pub struct DeviceFeatureMap {
+    pub point: FeaturePoint,
+    /// `[n, channels, h, w]`.
+    pub shape: [usize; 4],
+    /// Valid until the extractor runs this shape again.
+    pub slice: ArenaSlice,
 }
 
 /// Pairs the graph's feature points with their data (one `batch * numel` vector each, in order).
@@ -181,6 +191,37 @@ impl FeatureExtractor {
             let session = Session::for_weights(weights, &graph, batch, &options)?;
             Ok(Executor::Gpu(graph, Box::new(session)))
         })
+    }
+
+    /// The feature maps of a normalized `[batch, 3, h, w]` tensor, left on the GPU: slices of the
+    /// session's activation buffer that the caller's own work on the same device can bind without a
+    /// copy, valid until this extractor runs the same `(batch, h, w)` again. An error on the CPU.
+    pub fn run_on_device(
+        &self,
+        input: &[f32],
+        batch: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Vec<DeviceFeatureMap>> {
+        let executor = self.executor(batch, h, w)?;
+        let Executor::Gpu(graph, session) = &*executor else {
+            return Err(Error::Config(
+                "feature maps on the device need a GPU; this extractor runs on the CPU".into(),
+            ));
+        };
+        session.run(input)?;
+        graph
+            .features
+            .iter()
+            .map(|f| {
+                let s = graph.shape(f.tensor);
+                Ok(DeviceFeatureMap {
+                    point: f.point.clone(),
+                    shape: [batch, s.c, s.h, s.w],
+                    slice: session.output_slice(f.tensor)?,
+                })
+            })
+            .collect()
     }
 
     /// The feature maps of a normalized `[batch, 3, h, w]` tensor, in host memory.

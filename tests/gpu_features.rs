@@ -11,7 +11,7 @@ use std::path::Path;
 use gpu_common::{assert_close, assert_every_op_close, context, one_at_a_time, random};
 use res2net_wgpu::checkpoint::Checkpoint;
 use res2net_wgpu::features::{cpu_features, gpu_features, FeatureExtractor};
-use res2net_wgpu::gpu::Session;
+use res2net_wgpu::gpu::{GpuContext, Session};
 use res2net_wgpu::graph::Outputs;
 use res2net_wgpu::{arch, Model};
 
@@ -104,6 +104,67 @@ fn new_input_sizes_share_one_copy_of_the_weights() {
     assert_eq!(fx.run(&first, 1, 64, 96).unwrap(), before);
 }
 
+/// Copies `bytes` bytes of `buffer` from `offset` with work of the test's own on the device, and
+/// reads them.
+fn copy_out(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Vec<f32> {
+    let device = ctx.device();
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("test readback"),
+        size: bytes,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
+    let index = ctx.queue().submit([encoder.finish()]);
+    staging.map_async(wgpu::MapMode::Read, .., |r| r.unwrap());
+    device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(index),
+            timeout: None,
+        })
+        .unwrap();
+    let view = staging.get_mapped_range(..).unwrap();
+    bytemuck::cast_slice(&view).to_vec()
+}
+
+#[test]
+fn feature_maps_can_stay_on_the_device() {
+    let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
+    let model = Model::from_config(&arch::preset("dla60_res2next").unwrap(), 6).unwrap();
+    let fx = FeatureExtractor::with_context(model, Some(&[1, 3, 5]), ctx.clone()).unwrap();
+    let input = random(2 * 3 * 32 * 64, 5);
+    let host = fx.run(&input, 2, 32, 64).unwrap();
+    let device = fx.run_on_device(&input, 2, 32, 64).unwrap();
+    assert_eq!(device.len(), 3);
+    for (h, d) in host.iter().zip(&device) {
+        assert_eq!((&d.point, d.shape), (&h.point, h.shape));
+        assert_eq!(d.slice.size, 4 * h.data.len() as u64);
+        assert_eq!(d.slice.offset % 256, 0);
+        let bound = copy_out(&ctx, &d.slice.buffer, d.slice.offset, d.slice.size);
+        assert_eq!(bound, h.data, "{}: the device copy differs", h.point.name);
+    }
+    // An inner tensor, which later ops overwrite, is refused; so is any output of a batch that runs
+    // in chunks.
+    let model = Model::from_config(&arch::preset("dla60_res2next").unwrap(), 6).unwrap();
+    let graph = model.graph(32, 32).unwrap();
+    let session = Session::new(&ctx, &graph, 1).unwrap();
+    let inner = graph.nodes[3].op.writes().tensor;
+    let e = session.output_slice(inner).unwrap_err();
+    assert!(e.to_string().contains("later ops overwrite"), "{e}");
+    session.output_slice(graph.head.unwrap().logits).unwrap();
+    let options = res2net_wgpu::gpu::SessionOptions {
+        max_chunk: Some(1),
+        ..Default::default()
+    };
+    let chunked = Session::with_options(&ctx, &graph, 2, &options).unwrap();
+    let e = chunked
+        .output_slice(graph.head.unwrap().logits)
+        .unwrap_err();
+    assert!(e.to_string().contains("chunks"), "{e}");
+}
+
 /// Runs `res2net ARGS`, which must succeed.
 fn succeeds(args: &[&str]) -> std::process::Output {
     let run = common::res2net(args);
@@ -155,6 +216,27 @@ fn features_and_bench_commands_run_on_the_gpu() {
             RTOL,
         );
     }
+
+    let run = succeeds(&[
+        "verify",
+        "--weights",
+        &weights_s,
+        "--size",
+        "32x64",
+        "--batch",
+        "2",
+        "--out-indices",
+        "0,3",
+    ]);
+    let report = common::text(&run.stdout);
+    assert!(report.contains("PASS"), "{report}");
+    let outputs: Vec<&str> = report.lines().filter(|l| l.contains(" output ")).collect();
+    assert_eq!(outputs.len(), 2, "{report}");
+    assert!(outputs[1].starts_with("level3 "), "{report}");
+    assert!(
+        !report.contains("level4."),
+        "a features graph for 0,3 built level4: {report}"
+    );
 
     let run = succeeds(&[
         "bench",

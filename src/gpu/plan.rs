@@ -84,6 +84,10 @@ pub fn liveness(graph: &Graph) -> Vec<Option<Interval>> {
         touch(head.logits, end);
         touch(head.probs, end);
     }
+    // Feature maps stay in place until the run ends, where a caller on the same device can bind them.
+    for f in &graph.features {
+        touch(f.tensor, end);
+    }
     live
 }
 
