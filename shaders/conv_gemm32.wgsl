@@ -11,38 +11,24 @@
 enable f16;
 #endif
 #import tile32
+#define PIXELS 16
+#import origins
 
 @compute @workgroup_size(8, 1, 1)
 fn conv_gemm_32(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let n = wg.z;
-    let plane = p.out_h * p.out_w;
-    let in_plane = p.in_h * p.in_w;
+    let l = gemm_lane(wg, lane);
     let p0 = wg.x * 32u;
-    let g = wg.y / p.cout_blocks;
-    let blk = wg.y % p.cout_blocks;
     // This lane loads input channel ci0 + kq of each step, pixels p0 + 16 * half .. + 15.
-    let kq = lane >> 1u;
-    let half = lane & 1u;
     let cin4 = (p.cin_g + 3u) & ~3u;
     let taps = p.kh * p.kw;
-    let lb = wg.y * 8u + lane;
-    var w_idx = lb * taps * cin4;
-    let src_base = p.src_off + n * p.src_bs + g * p.cin_g * in_plane;
-    let add_base = p.add_off + n * p.add_bs + g * p.cin_g * in_plane;
-    let last_c = p.cin_g - 1u;
+    var w_idx = l.lb * taps * cin4;
 
     var iy0: array<i32, 16>;
     var ix0: array<i32, 16>;
-    for (var j = 0u; j < 16u; j++) {
-        let q = p0 + half * 16u + j;
-        let oy = q / p.out_w;
-        let ox = q % p.out_w;
-        iy0[j] = select(-1000000, i32(oy * p.stride) - i32(p.pad), q < plane);
-        ix0[j] = i32(ox * p.stride) - i32(p.pad);
-    }
+    tap_origins(p0 + l.half * 16u, l.plane, &iy0, &ix0);
 
     var acc: array<vec4<f32>, 32>;
     for (var t = 0u; t < taps; t++) {
@@ -57,23 +43,23 @@ fn conv_gemm_32(
             off[j] = select(0u, u32(iy) * p.in_w + u32(ix), inside[j]);
         }
         for (var ci0 = 0u; ci0 < cin4; ci0 += 4u) {
-            let ci = min(ci0 + kq, last_c);
+            let ci = min(ci0 + l.kq, l.last_c);
             var x: array<vec4<f32>, 4>;
             if (ALIGNED) {
-                let b = (src_base + ci * in_plane + p0 + half * 16u) >> 2u;
+                let b = (l.src_base + ci * l.in_plane + p0 + l.half * 16u) >> 2u;
                 for (var i = 0u; i < 4u; i++) {
                     x[i] = act[b + i];
                 }
                 if (HAS_ADD) {
-                    let a = (add_base + ci * in_plane + p0 + half * 16u) >> 2u;
+                    let a = (l.add_base + ci * l.in_plane + p0 + l.half * 16u) >> 2u;
                     for (var i = 0u; i < 4u; i++) {
                         x[i] += act[a + i];
                     }
                 }
             } else {
                 var v: array<f32, 16>;
-                let row = src_base + ci * in_plane;
-                let arow = add_base + ci * in_plane;
+                let row = l.src_base + ci * l.in_plane;
+                let arow = l.add_base + ci * l.in_plane;
                 for (var j = 0u; j < 16u; j++) {
                     var xv = ld(row + off[j]);
                     if (HAS_ADD) {
@@ -90,17 +76,17 @@ fn conv_gemm_32(
         }
     }
 
-    let co_l = blk * 32u + lane * 4u;
+    let co_l = l.blk * 32u + lane * 4u;
     if (co_l >= p.cout_g) {
         return;
     }
-    let b = vec4<f32>(wts[p.bias_off + lb]);
+    let b = vec4<f32>(wts[p.bias_off + l.lb]);
     let valid = min(4u, p.cout_g - co_l);
-    let co0 = g * p.cout_g + co_l;
-    let dst_base = p.dst_off + n * p.dst_bs + co0 * plane + p0;
-    let res_base = p.res_off + n * p.res_bs + co0 * plane + p0;
-    let live = min(32u, plane - p0);
-    let vec4_ok = vec_store_ok(plane);
-    store16(dst_base, res_base, plane, valid, live, 0u, &acc, 0u, b, vec4_ok);
-    store16(dst_base, res_base, plane, valid, live, 16u, &acc, 16u, b, vec4_ok);
+    let co0 = l.g * p.cout_g + co_l;
+    let dst_base = p.dst_off + l.n * p.dst_bs + co0 * l.plane + p0;
+    let res_base = p.res_off + l.n * p.res_bs + co0 * l.plane + p0;
+    let live = min(32u, l.plane - p0);
+    let vec4_ok = vec_store_ok(l.plane);
+    store16(dst_base, res_base, l.plane, valid, live, 0u, &acc, 0u, b, vec4_ok);
+    store16(dst_base, res_base, l.plane, valid, live, 16u, &acc, 16u, b, vec4_ok);
 }

@@ -18,6 +18,8 @@
 enable f16;
 #endif
 #import gemm_io
+#define PIXELS 8
+#import origins
 
 // Reduce 8 input channels per step instead of 4 (each accumulator is read and written half as often; the weights are packed with cin_g rounded up to 8).
 override K8: bool = false;
@@ -126,33 +128,16 @@ fn conv_gemm(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let n = wg.z;
-    let plane = p.out_h * p.out_w;
-    let in_plane = p.in_h * p.in_w;
+    let l = gemm_lane(wg, lane);
     let p0 = wg.x * 16u;
-    let g = wg.y / p.cout_blocks;
-    let blk = wg.y % p.cout_blocks;
     // This lane loads input channel ci0 + kq of each step, pixels p0 + 8 * half .. + 7.
-    let kq = lane >> 1u;
-    let half = lane & 1u;
     let cin4 = select((p.cin_g + 3u) & ~3u, (p.cin_g + 7u) & ~7u, K8);
     let taps = p.kh * p.kw;
-    let lb = wg.y * 8u + lane;
-    var w_idx = lb * select(taps * cin4, (p.cin_g * taps + 3u) & ~3u, FLAT) * 2u;
-    let src_base = p.src_off + n * p.src_bs + g * p.cin_g * in_plane;
-    let add_base = p.add_off + n * p.add_bs + g * p.cin_g * in_plane;
-    let last_c = p.cin_g - 1u;
+    var w_idx = l.lb * select(taps * cin4, (p.cin_g * taps + 3u) & ~3u, FLAT) * 2u;
 
-    // Top-left input position of each of this lane's 8 pixels (far outside when past the plane).
     var iy0: array<i32, 8>;
     var ix0: array<i32, 8>;
-    for (var j = 0u; j < 8u; j++) {
-        let q = p0 + half * 8u + j;
-        let oy = q / p.out_w;
-        let ox = q % p.out_w;
-        iy0[j] = select(-1000000, i32(oy * p.stride) - i32(p.pad), q < plane);
-        ix0[j] = i32(ox * p.stride) - i32(p.pad);
-    }
+    tap_origins(p0 + l.half * 8u, l.plane, &iy0, &ix0);
 
     // Zero-initialised, like every WGSL function variable; only ever indexed by constants so that it
     // stays in registers.
@@ -162,7 +147,7 @@ fn conv_gemm(
         let flat = p.cin_g * taps;
         let steps = (flat + 3u) & ~3u;
         for (var r0 = 0u; r0 < steps; r0 += 4u) {
-            let r = min(r0 + kq, flat - 1u);
+            let r = min(r0 + l.kq, flat - 1u);
             let ci = r / taps;
             let t = r % taps;
             let ky = i32(t / p.kw);
@@ -171,7 +156,7 @@ fn conv_gemm(
             var off: array<u32, 8>;
             var inside: array<bool, 8>;
             at_tap(&iy0, &ix0, ky, kx, &off, &inside);
-            step4(&acc, w_idx, rows8(ci, src_base, add_base, in_plane, p0 + half * 8u, &off, &inside));
+            step4(&acc, w_idx, rows8(ci, l.src_base, l.add_base, l.in_plane, p0 + l.half * 8u, &off, &inside));
             w_idx += 8u;
         }
     }
@@ -184,8 +169,8 @@ fn conv_gemm(
         at_tap(&iy0, &ix0, ky, kx, &off, &inside);
         if (K8) {
             for (var ci0 = 0u; ci0 < cin4; ci0 += 8u) {
-                let r0 = rows8(min(ci0 + kq, last_c), src_base, add_base, in_plane, p0 + half * 8u, &off, &inside);
-                let r1 = rows8(min(ci0 + 4u + kq, last_c), src_base, add_base, in_plane, p0 + half * 8u, &off, &inside);
+                let r0 = rows8(min(ci0 + l.kq, l.last_c), l.src_base, l.add_base, l.in_plane, p0 + l.half * 8u, &off, &inside);
+                let r1 = rows8(min(ci0 + 4u + l.kq, l.last_c), l.src_base, l.add_base, l.in_plane, p0 + l.half * 8u, &off, &inside);
                 var w: array<vec4<f32>, 16>;
                 for (var i = 0u; i < 16u; i++) {
                     w[i] = vec4<f32>(wts[w_idx + i]);
@@ -211,51 +196,51 @@ fn conv_gemm(
             continue;
         }
         for (var ci0 = 0u; ci0 < cin4; ci0 += 4u) {
-            let ci = min(ci0 + kq, last_c);
-            step4(&acc, w_idx, rows8(ci, src_base, add_base, in_plane, p0 + half * 8u, &off, &inside));
+            let ci = min(ci0 + l.kq, l.last_c);
+            step4(&acc, w_idx, rows8(ci, l.src_base, l.add_base, l.in_plane, p0 + l.half * 8u, &off, &inside));
             w_idx += 8u;
         }
     }
 
-    let co_l = blk * 64u + lane * 8u;
+    let co_l = l.blk * 64u + lane * 8u;
     if (co_l >= p.cout_g) {
         return;
     }
-    let b0 = vec4<f32>(wts[p.bias_off + lb * 2u]);
-    let b1 = vec4<f32>(wts[p.bias_off + lb * 2u + 1u]);
+    let b0 = vec4<f32>(wts[p.bias_off + l.lb * 2u]);
+    let b1 = vec4<f32>(wts[p.bias_off + l.lb * 2u + 1u]);
     let valid = min(8u, p.cout_g - co_l);
-    let co0 = g * p.cout_g + co_l;
+    let co0 = l.g * p.cout_g + co_l;
     // Output channel co0, pixel p0.
-    let dst_base = p.dst_off + n * p.dst_bs + co0 * plane + p0;
-    let res_base = p.res_off + n * p.res_bs + co0 * plane + p0;
-    let live = min(16u, plane - p0);
-    if (vec_store_ok(plane)) {
+    let dst_base = p.dst_off + l.n * p.dst_bs + co0 * l.plane + p0;
+    let res_base = p.res_off + l.n * p.res_bs + co0 * l.plane + p0;
+    let live = min(16u, l.plane - p0);
+    if (vec_store_ok(l.plane)) {
         // Constant indices only (a dynamically indexed accumulator array would leave registers).
-        put4(dst_base, res_base, plane, valid, live, 0u, 0u, acc[0] + b0, acc[2] + b0, acc[4] + b0, acc[6] + b0);
-        put4(dst_base, res_base, plane, valid, live, 0u, 4u, acc[1] + b1, acc[3] + b1, acc[5] + b1, acc[7] + b1);
-        put4(dst_base, res_base, plane, valid, live, 4u, 0u, acc[8] + b0, acc[10] + b0, acc[12] + b0, acc[14] + b0);
-        put4(dst_base, res_base, plane, valid, live, 4u, 4u, acc[9] + b1, acc[11] + b1, acc[13] + b1, acc[15] + b1);
-        put4(dst_base, res_base, plane, valid, live, 8u, 0u, acc[16] + b0, acc[18] + b0, acc[20] + b0, acc[22] + b0);
-        put4(dst_base, res_base, plane, valid, live, 8u, 4u, acc[17] + b1, acc[19] + b1, acc[21] + b1, acc[23] + b1);
-        put4(dst_base, res_base, plane, valid, live, 12u, 0u, acc[24] + b0, acc[26] + b0, acc[28] + b0, acc[30] + b0);
-        put4(dst_base, res_base, plane, valid, live, 12u, 4u, acc[25] + b1, acc[27] + b1, acc[29] + b1, acc[31] + b1);
+        put4(dst_base, res_base, l.plane, valid, live, 0u, 0u, acc[0] + b0, acc[2] + b0, acc[4] + b0, acc[6] + b0);
+        put4(dst_base, res_base, l.plane, valid, live, 0u, 4u, acc[1] + b1, acc[3] + b1, acc[5] + b1, acc[7] + b1);
+        put4(dst_base, res_base, l.plane, valid, live, 4u, 0u, acc[8] + b0, acc[10] + b0, acc[12] + b0, acc[14] + b0);
+        put4(dst_base, res_base, l.plane, valid, live, 4u, 4u, acc[9] + b1, acc[11] + b1, acc[13] + b1, acc[15] + b1);
+        put4(dst_base, res_base, l.plane, valid, live, 8u, 0u, acc[16] + b0, acc[18] + b0, acc[20] + b0, acc[22] + b0);
+        put4(dst_base, res_base, l.plane, valid, live, 8u, 4u, acc[17] + b1, acc[19] + b1, acc[21] + b1, acc[23] + b1);
+        put4(dst_base, res_base, l.plane, valid, live, 12u, 0u, acc[24] + b0, acc[26] + b0, acc[28] + b0, acc[30] + b0);
+        put4(dst_base, res_base, l.plane, valid, live, 12u, 4u, acc[25] + b1, acc[27] + b1, acc[29] + b1, acc[31] + b1);
         return;
     }
-    put(dst_base, res_base, plane, valid, live, 0u, acc[0] + b0, acc[1] + b1);
-    put(dst_base, res_base, plane, valid, live, 1u, acc[2] + b0, acc[3] + b1);
-    put(dst_base, res_base, plane, valid, live, 2u, acc[4] + b0, acc[5] + b1);
-    put(dst_base, res_base, plane, valid, live, 3u, acc[6] + b0, acc[7] + b1);
-    put(dst_base, res_base, plane, valid, live, 4u, acc[8] + b0, acc[9] + b1);
-    put(dst_base, res_base, plane, valid, live, 5u, acc[10] + b0, acc[11] + b1);
-    put(dst_base, res_base, plane, valid, live, 6u, acc[12] + b0, acc[13] + b1);
-    put(dst_base, res_base, plane, valid, live, 7u, acc[14] + b0, acc[15] + b1);
-    put(dst_base, res_base, plane, valid, live, 8u, acc[16] + b0, acc[17] + b1);
-    put(dst_base, res_base, plane, valid, live, 9u, acc[18] + b0, acc[19] + b1);
-    put(dst_base, res_base, plane, valid, live, 10u, acc[20] + b0, acc[21] + b1);
-    put(dst_base, res_base, plane, valid, live, 11u, acc[22] + b0, acc[23] + b1);
-    put(dst_base, res_base, plane, valid, live, 12u, acc[24] + b0, acc[25] + b1);
-    put(dst_base, res_base, plane, valid, live, 13u, acc[26] + b0, acc[27] + b1);
-    put(dst_base, res_base, plane, valid, live, 14u, acc[28] + b0, acc[29] + b1);
-    put(dst_base, res_base, plane, valid, live, 15u, acc[30] + b0, acc[31] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 0u, acc[0] + b0, acc[1] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 1u, acc[2] + b0, acc[3] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 2u, acc[4] + b0, acc[5] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 3u, acc[6] + b0, acc[7] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 4u, acc[8] + b0, acc[9] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 5u, acc[10] + b0, acc[11] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 6u, acc[12] + b0, acc[13] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 7u, acc[14] + b0, acc[15] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 8u, acc[16] + b0, acc[17] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 9u, acc[18] + b0, acc[19] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 10u, acc[20] + b0, acc[21] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 11u, acc[22] + b0, acc[23] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 12u, acc[24] + b0, acc[25] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 13u, acc[26] + b0, acc[27] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 14u, acc[28] + b0, acc[29] + b1);
+    put(dst_base, res_base, l.plane, valid, live, 15u, acc[30] + b0, acc[31] + b1);
 }
 

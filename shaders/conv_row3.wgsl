@@ -33,22 +33,12 @@ fn conv_gemm_row3(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let n = wg.z;
-    let plane = p.out_h * p.out_w;
-    let in_plane = p.in_h * p.in_w;
-    let g = wg.y / p.cout_blocks;
-    let blk = wg.y % p.cout_blocks;
-    let kq = lane >> 1u;
-    let half = lane & 1u;
+    let l = gemm_lane(wg, lane);
     let cin4 = (p.cin_g + 3u) & ~3u;
-    let lb = wg.y * 8u + lane;
-    let w_base = lb * 9u * cin4;
-    let src_base = p.src_off + n * p.src_bs + g * p.cin_g * in_plane;
-    let add_base = p.add_off + n * p.add_bs + g * p.cin_g * in_plane;
-    let last_c = p.cin_g - 1u;
+    let w_base = l.lb * 9u * cin4;
 
     // This lane's segment: output row oy, columns ox0..ox0+15 (rows past the plane load nothing).
-    let seg = wg.x * 2u + half;
+    let seg = wg.x * 2u + l.half;
     let oy = seg / p.x_blocks;
     let ox0 = (seg % p.x_blocks) * 16u;
     // Window column k*4 + c is input column ox0 - 4 + 4k + c.
@@ -65,13 +55,13 @@ fn conv_gemm_row3(
         let row_ok = iy >= 0 && iy < i32(p.in_h) && oy < p.out_h;
         let row_off = u32(max(iy, 0)) * p.in_w;
         for (var ci0 = 0u; ci0 < cin4; ci0 += 4u) {
-            let ci = min(ci0 + kq, last_c);
+            let ci = min(ci0 + l.kq, l.last_c);
             var win: array<vec4<f32>, 6>;
             if (ALIGNED) {
                 // Window start ox0 - 4 is a multiple of 4; at ox0 = 0 it reads the previous row (or
                 // nothing), masked below.
-                let b = i32((src_base + ci * in_plane + row_off + ox0) >> 2u) - 1;
-                let a = i32((add_base + ci * in_plane + row_off + ox0) >> 2u) - 1;
+                let b = i32((l.src_base + ci * l.in_plane + row_off + ox0) >> 2u) - 1;
+                let a = i32((l.add_base + ci * l.in_plane + row_off + ox0) >> 2u) - 1;
                 for (var k = 0u; k < 6u; k++) {
                     var v = act[u32(max(b + i32(k), 0))];
                     if (HAS_ADD) {
@@ -81,8 +71,8 @@ fn conv_gemm_row3(
                 }
             } else {
                 var v: array<f32, 24>;
-                let row = src_base + ci * in_plane + row_off;
-                let arow = add_base + ci * in_plane + row_off;
+                let row = l.src_base + ci * l.in_plane + row_off;
+                let arow = l.add_base + ci * l.in_plane + row_off;
                 for (var c = 3u; c < 21u; c++) {
                     let col = i32(ox0) - 4 + i32(c);
                     let ok = row_ok && col >= 0 && col < i32(p.in_w);
@@ -105,13 +95,13 @@ fn conv_gemm_row3(
         }
     }
 
-    let co_l = blk * 32u + lane * 4u;
+    let co_l = l.blk * 32u + lane * 4u;
     if (co_l >= p.cout_g) {
         return;
     }
-    let b = vec4<f32>(wts[p.bias_off + lb]);
+    let b = vec4<f32>(wts[p.bias_off + l.lb]);
     let valid = min(4u, p.cout_g - co_l);
-    let co0 = g * p.cout_g + co_l;
+    let co0 = l.g * p.cout_g + co_l;
     // Segment of pixels 0..15 (even lanes' half) and of 16..31 (odd lanes' half).
     let s0 = wg.x * 2u;
     let oy0 = s0 / p.x_blocks;
@@ -122,11 +112,11 @@ fn conv_gemm_row3(
     let live1 = select(0u, min(16u, p.out_w - ox01), oy1 < p.out_h);
     let q0 = oy0 * p.out_w + ox00;
     let q1 = oy1 * p.out_w + ox01;
-    let d0 = p.dst_off + n * p.dst_bs + co0 * plane + q0;
-    let r0 = p.res_off + n * p.res_bs + co0 * plane + q0;
-    let d1 = p.dst_off + n * p.dst_bs + co0 * plane + q1;
-    let r1 = p.res_off + n * p.res_bs + co0 * plane + q1;
-    let vec4_ok = vec_store_ok(plane) && (p.out_w & 3u) == 0u;
-    store16(d0, r0, plane, valid, live0, 0u, &acc, 0u, b, vec4_ok);
-    store16(d1, r1, plane, valid, live1, 0u, &acc, 16u, b, vec4_ok);
+    let d0 = p.dst_off + l.n * p.dst_bs + co0 * l.plane + q0;
+    let r0 = p.res_off + l.n * p.res_bs + co0 * l.plane + q0;
+    let d1 = p.dst_off + l.n * p.dst_bs + co0 * l.plane + q1;
+    let r1 = p.res_off + l.n * p.res_bs + co0 * l.plane + q1;
+    let vec4_ok = vec_store_ok(l.plane) && (p.out_w & 3u) == 0u;
+    store16(d0, r0, l.plane, valid, live0, 0u, &acc, 0u, b, vec4_ok);
+    store16(d1, r1, l.plane, valid, live1, 0u, &acc, 16u, b, vec4_ok);
 }

@@ -17,16 +17,34 @@ pub fn model() -> Result<Model> {
     )
 }
 
-/// The held-out split the bundled model never saw in training, with PyTorch's predictions.
+/// The held-out split the bundled model never saw in training, with PyTorch's logits for it.
 pub struct Heldout {
     /// `[n, 8, 8]` raw digit pixels, 0..=16.
     pub pixels: Vec<f32>,
     pub labels: Vec<usize>,
-    /// PyTorch's predicted class for each image.
-    pub torch_pred: Vec<usize>,
-    /// PyTorch's accuracy on the split.
-    pub torch_accuracy: f64,
+    /// PyTorch's `fc` output for each image, `[n, classes]` (computed in f64, stored as f32).
+    pub torch_logits: Vec<f32>,
+    pub classes: usize,
     pub description: String,
+}
+
+/// How close a run's logits are to PyTorch's on the held-out split.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Agreement {
+    /// Largest `|ours - torch|` over every logit.
+    pub max_abs_diff: f32,
+    /// Whether every image's logits are within `atol + rtol * max |torch logit of that image|` (the
+    /// verify harness's rule, per image).
+    pub within: bool,
+    /// Images whose top class equals PyTorch's.
+    pub same_top1: usize,
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+        .map_or(0, |(i, _)| i)
 }
 
 impl Heldout {
@@ -44,6 +62,50 @@ impl Heldout {
             })
             .collect()
     }
+
+    /// PyTorch's predicted class for each image (the argmax of its logits).
+    pub fn torch_pred(&self) -> Vec<usize> {
+        self.torch_logits
+            .chunks(self.classes.max(1))
+            .map(argmax)
+            .collect()
+    }
+
+    /// PyTorch's accuracy on the split, from its logits.
+    pub fn torch_accuracy(&self) -> f64 {
+        let pred = self.torch_pred();
+        let correct = pred
+            .iter()
+            .zip(&self.labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        correct as f64 / self.labels.len().max(1) as f64
+    }
+
+    /// How close `logits` (`[n, classes]`, ours) are to PyTorch's: per image, within
+    /// `atol + rtol * max |torch logit|`.
+    pub fn agreement(&self, logits: &[f32], (atol, rtol): (f32, f32)) -> Agreement {
+        let k = self.classes.max(1);
+        let mut max_abs_diff = 0.0f32;
+        let mut within = logits.len() == self.torch_logits.len();
+        let mut same_top1 = 0;
+        for (ours, torch) in logits.chunks(k).zip(self.torch_logits.chunks(k)) {
+            let diff = ours
+                .iter()
+                .zip(torch)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let scale = torch.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+            within &= diff <= atol + rtol * scale;
+            max_abs_diff = max_abs_diff.max(diff);
+            same_top1 += usize::from(argmax(ours) == argmax(torch));
+        }
+        Agreement {
+            max_abs_diff,
+            within,
+            same_top1,
+        }
+    }
 }
 
 /// Loads the bundled held-out split.
@@ -51,22 +113,31 @@ pub fn heldout() -> Result<Heldout> {
     let ck = Checkpoint::from_bytes(HELDOUT.to_vec(), "bundled digits_heldout.safetensors")?;
     let (shape, pixels) = ck.tensor_any_shape("pixels")?;
     let n = shape.first().copied().unwrap_or(0);
-    let as_classes = |name: &str| -> Result<Vec<usize>> {
-        let values = ck.tensor_f32(name, &[n])?;
-        Ok(values.iter().map(|v| *v as usize).collect())
+    let labels = ck
+        .tensor_f32("labels", &[n])?
+        .iter()
+        .map(|v| *v as usize)
+        .collect();
+    let (shape, torch_logits) = ck.tensor_any_shape("torch_logits")?;
+    let [rows, classes] = shape[..] else {
+        return Err(Error::Config(format!(
+            "bundled held-out set: expected torch_logits [{n}, classes], found {shape:?}"
+        )));
     };
-    let meta = ck.metadata();
-    let torch_accuracy = meta
-        .get("heldout_accuracy")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| {
-            Error::Config("bundled held-out set: expected 'heldout_accuracy' metadata".into())
-        })?;
+    if rows != n {
+        return Err(Error::Config(format!(
+            "bundled held-out set: expected torch_logits for {n} images, found {rows}"
+        )));
+    }
     Ok(Heldout {
-        labels: as_classes("labels")?,
-        torch_pred: as_classes("torch_pred")?,
+        labels,
+        torch_logits,
+        classes,
         pixels,
-        torch_accuracy,
-        description: meta.get("description").cloned().unwrap_or_default(),
+        description: ck
+            .metadata()
+            .get("description")
+            .cloned()
+            .unwrap_or_default(),
     })
 }

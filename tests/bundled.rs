@@ -1,5 +1,5 @@
-//! The bundled digits model: on the held-out split our predictions equal PyTorch's image by image (so
-//! the accuracy is PyTorch's), through the real preprocessing path, on the CPU and on the GPU; the sample
+//! The bundled digits model: on the held-out split our logits equal PyTorch's within the verify
+//! tolerance and our predictions equal PyTorch's image by image (so the accuracy is PyTorch's), through the real preprocessing path, on the CPU and on the GPU; the sample
 //! PNGs classify as their digit; class activation maps render.
 
 mod gpu_common;
@@ -7,7 +7,8 @@ mod gpu_common;
 use std::path::Path;
 
 use res2net_wgpu::classifier::{Classifier, DeviceChoice};
-use res2net_wgpu::{arch, bundled, preprocess, Model};
+use res2net_wgpu::gpu::Precision;
+use res2net_wgpu::{arch, bundled, preprocess, verify, Model};
 
 fn check_heldout(c: &Classifier) {
     let heldout = bundled::heldout().unwrap();
@@ -17,23 +18,24 @@ fn check_heldout(c: &Classifier) {
     let out = c
         .run_tensor(&c.to_tensor(&heldout.images()), n, h, w)
         .unwrap();
+    // Logits within the verify tolerance of PyTorch's, image by image.
+    let agreement = heldout.agreement(&out.logits, verify::tolerance(Precision::F32));
+    assert!(
+        agreement.within,
+        "{}: logits differ from PyTorch's by up to {:e}",
+        c.device_name(),
+        agreement.max_abs_diff
+    );
+    assert_eq!(agreement.same_top1, n, "{}", c.device_name());
     let pred: Vec<usize> = (0..n).map(|i| out.top_k(i, 1)[0].0).collect();
-    let disagree: Vec<usize> = (0..n)
-        .filter(|&i| pred[i] != heldout.torch_pred[i])
-        .collect();
-    assert!(
-        disagree.is_empty(),
-        "{}: predictions differ from PyTorch at {disagree:?}",
-        c.device_name()
-    );
+    assert_eq!(pred, heldout.torch_pred());
     let correct = (0..n).filter(|&i| pred[i] == heldout.labels[i]).count();
-    let accuracy = correct as f64 / n as f64;
-    assert!(
-        (accuracy - heldout.torch_accuracy).abs() < 1e-4,
-        "{accuracy} vs {}",
-        heldout.torch_accuracy
+    assert_eq!(correct as f64 / n as f64, heldout.torch_accuracy());
+    eprintln!(
+        "{}: held-out accuracy {correct}/{n}, logits within {:e} of PyTorch's",
+        c.device_name(),
+        agreement.max_abs_diff
     );
-    eprintln!("{}: held-out accuracy {correct}/{n}", c.device_name());
 }
 
 #[test]

@@ -15,14 +15,31 @@ fn device() -> &'static str {
     }
 }
 
+/// The demo's claims against the held-out file: its accuracy is the one PyTorch's stored logits give,
+/// every top class is PyTorch's, and the logits pass the comparison it prints.
 #[test]
 fn demo_reports_pytorchs_accuracy() {
     let out = res2net(&["demo", "--device", device()]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let heldout = res2net_wgpu::bundled::heldout().unwrap();
+    let n = heldout.labels.len();
+    let torch_correct = heldout
+        .torch_pred()
+        .iter()
+        .zip(&heldout.labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    let accuracy = format!("accuracy: {torch_correct}/{n} = ");
+    assert!(stdout.contains(&accuracy), "{accuracy} in {stdout}");
+    assert!(
+        stdout.contains(&format!("same top class on {n}/{n}")),
+        "{stdout}"
+    );
     assert!(
         stdout
-            .contains("accuracy: 357/360 = 99.17% (PyTorch: 99.17%; predictions agree on 360/360)"),
+            .lines()
+            .any(|l| l.starts_with("logits:") && l.ends_with("PASS")),
         "{stdout}"
     );
     assert!(stdout.contains("latency:"), "{stdout}");
@@ -251,7 +268,17 @@ fn bench_json_has_every_key() {
     let peak = json["adapter_peak_gflops"].as_f64().unwrap();
     let eff = json["gflops_effective"].as_f64().unwrap();
     assert!(peak > 0.0 && eff > 0.0);
-    assert!((json["peak_fraction"].as_f64().unwrap() - eff / peak).abs() < 1e-9);
+    // The model cannot outrun the adapter's own FMA peak: a broken peak or timing measurement shows.
+    let fraction = json["peak_fraction"].as_f64().unwrap();
+    assert!(fraction > 0.0 && fraction < 1.0, "{fraction}");
+    // Throughput and latency describe the same runs.
+    let ips = json["images_per_s"].as_f64().unwrap();
+    let median = json["latency_ms_median"].as_f64().unwrap();
+    assert!(
+        (ips * median / 1e3 - 1.0).abs() < 1e-6,
+        "{ips} images/s at {median} ms"
+    );
+    assert!(json["dispatches"].as_u64().unwrap() >= json["pipelines"].as_u64().unwrap());
     let clock = json["host_clock"].as_str().unwrap();
     assert!(clock == "thread CPU" || clock == "wall", "{clock}");
     assert!(json["record_ms"].as_f64().unwrap() > 0.0);

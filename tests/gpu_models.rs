@@ -79,7 +79,10 @@ fn res2net50_26w_4s_at_224_matches_cpu() {
     );
     assert_close("res2net50 logits", &gpu.logits, &cpu.logits, ATOL, RTOL);
     assert_close("res2net50 probs", &gpu.probs, &cpu.probs, ATOL, RTOL);
-    assert_eq!(session.dispatch_count(), graph.nodes.len());
+    // Fusion keeps the forward pass near one dispatch per convolution (BatchNorm, ReLU, residual
+    // adds, hierarchical adds and chunk/concat cost no dispatch of their own).
+    let per_conv = session.dispatch_count() as f64 / graph.conv_count() as f64;
+    assert!(per_conv <= 1.2, "{per_conv:.2} dispatches per convolution");
     assert!(
         session.pipeline_count() <= 24,
         "{} pipelines",

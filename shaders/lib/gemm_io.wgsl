@@ -17,6 +17,41 @@ override HAS_RES: bool = false;
 // input rows are read as vec4s. Otherwise each lane gathers its pixels one by one.
 override ALIGNED: bool = false;
 
+// What a lane of a GEMM workgroup (one subgroup; x: pixel tiles, y: groups x output-channel
+// blocks, z: image) works on. In each reduction step lane `lane` loads input channel ci0 + kq, half
+// `half` of the tile's pixels.
+struct GemmLane {
+    n: u32,
+    g: u32,
+    blk: u32,
+    kq: u32,
+    half: u32,
+    // Index of the lane's weight block (output channels) over all groups.
+    lb: u32,
+    plane: u32,
+    in_plane: u32,
+    // The group's first input channel in src and in the added view, image n.
+    src_base: u32,
+    add_base: u32,
+    last_c: u32,
+}
+
+fn gemm_lane(wg: vec3<u32>, lane: u32) -> GemmLane {
+    var l: GemmLane;
+    l.n = wg.z;
+    l.g = wg.y / p.cout_blocks;
+    l.blk = wg.y % p.cout_blocks;
+    l.kq = lane >> 1u;
+    l.half = lane & 1u;
+    l.lb = wg.y * 8u + lane;
+    l.plane = p.out_h * p.out_w;
+    l.in_plane = p.in_h * p.in_w;
+    l.src_base = p.src_off + l.n * p.src_bs + l.g * p.cin_g * l.in_plane;
+    l.add_base = p.add_off + l.n * p.add_bs + l.g * p.cin_g * l.in_plane;
+    l.last_c = p.cin_g - 1u;
+    return l;
+}
+
 // Whether the epilogue may store whole vec4s along the pixel axis: every output (and residual) row
 // segment the kernels store starts 16-byte aligned when the view offsets, batch strides and the plane
 // are multiples of 4 elements (the tiles start at multiples of 16 pixels; the row kernel also needs

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use res2net_wgpu::{bundled, Result};
+use res2net_wgpu::{bundled, gpu, verify, Error, Result};
 
 use crate::{classifier, Device, PrecisionArg};
 
@@ -53,15 +53,27 @@ pub fn demo(device: Device, precision: PrecisionArg) -> Result<()> {
         .zip(&heldout.labels)
         .filter(|(p, l)| p == l)
         .count();
-    let agree = pred
-        .iter()
-        .zip(&heldout.torch_pred)
-        .filter(|(p, t)| p == t)
-        .count();
+    // The CPU reference always computes in f32.
+    let precision = if c.on_gpu() {
+        c.precision()
+    } else {
+        gpu::Precision::F32
+    };
+    let tolerance = verify::tolerance(precision);
+    let agreement = heldout.agreement(&out.logits, tolerance);
     println!(
-        "accuracy: {correct}/{n} = {:.2}% (PyTorch: {:.2}%; predictions agree on {agree}/{n})",
+        "accuracy: {correct}/{n} = {:.2}% (PyTorch, from its logits: {:.2}%; same top class on {}/{n})",
         100.0 * correct as f64 / n as f64,
-        100.0 * heldout.torch_accuracy
+        100.0 * heldout.torch_accuracy(),
+        agreement.same_top1
+    );
+    println!(
+        "logits:  max |ours - PyTorch| = {:.2e} over {} logits (tolerance per image {:.0e} + {:.0e} x its largest logit): {}",
+        agreement.max_abs_diff,
+        out.logits.len(),
+        tolerance.0,
+        tolerance.1,
+        if agreement.within { "PASS" } else { "FAIL" }
     );
     let classes = c.labels().len();
     let mut confusion = vec![vec![0usize; classes]; classes];
@@ -106,5 +118,11 @@ pub fn demo(device: Device, precision: PrecisionArg) -> Result<()> {
         single.as_secs_f64() * 1e3,
         build.as_secs_f64() * 1e3
     );
+    if !agreement.within {
+        return Err(Error::Config(format!(
+            "demo: logits differ from PyTorch's by up to {:.2e}, beyond the tolerance {:.0e} + {:.0e} x an image's largest logit",
+            agreement.max_abs_diff, tolerance.0, tolerance.1
+        )));
+    }
     Ok(())
 }

@@ -26,6 +26,18 @@ pub(crate) struct Lowered {
     pub groups: (u32, u32),
 }
 
+impl Lowered {
+    /// An op with uniforms `params` and no weights.
+    pub(crate) fn plain<T: Pod>(key: KernelKey, params: &T, groups: (u32, u32)) -> Self {
+        Lowered {
+            key,
+            uniform: bytes(params),
+            weights: None,
+            groups,
+        }
+    }
+}
+
 /// Which packed parameters an op reads: its node's weights in a family's layout and precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct WeightSpec {

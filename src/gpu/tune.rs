@@ -105,14 +105,14 @@ impl ConvPolicy {
         &self,
         s: &ConvShape,
         caps: &AdapterCaps,
-    ) -> Result<&'static dyn ConvFamily, String> {
+    ) -> Result<&'static ConvFamily, String> {
         let Some(family) = conv::family(self.requested) else {
             return Ok(automatic(s, caps));
         };
         family
             .supports(caps)
             .map_err(|why| format!("conv kernel {:?} {why}", self.requested))?;
-        Ok(if family.fits(s) {
+        Ok(if (family.fits)(s) {
             family
         } else {
             automatic(s, caps)
@@ -122,27 +122,27 @@ impl ConvPolicy {
 
 /// The rule when nothing is forced: the subgroup GEMM families where every subgroup has 8 lanes,
 /// else the direct kernels.
-fn automatic(s: &ConvShape, caps: &AdapterCaps) -> &'static dyn ConvFamily {
+fn automatic(s: &ConvShape, caps: &AdapterCaps) -> &'static ConvFamily {
     if !caps.subgroups_of(gemm64::LANES) {
-        return &conv::direct::Direct;
+        return &conv::direct::FAMILY;
     }
     // Measured on lavapipe (res2net50_26w_4s): the row kernel gains 10-50% on the 3x3 chains at
     // 56x56 and 14x14 (also where rows are gathered), and loses at 7x7, where a 16-pixel segment
     // leaves 9 of 16 pixels idle: it is chosen where segments are at least 3/4 used.
     let segments_used = s.out_w * 4 >= 3 * 16 * s.out_w.div_ceil(16);
     if s.row3() && segments_used {
-        &conv::row3::Row3
+        &conv::row3::FAMILY
     } else if s.cout_g <= 32 {
         // 32 x 32 wins on groups of at most 32 output channels (the 26-channel Res2Net chain),
         // where 64-channel tiles leave most lanes idle.
-        &conv::gemm32::Gemm32
+        &conv::gemm32::FAMILY
     } else {
         // 64 x 16 wins on the wide convs; reducing 8 input channels per step gained 3-8% on the
         // 1x1 convs and nothing clear on the others.
         if s.pointwise() {
-            &conv::gemm64::Gemm64 { k8: true }
+            &conv::gemm64::FAMILY_K8
         } else {
-            &conv::gemm64::Gemm64 { k8: false }
+            &conv::gemm64::FAMILY
         }
     }
 }

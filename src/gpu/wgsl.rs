@@ -3,8 +3,8 @@
 //!
 //! - `#import NAME` inserts a shared module once per shader (later imports of it are skipped): a file
 //!   of `shaders/lib/` by its stem, or a module generated from Rust (see [`crate::gpu::uniforms`]).
-//! - `#define NAME` sets a flag for the rest of the shader; `#ifdef NAME`, `#ifndef NAME`, `#else`,
-//!   `#endif` keep or drop lines (they nest).
+//! - `#define NAME` sets a flag (and `#define NAME 16` a value) for the rest of the shader;
+//!   `#ifdef NAME`, `#ifndef NAME`, `#else`, `#endif` keep or drop lines (they nest).
 //! - `#{NAME}` inside a line is replaced by the value of a define (e.g. a subgroup width that sizes an
 //!   array, which WGSL override constants cannot do for function-scope arrays).
 //!
@@ -117,7 +117,13 @@ impl State {
                     let Some(flag) = words.next() else {
                         return Err(at(i, "#define needs a name".into()));
                     };
-                    self.defines.insert(flag.to_string(), 1);
+                    let value = match words.next() {
+                        None => 1,
+                        Some(v) => v
+                            .parse()
+                            .map_err(|_| at(i, format!("#define {flag}: {v} is not a number")))?,
+                    };
+                    self.defines.insert(flag.to_string(), value);
                 }
                 Some("#import") => {
                     let Some(import) = words.next() else {
@@ -178,6 +184,7 @@ mod tests {
         let modules = |name: &str| match name {
             "a" => Some("#import b\nfn a() {}".to_string()),
             "b" => Some("fn b() {}".to_string()),
+            "c" => Some("fn c(a: array<f32, #{PX}>) {}".to_string()),
             _ => None,
         };
         preprocess("test", source, defines, &modules)
@@ -215,6 +222,11 @@ mod tests {
             "var a: array<f32, 16>; // 16\n"
         );
         assert!(run("#{NOPE}", &d).unwrap_err().contains("NOPE"));
+        assert_eq!(
+            run("#define PX 4\n#import c\n", &Defines::new()).unwrap(),
+            "fn c(a: array<f32, 4>) {}\n"
+        );
+        assert!(run("#define PX four", &Defines::new()).is_err());
     }
 
     #[test]

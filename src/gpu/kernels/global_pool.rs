@@ -3,7 +3,7 @@
 
 use super::{KernelKey, ShaderFile, ShaderKey};
 use crate::error::Result;
-use crate::gpu::lower::{bytes, Ctx, Lowered};
+use crate::gpu::lower::{Ctx, Lowered};
 use crate::gpu::uniforms::GlobalPoolParams;
 use crate::graph::GlobalAvgPool;
 
@@ -37,10 +37,9 @@ pub(crate) fn lower(cx: &Ctx, g: &GlobalAvgPool) -> Result<Lowered> {
         plane: cx.u32(h * w, "plane")?,
         ..Default::default()
     };
-    Ok(Lowered {
-        key: key(),
-        uniform: bytes(&params),
-        weights: None,
-        groups: cx.groups(g.src.channels.div_ceil(WG), 1)?,
-    })
+    Ok(Lowered::plain(
+        key(),
+        &params,
+        cx.groups(g.src.channels.div_ceil(WG), 1)?,
+    ))
 }

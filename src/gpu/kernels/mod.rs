@@ -127,7 +127,7 @@ impl ShaderFile {
 }
 
 /// The shared modules of `shaders/lib/`, by import name.
-pub const LIBRARY: [(&str, &str); 5] = [
+pub const LIBRARY: [(&str, &str); 6] = [
     ("arena", include_str!("../../../shaders/lib/arena.wgsl")),
     ("weights", include_str!("../../../shaders/lib/weights.wgsl")),
     (
@@ -136,6 +136,7 @@ pub const LIBRARY: [(&str, &str); 5] = [
     ),
     ("gemm_io", include_str!("../../../shaders/lib/gemm_io.wgsl")),
     ("tile32", include_str!("../../../shaders/lib/tile32.wgsl")),
+    ("origins", include_str!("../../../shaders/lib/origins.wgsl")),
 ];
 
 /// The text of an `#import`: a file of `shaders/lib/` or a module generated from Rust.

@@ -3,7 +3,7 @@
 
 use super::{KernelKey, ShaderFile, ShaderKey};
 use crate::error::Result;
-use crate::gpu::lower::{bytes, flat_groups, Ctx, Lowered};
+use crate::gpu::lower::{flat_groups, Ctx, Lowered};
 use crate::gpu::uniforms::PoolParams;
 use crate::graph::{out_size, Pool, PoolKind};
 
@@ -70,10 +70,9 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool) -> Result<Lowered> {
         groups_x: cx.u32(gx, "workgroups")?,
         ..Default::default()
     };
-    Ok(Lowered {
-        key: key(kind_code(p.kind)),
-        uniform: bytes(&params),
-        weights: None,
-        groups: cx.groups(gx, gy)?,
-    })
+    Ok(Lowered::plain(
+        key(kind_code(p.kind)),
+        &params,
+        cx.groups(gx, gy)?,
+    ))
 }

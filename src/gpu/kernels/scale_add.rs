@@ -3,7 +3,7 @@
 
 use super::{with_activations, with_flags, KernelKey, ShaderFile, ShaderKey};
 use crate::error::Result;
-use crate::gpu::lower::{bytes, flat_groups, Ctx, Lowered};
+use crate::gpu::lower::{flat_groups, Ctx, Lowered};
 use crate::gpu::uniforms::{act_code, ScaleAddParams};
 use crate::graph::ScaleAdd;
 
@@ -52,13 +52,12 @@ pub(crate) fn lower(cx: &Ctx, s: &ScaleAdd) -> Result<Lowered> {
         groups_x: cx.u32(gx, "workgroups")?,
         ..Default::default()
     };
-    Ok(Lowered {
-        key: key(&[
+    Ok(Lowered::plain(
+        key(&[
             ("ACT", act_code(s.act)),
             ("HAS_RES", u32::from(s.residual.is_some())),
         ]),
-        uniform: bytes(&params),
-        weights: None,
-        groups: cx.groups(gx, gy)?,
-    })
+        &params,
+        cx.groups(gx, gy)?,
+    ))
 }

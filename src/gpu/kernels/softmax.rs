@@ -3,7 +3,7 @@
 
 use super::{KernelKey, ShaderFile, ShaderKey};
 use crate::error::Result;
-use crate::gpu::lower::{bytes, Ctx, Lowered};
+use crate::gpu::lower::{Ctx, Lowered};
 use crate::gpu::uniforms::SoftmaxParams;
 use crate::graph::Softmax;
 
@@ -29,10 +29,5 @@ pub(crate) fn lower(cx: &Ctx, s: &Softmax) -> Result<Lowered> {
         channels: cx.u32(s.src.channels, "channels")?,
         ..Default::default()
     };
-    Ok(Lowered {
-        key: key(),
-        uniform: bytes(&params),
-        weights: None,
-        groups: (1, 1),
-    })
+    Ok(Lowered::plain(key(), &params, (1, 1)))
 }

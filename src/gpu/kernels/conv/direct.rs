@@ -3,56 +3,47 @@
 //! kernel, stride, padding and groups; `conv_1x1` 8 channels x 8 pixels of the flattened plane for
 //! 1x1 stride-1 convs. 8 x 8 invocations per workgroup.
 
-use super::{fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing};
-use crate::gpu::kernels::{AdapterCaps, ShaderFile};
+use super::{
+    any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing, Variant,
+};
+use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
 
 /// Invocations per workgroup along x and y.
 const WG: usize = 8;
 
-pub struct Direct;
+pub const FAMILY: ConvFamily = ConvFamily {
+    kernel: ConvKernel::Direct,
+    shader: ShaderFile::Conv,
+    lanes: None,
+    fits: any_shape,
+    plan,
+    variants,
+};
 
-impl ConvFamily for Direct {
-    fn kernel(&self) -> ConvKernel {
-        ConvKernel::Direct
+fn plan(s: &ConvShape) -> ConvPlan {
+    // (output channels per invocation, pixel blocks, invocations along x)
+    let (cb, x_blocks, x_items, entry) = if s.pointwise() {
+        let x_blocks = s.out_plane().div_ceil(8);
+        (8, x_blocks, x_blocks, "conv_1x1")
+    } else {
+        let x_blocks = s.out_w.div_ceil(4);
+        (4, x_blocks, s.out_h * x_blocks, "conv_direct")
+    };
+    let cout_blocks = s.cout_g.div_ceil(cb);
+    ConvPlan {
+        entry,
+        constants: fusions(s),
+        cout_blocks,
+        x_blocks,
+        groups: (x_items.div_ceil(WG), (s.groups * cout_blocks).div_ceil(WG)),
+        packing: Packing::OutBlocks { cb },
     }
+}
 
-    fn shader(&self) -> ShaderFile {
-        ShaderFile::Conv
-    }
-
-    fn supports(&self, _: &AdapterCaps) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn fits(&self, _: &ConvShape) -> bool {
-        true
-    }
-
-    fn plan(&self, s: &ConvShape) -> ConvPlan {
-        // (output channels per invocation, pixel blocks, invocations along x)
-        let (cb, x_blocks, x_items, entry) = if s.pointwise() {
-            let x_blocks = s.out_plane().div_ceil(8);
-            (8, x_blocks, x_blocks, "conv_1x1")
-        } else {
-            let x_blocks = s.out_w.div_ceil(4);
-            (4, x_blocks, s.out_h * x_blocks, "conv_direct")
-        };
-        let cout_blocks = s.cout_g.div_ceil(cb);
-        ConvPlan {
-            entry,
-            constants: fusions(s),
-            cout_blocks,
-            x_blocks,
-            groups: (x_items.div_ceil(WG), (s.groups * cout_blocks).div_ceil(WG)),
-            packing: Packing::OutBlocks { cb },
-        }
-    }
-
-    fn variants(&self) -> Vec<(&'static str, Vec<(&'static str, u32)>)> {
-        ["conv_direct", "conv_1x1"]
-            .into_iter()
-            .flat_map(|e| fusion_variants(&[]).into_iter().map(move |c| (e, c)))
-            .collect()
-    }
+fn variants() -> Vec<Variant> {
+    ["conv_direct", "conv_1x1"]
+        .into_iter()
+        .flat_map(|e| fusion_variants(&[]).into_iter().map(move |c| (e, c)))
+        .collect()
 }

@@ -2,9 +2,11 @@
 //! subgroup. Any kernel, stride, padding and groups; wins where groups have at most 32 output
 //! channels (Res2Net's chains), where 64-channel tiles leave most lanes idle.
 
-use super::gemm64::{needs_8_lanes, LANES};
-use super::{fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing};
-use crate::gpu::kernels::{AdapterCaps, ShaderFile};
+use super::gemm64::LANES;
+use super::{
+    any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing, Variant,
+};
+use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
 
 /// Output channels and pixels per subgroup.
@@ -19,47 +21,37 @@ pub(crate) const PACKING: Packing = Packing::Lanes {
     flat: false,
 };
 
-pub struct Gemm32;
+pub const FAMILY: ConvFamily = ConvFamily {
+    kernel: ConvKernel::Gemm32x32,
+    shader: ShaderFile::ConvGemm32,
+    lanes: Some(LANES),
+    fits: any_shape,
+    plan,
+    variants: || aligned_variants("conv_gemm_32"),
+};
 
-impl ConvFamily for Gemm32 {
-    fn kernel(&self) -> ConvKernel {
-        ConvKernel::Gemm32x32
+fn plan(s: &ConvShape) -> ConvPlan {
+    let x_blocks = s.out_plane().div_ceil(PIXELS);
+    let cout_blocks = s.cout_g.div_ceil(BLOCK);
+    let mut constants = fusions(s);
+    constants.push((
+        "ALIGNED",
+        u32::from(s.pointwise() && s.input_vec4_aligned()),
+    ));
+    ConvPlan {
+        entry: "conv_gemm_32",
+        constants,
+        cout_blocks,
+        x_blocks,
+        groups: (x_blocks, s.groups * cout_blocks),
+        packing: PACKING,
     }
+}
 
-    fn shader(&self) -> ShaderFile {
-        ShaderFile::ConvGemm32
-    }
-
-    fn supports(&self, caps: &AdapterCaps) -> Result<(), String> {
-        needs_8_lanes(caps)
-    }
-
-    fn fits(&self, _: &ConvShape) -> bool {
-        true
-    }
-
-    fn plan(&self, s: &ConvShape) -> ConvPlan {
-        let x_blocks = s.out_plane().div_ceil(PIXELS);
-        let cout_blocks = s.cout_g.div_ceil(BLOCK);
-        let mut constants = fusions(s);
-        constants.push((
-            "ALIGNED",
-            u32::from(s.pointwise() && s.input_vec4_aligned()),
-        ));
-        ConvPlan {
-            entry: "conv_gemm_32",
-            constants,
-            cout_blocks,
-            x_blocks,
-            groups: (x_blocks, s.groups * cout_blocks),
-            packing: PACKING,
-        }
-    }
-
-    fn variants(&self) -> Vec<(&'static str, Vec<(&'static str, u32)>)> {
-        fusion_variants(&["ALIGNED"])
-            .into_iter()
-            .map(|c| ("conv_gemm_32", c))
-            .collect()
-    }
+/// Every fusion with `ALIGNED` on and off, for one entry point.
+pub(crate) fn aligned_variants(entry: &'static str) -> Vec<Variant> {
+    fusion_variants(&["ALIGNED"])
+        .into_iter()
+        .map(|c| (entry, c))
+        .collect()
 }

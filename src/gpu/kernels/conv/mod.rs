@@ -1,5 +1,5 @@
 //! The convolution families: `dst = act(conv(src + src_add) + bias + residual)` with BatchNorm
-//! folded into the weights. Every family implements [`ConvFamily`]: whether it runs on an adapter
+//! folded into the weights. Every family is a [`ConvFamily`]: whether it runs on an adapter
 //! and a shape, and, for a conv it runs, its entry point, override constants, tile (blocks of output
 //! channels and pixels), workgroup counts and weight packing. [`lower`] checks the conv, lets the
 //! policy pick a family and fills [`ConvParams`] from the family's plan.
@@ -91,35 +91,57 @@ pub struct ConvPlan {
     pub packing: Packing,
 }
 
-/// One family of conv kernels.
-pub trait ConvFamily: Sync {
+/// Override constants by name, in key order (booleans are 0 or 1).
+pub type Constants = Vec<(&'static str, u32)>;
+
+/// One entry point with its override constants.
+pub type Variant = (&'static str, Constants);
+
+/// One family of conv kernels, as data: what it needs, which convs it fits, how it plans one.
+pub struct ConvFamily {
     /// The name callers force it by.
-    fn kernel(&self) -> ConvKernel;
-    fn shader(&self) -> ShaderFile;
-    /// `Err(why)` when the family cannot run on this adapter at all.
-    fn supports(&self, caps: &AdapterCaps) -> std::result::Result<(), String>;
+    pub kernel: ConvKernel,
+    pub shader: ShaderFile,
+    /// Lanes every subgroup must have (`None`: runs on any adapter).
+    pub lanes: Option<u32>,
     /// Whether it can run a conv of this shape (on an adapter it supports).
-    fn fits(&self, s: &ConvShape) -> bool;
+    pub fits: fn(&ConvShape) -> bool,
     /// Entry, constants, tile, workgroups and packing for a conv it fits.
-    fn plan(&self, s: &ConvShape) -> ConvPlan;
+    pub plan: fn(&ConvShape) -> ConvPlan,
     /// Every (entry, constants) the family can produce.
-    fn variants(&self) -> Vec<(&'static str, Vec<(&'static str, u32)>)>;
+    pub variants: fn() -> Vec<Variant>,
+}
+
+impl ConvFamily {
+    /// `Err(why)` when the family cannot run on this adapter at all.
+    pub fn supports(&self, caps: &AdapterCaps) -> std::result::Result<(), String> {
+        match self.lanes {
+            Some(lanes) if !caps.subgroups_of(lanes) => Err(format!(
+                "needs {lanes}-lane subgroups; this adapter has {}",
+                caps.describe_subgroups()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Any conv shape.
+pub(crate) fn any_shape(_: &ConvShape) -> bool {
+    true
 }
 
 /// Every conv family.
-pub fn families() -> [&'static dyn ConvFamily; 5] {
-    [
-        &direct::Direct,
-        &gemm64::Gemm64 { k8: false },
-        &gemm64::Gemm64 { k8: true },
-        &gemm32::Gemm32,
-        &row3::Row3,
-    ]
-}
+pub const FAMILIES: [&ConvFamily; 5] = [
+    &direct::FAMILY,
+    &gemm64::FAMILY,
+    &gemm64::FAMILY_K8,
+    &gemm32::FAMILY,
+    &row3::FAMILY,
+];
 
 /// The family that `kernel` names (not [`ConvKernel::Auto`]).
-pub fn family(kernel: ConvKernel) -> Option<&'static dyn ConvFamily> {
-    families().into_iter().find(|f| f.kernel() == kernel)
+pub fn family(kernel: ConvKernel) -> Option<&'static ConvFamily> {
+    FAMILIES.into_iter().find(|f| f.kernel == kernel)
 }
 
 /// The fusion constants every conv kernel takes, in key order.
@@ -146,9 +168,9 @@ pub(crate) fn fusion_variants(flags: &[&'static str]) -> Vec<Vec<(&'static str, 
 pub(crate) fn variants() -> Vec<KernelKey> {
     let mut keys = Vec::new();
     for f16 in [false, true] {
-        for family in families() {
-            for (entry, constants) in family.variants() {
-                let shader = ShaderKey::new(family.shader()).with_f16_weights(f16);
+        for family in FAMILIES {
+            for (entry, constants) in (family.variants)() {
+                let shader = ShaderKey::new(family.shader).with_f16_weights(f16);
                 keys.push(KernelKey::new(shader, entry, &constants));
             }
         }
@@ -167,7 +189,7 @@ pub(crate) fn lower(
 ) -> Result<Lowered> {
     let s = shape(cx, c)?;
     let family = policy.choose(&s, caps).map_err(|why| cx.err(why))?;
-    let plan = family.plan(&s);
+    let plan = (family.plan)(&s);
     cx.expect_len(c.weight.len(), c.cout() * s.cin_g * s.taps(), "conv weight")?;
     cx.expect_len(c.bias.len(), c.cout(), "conv bias")?;
     let bias_off = plan.packing.bias_offset(c);
@@ -201,7 +223,7 @@ pub(crate) fn lower(
     let f16 = policy.f16_weights && fits_f16(&c.weight) && fits_f16(&c.bias);
     Ok(Lowered {
         key: KernelKey::new(
-            ShaderKey::new(family.shader()).with_f16_weights(f16),
+            ShaderKey::new(family.shader).with_f16_weights(f16),
             plan.entry,
             &plan.constants,
         ),

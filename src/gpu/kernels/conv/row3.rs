@@ -2,58 +2,41 @@
 //! 16-pixel row segments per 8-lane subgroup; each input row is loaded once per kernel row and
 //! reused for its 3 taps. Weights as for [`super::gemm32`].
 
-use super::gemm64::needs_8_lanes;
-use super::{fusion_variants, fusions, gemm32, ConvFamily, ConvPlan, ConvShape};
-use crate::gpu::kernels::{AdapterCaps, ShaderFile};
+use super::gemm32::{aligned_variants, PACKING};
+use super::gemm64::LANES;
+use super::{fusions, ConvFamily, ConvPlan, ConvShape};
+use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
 
 /// Output channels per subgroup and pixels per row segment.
 const BLOCK: usize = 32;
 const SEGMENT: usize = 16;
 
-pub struct Row3;
+pub const FAMILY: ConvFamily = ConvFamily {
+    kernel: ConvKernel::GemmRow3x3,
+    shader: ShaderFile::ConvRow3,
+    lanes: Some(LANES),
+    fits: ConvShape::row3,
+    plan,
+    variants: || aligned_variants("conv_gemm_row3"),
+};
 
-impl ConvFamily for Row3 {
-    fn kernel(&self) -> ConvKernel {
-        ConvKernel::GemmRow3x3
-    }
-
-    fn shader(&self) -> ShaderFile {
-        ShaderFile::ConvRow3
-    }
-
-    fn supports(&self, caps: &AdapterCaps) -> Result<(), String> {
-        needs_8_lanes(caps)
-    }
-
-    fn fits(&self, s: &ConvShape) -> bool {
-        s.row3()
-    }
-
-    fn plan(&self, s: &ConvShape) -> ConvPlan {
-        // 16-pixel segments per output row; two per workgroup.
-        let segments = s.out_w.div_ceil(SEGMENT);
-        let cout_blocks = s.cout_g.div_ceil(BLOCK);
-        let mut constants = fusions(s);
-        // Rows are read as vec4s when every row starts 16-byte aligned.
-        constants.push((
-            "ALIGNED",
-            u32::from(s.in_w.is_multiple_of(4) && s.input_vec4_aligned()),
-        ));
-        ConvPlan {
-            entry: "conv_gemm_row3",
-            constants,
-            cout_blocks,
-            x_blocks: segments,
-            groups: ((s.out_h * segments).div_ceil(2), s.groups * cout_blocks),
-            packing: gemm32::PACKING,
-        }
-    }
-
-    fn variants(&self) -> Vec<(&'static str, Vec<(&'static str, u32)>)> {
-        fusion_variants(&["ALIGNED"])
-            .into_iter()
-            .map(|c| ("conv_gemm_row3", c))
-            .collect()
+fn plan(s: &ConvShape) -> ConvPlan {
+    // 16-pixel segments per output row; two per workgroup.
+    let segments = s.out_w.div_ceil(SEGMENT);
+    let cout_blocks = s.cout_g.div_ceil(BLOCK);
+    let mut constants = fusions(s);
+    // Rows are read as vec4s when every row starts 16-byte aligned.
+    constants.push((
+        "ALIGNED",
+        u32::from(s.in_w.is_multiple_of(4) && s.input_vec4_aligned()),
+    ));
+    ConvPlan {
+        entry: "conv_gemm_row3",
+        constants,
+        cout_blocks,
+        x_blocks: segments,
+        groups: ((s.out_h * segments).div_ceil(2), s.groups * cout_blocks),
+        packing: PACKING,
     }
 }
