@@ -3,8 +3,8 @@
 //!
 //! This walk is the single description of the network: the same code lists the expected checkpoint keys
 //! (with [`ShapeOnly`]), counts parameters and FLOPs, and validates a checkpoint. The walk of each
-//! layout lives in its own file (`resnet.rs`, `dla.rs`), the blocks in theirs (`official.rs`, `seed.rs`), and
-//! `builder.rs` holds what they share: tensors, nodes and one method per kind of op.
+//! layout lives in its own file (`resnet.rs`, `dla.rs`), the blocks in theirs (`official.rs`,
+//! `seed.rs`), and `builder.rs` holds what they share: tensors, nodes and one method per kind of op.
 
 use super::builder::Builder;
 use super::ops::*;

@@ -1,5 +1,7 @@
-//! The network as a flat list of ops over tensor views, built once per (config, input size) with BatchNorm
-//! folded into the convolutions. Executors (CPU reference, GPU session) only ever see this.
+//! The network as a flat list of ops over tensor views, built once per (config, input size, outputs)
+//! with BatchNorm folded into the convolutions. Executors (CPU reference, GPU session) only ever see
+//! this. A graph returns the classifier's logits and probabilities, feature maps, or both
+//! ([`Outputs`]); one without the classifier ends at its last feature point.
 
 mod block;
 mod build;
