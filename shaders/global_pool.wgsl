@@ -7,7 +7,7 @@
 #import GlobalPoolParams
 
 #import arena
-@group(0) @binding(1) var<uniform> gp: GlobalPoolParams;
+@group(0) @binding(2) var<uniform> gp: GlobalPoolParams;
 
 // Mean of each channel plane into a [C, 1, 1] view. x: channels, z: image. Four partial sums keep
 // the rounding error of long planes small.

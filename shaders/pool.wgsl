@@ -10,7 +10,7 @@
 override KIND: u32 = 0u;
 
 #import arena
-@group(0) @binding(1) var<uniform> p: PoolParams;
+@group(0) @binding(2) var<uniform> p: PoolParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn pool(

@@ -8,7 +8,7 @@ override HAS_RES: bool = false;
 
 #import arena
 #import activation
-@group(0) @binding(1) var<uniform> p: ScaleAddParams;
+@group(0) @binding(2) var<uniform> p: ScaleAddParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn scale_add(

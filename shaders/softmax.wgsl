@@ -5,7 +5,7 @@
 #import SoftmaxParams
 
 #import arena
-@group(0) @binding(1) var<uniform> p: SoftmaxParams;
+@group(0) @binding(2) var<uniform> p: SoftmaxParams;
 
 var<workgroup> scratch: array<f32, 64>;
 

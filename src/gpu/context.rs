@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::autotune::TuneStore;
 use super::kernels::Pipelines;
 
 use crate::error::{Error, Result};
@@ -29,6 +30,8 @@ pub struct GpuContext {
     health: Arc<Health>,
     /// The device's pipelines, shared by every session on it (made on first use).
     pipelines: Arc<OnceLock<Mutex<Pipelines>>>,
+    /// The device's tuned conv families (loaded from disk on first use).
+    tuned: Arc<Mutex<TuneStore>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -104,6 +107,7 @@ impl GpuContext {
             queue,
             health,
             pipelines: Arc::default(),
+            tuned: Arc::default(),
         })
     }
 
@@ -116,6 +120,7 @@ impl GpuContext {
             queue,
             health: Arc::new(Health::default()),
             pipelines: Arc::default(),
+            tuned: Arc::default(),
         }
     }
 
@@ -130,7 +135,12 @@ impl GpuContext {
     /// The device's pipeline store (shared by every session on this device).
     pub(crate) fn pipelines(&self) -> &Mutex<Pipelines> {
         self.pipelines
-            .get_or_init(|| Mutex::new(Pipelines::new(&self.device)))
+            .get_or_init(|| Mutex::new(Pipelines::new(&self.device, self.info.backend)))
+    }
+
+    /// The device's tuned conv family choices.
+    pub(crate) fn tune_store(&self) -> &Mutex<TuneStore> {
+        &self.tuned
     }
 
     /// Compute pipelines created on this device so far (every session shares them).

@@ -15,25 +15,47 @@ use crate::graph::{Graph, Node, Op, View};
 /// Workgroups one dispatch dimension may have under WebGPU's default limits.
 pub(crate) const MAX_GROUPS: usize = 65535;
 
-/// Everything needed to record one op.
+/// One dispatch of an op.
 #[derive(Clone, Debug)]
-pub(crate) struct Lowered {
+pub(crate) struct Step {
     pub key: KernelKey,
     pub uniform: Vec<u8>,
-    /// The packed parameters the op reads (binding 1), if it has any.
-    pub weights: Option<WeightSpec>,
     /// Workgroups along x and y; z is the number of images in the chunk.
     pub groups: (u32, u32),
 }
 
+/// Everything needed to record one op.
+#[derive(Clone, Debug)]
+pub(crate) struct Lowered {
+    /// The op's dispatches, in order (one for most ops).
+    pub steps: Vec<Step>,
+    /// The packed parameters the op reads (binding 1), if it has any.
+    pub weights: Option<WeightSpec>,
+    /// Scratch space the op needs per image (f32 elements; binding 3), 0 for none.
+    pub scratch: usize,
+}
+
 impl Lowered {
-    /// An op with uniforms `params` and no weights.
+    /// One dispatch with uniforms `params` and no weights.
     pub(crate) fn plain<T: Pod>(key: KernelKey, params: &T, groups: (u32, u32)) -> Self {
+        Self::one(key, params, groups, None)
+    }
+
+    /// One dispatch with uniforms `params` reading `weights`.
+    pub(crate) fn one<T: Pod>(
+        key: KernelKey,
+        params: &T,
+        groups: (u32, u32),
+        weights: Option<WeightSpec>,
+    ) -> Self {
         Lowered {
-            key,
-            uniform: bytes(params),
-            weights: None,
-            groups,
+            steps: vec![Step {
+                key,
+                uniform: bytes(params),
+                groups,
+            }],
+            weights,
+            scratch: 0,
         }
     }
 }

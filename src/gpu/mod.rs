@@ -7,7 +7,8 @@
 //! - [`wgsl`]: the shader preprocessor (`#import`, `#ifdef`), [`uniforms`]: every uniform struct,
 //!   declared once for Rust and WGSL.
 //! - `lower`: graph node -> dispatch, by asking the node's family.
-//! - [`tune`]: which conv family runs each conv on this adapter.
+//! - [`tune`]: which conv family runs each conv on this adapter; [`autotune`]: timing the families
+//!   per conv shape at session build, cached per adapter.
 //! - [`plan`]: the activation arena (liveness-based reuse).
 //! - [`DeviceWeights`]: a model's packed weights on a device, shared by all its sessions.
 //! - [`Session`]: everything built once per (graph, batch); a run records one command buffer from a
@@ -28,6 +29,7 @@
 //! # Ok::<(), res2net_wgpu::Error>(())
 //! ```
 
+pub mod autotune;
 pub mod context;
 pub mod host_clock;
 pub mod kernels;
@@ -44,6 +46,7 @@ mod upload;
 mod weights;
 pub mod wgsl;
 
+pub use autotune::{Tune, TuneReport};
 pub use context::GpuContext;
 pub use host_clock::{HostClock, HostCost};
 pub use pipeline_cache::{PipelineCacheReport, PipelineCacheSetting};

@@ -6,6 +6,9 @@
 //! per subgroup; they are written for 8-lane subgroups and only run where the adapter reports exactly
 //! that. Everywhere else the register-blocked kernels of `shaders/conv.wgsl` run.
 
+use std::collections::BTreeMap;
+
+use super::autotune::Bucket;
 use super::kernels::conv::{self, gemm64, ConvFamily, ConvShape};
 use super::kernels::AdapterCaps;
 
@@ -81,13 +84,17 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// How lowering picks a conv family: the requested one (or the automatic rule) on this adapter, and
-/// whether weights are stored as f16.
-#[derive(Clone, Copy, Debug)]
+/// How lowering picks a conv family: the requested one, else the tuner's choice for the conv's
+/// bucket, else the automatic rule; and whether weights are stored as f16.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct ConvPolicy {
     pub requested: ConvKernel,
     /// Store conv and linear weights as f16 (the device has `SHADER_F16`; checked by the session).
     pub f16_weights: bool,
+    /// Images per dispatch (the session's chunk), part of a tuning bucket.
+    pub images: usize,
+    /// The tuner's choices (empty when tuning is off or nothing needed timing).
+    pub tuned: BTreeMap<Bucket, ConvKernel>,
 }
 
 impl ConvPolicy {
@@ -95,6 +102,8 @@ impl ConvPolicy {
         ConvPolicy {
             requested,
             f16_weights: precision == Precision::F16,
+            images: 1,
+            tuned: BTreeMap::new(),
         }
     }
 
@@ -107,7 +116,12 @@ impl ConvPolicy {
         caps: &AdapterCaps,
     ) -> Result<&'static ConvFamily, String> {
         let Some(family) = conv::family(self.requested) else {
-            return Ok(automatic(s, caps));
+            let bucket = Bucket::new(s, self.images, self.f16_weights);
+            let tuned = self.tuned.get(&bucket).and_then(|&k| conv::family(k));
+            return Ok(match tuned {
+                Some(f) if f.supports(caps).is_ok() && (f.fits)(s) => f,
+                _ => automatic(s, caps),
+            });
         };
         family
             .supports(caps)
@@ -120,9 +134,9 @@ impl ConvPolicy {
     }
 }
 
-/// The rule when nothing is forced: the subgroup GEMM families where every subgroup has 8 lanes,
-/// else the direct kernels.
-fn automatic(s: &ConvShape, caps: &AdapterCaps) -> &'static ConvFamily {
+/// The rule when nothing is forced or tuned: the subgroup GEMM families where every subgroup has 8
+/// lanes, else the direct kernels.
+pub(crate) fn automatic(s: &ConvShape, caps: &AdapterCaps) -> &'static ConvFamily {
     if !caps.subgroups_of(gemm64::LANES) {
         return &conv::direct::FAMILY;
     }

@@ -4,7 +4,7 @@
 use super::conv::Packing;
 use super::{with_activations, KernelKey, ShaderFile, ShaderKey};
 use crate::error::Result;
-use crate::gpu::lower::{bytes, fits_f16, Ctx, Lowered, WeightSpec};
+use crate::gpu::lower::{fits_f16, Ctx, Lowered, WeightSpec};
 use crate::gpu::uniforms::{act_code, LinearParams};
 use crate::graph::Linear;
 
@@ -45,13 +45,14 @@ pub(crate) fn lower(cx: &Ctx, l: &Linear, f16_weights: bool) -> Result<Lowered> 
         ..Default::default()
     };
     let f16 = f16_weights && fits_f16(&l.weight) && fits_f16(&l.bias);
-    Ok(Lowered {
-        key: key(f16, &[("ACT", act_code(l.act))]),
-        uniform: bytes(&params),
-        weights: Some(WeightSpec {
-            packing: Packing::Linear,
-            f16,
-        }),
-        groups: cx.groups(m.div_ceil(WG), 1)?,
-    })
+    let weights = WeightSpec {
+        packing: Packing::Linear,
+        f16,
+    };
+    Ok(Lowered::one(
+        key(f16, &[("ACT", act_code(l.act))]),
+        &params,
+        cx.groups(m.div_ceil(WG), 1)?,
+        Some(weights),
+    ))
 }

@@ -43,13 +43,24 @@ pub enum ShaderFile {
     FmaPeak,
 }
 
-/// Which bind group layout a shader uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Layout {
-    /// 0: activation arena (read-write storage), 1: parameters (read-only storage), 2: uniforms.
-    ArenaParams,
-    /// 0: activation arena (read-write storage), 1: uniforms.
-    Arena,
+/// A resource a kernel binds, each at a fixed binding number (its discriminant) in group 0, so a
+/// shader's bindings read the same in every file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Slot {
+    /// 0: the activation arena (read-write storage buffer).
+    Arena = 0,
+    /// 1: the op's packed weights (read-only storage buffer).
+    Weights = 1,
+    /// 2: the op's uniforms.
+    Uniforms = 2,
+    /// 3: the session's scratch space (read-write storage buffer), e.g. split-K partial sums.
+    Scratch = 3,
+}
+
+impl Slot {
+    pub fn binding(self) -> u32 {
+        self as u32
+    }
 }
 
 impl ShaderFile {
@@ -117,11 +128,12 @@ impl ShaderFile {
         )
     }
 
-    pub(crate) fn layout(self) -> Layout {
+    /// The resources the shader binds.
+    pub fn slots(self) -> &'static [Slot] {
         if self.has_weights() {
-            Layout::ArenaParams
+            &[Slot::Arena, Slot::Weights, Slot::Uniforms]
         } else {
-            Layout::Arena
+            &[Slot::Arena, Slot::Uniforms]
         }
     }
 }

@@ -4,24 +4,33 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{KernelKey, Layout, ShaderKey};
+use super::{KernelKey, ShaderKey, Slot};
 use crate::error::{Error, Result};
 
 /// Shader modules, layouts and pipelines of one device, created on first use and shared by key.
 pub(crate) struct Pipelines {
     device: wgpu::Device,
-    arena_params: (wgpu::BindGroupLayout, wgpu::PipelineLayout),
-    arena: (wgpu::BindGroupLayout, wgpu::PipelineLayout),
+    /// Whether pipelines may be compiled on several threads at once. Not on OpenGL: wgpu's GL
+    /// backend serialises on one context lock with a one-second timeout, which concurrent
+    /// compilation on a busy machine exceeds (a panic, not an error).
+    parallel: bool,
+    /// Bind group and pipeline layouts by the slots they bind.
+    layouts: HashMap<&'static [Slot], (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     modules: HashMap<ShaderKey, wgpu::ShaderModule>,
     pipelines: HashMap<KernelKey, wgpu::ComputePipeline>,
 }
 
-fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+fn entry(slot: Slot) -> wgpu::BindGroupLayoutEntry {
+    let ty = match slot {
+        Slot::Arena | Slot::Scratch => wgpu::BufferBindingType::Storage { read_only: false },
+        Slot::Weights => wgpu::BufferBindingType::Storage { read_only: true },
+        Slot::Uniforms => wgpu::BufferBindingType::Uniform,
+    };
     wgpu::BindGroupLayoutEntry {
-        binding,
+        binding: slot.binding(),
         visibility: wgpu::ShaderStages::COMPUTE,
         ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
+            ty,
             has_dynamic_offset: false,
             min_binding_size: None,
         },
@@ -29,30 +38,15 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
-fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
-        count: None,
-    }
-}
-
-fn layouts(
-    device: &wgpu::Device,
-    label: &str,
-    entries: &[wgpu::BindGroupLayoutEntry],
-) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+fn layouts(device: &wgpu::Device, slots: &[Slot]) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = slots.iter().map(|&s| entry(s)).collect();
+    let label = format!("{slots:?}");
     let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some(label),
-        entries,
+        label: Some(&label),
+        entries: &entries,
     });
     let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-        label: Some(label),
+        label: Some(&label),
         bind_group_layouts: &[Some(&bgl)],
         immediate_size: 0,
     });
@@ -60,25 +54,24 @@ fn layouts(
 }
 
 impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device) -> Self {
+    pub(crate) fn new(device: &wgpu::Device, backend: wgpu::Backend) -> Self {
         Pipelines {
             device: device.clone(),
-            arena_params: layouts(
-                device,
-                "arena+params",
-                &[storage(0, false), storage(1, true), uniform(2)],
-            ),
-            arena: layouts(device, "arena", &[storage(0, false), uniform(1)]),
+            parallel: backend != wgpu::Backend::Gl,
+            layouts: HashMap::new(),
             modules: HashMap::new(),
             pipelines: HashMap::new(),
         }
     }
 
-    pub(crate) fn bind_group_layout(&self, layout: Layout) -> &wgpu::BindGroupLayout {
-        match layout {
-            Layout::ArenaParams => &self.arena_params.0,
-            Layout::Arena => &self.arena.0,
-        }
+    /// The bind group layout of shaders that bind `slots`.
+    pub(crate) fn bind_group_layout(&mut self, slots: &'static [Slot]) -> wgpu::BindGroupLayout {
+        let device = &self.device;
+        self.layouts
+            .entry(slots)
+            .or_insert_with(|| layouts(device, slots))
+            .0
+            .clone()
     }
 
     /// The keys among `keys` whose pipelines do not exist yet (each once).
@@ -109,10 +102,15 @@ impl Pipelines {
         let todo = self.missing(keys);
         for key in &todo {
             self.module(&key.shader)?;
+            self.bind_group_layout(key.shader.file.slots());
         }
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(todo.len());
+        let threads = if self.parallel {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(todo.len())
+        } else {
+            1
+        };
         if threads <= 1 {
             for key in &todo {
                 let pipeline = self.create(key, cache);
@@ -189,15 +187,13 @@ impl Pipelines {
             .iter()
             .map(|&(k, v)| (k, f64::from(v)))
             .collect();
-        let layout = match key.shader.file.layout() {
-            Layout::ArenaParams => &self.arena_params.1,
-            Layout::Arena => &self.arena.1,
-        };
+        // Made by `prepare` before any pipeline of this shader.
+        let layout = self.layouts.get(key.shader.file.slots()).map(|l| &l.1);
         let label = key.label();
         self.device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(&label),
-                layout: Some(layout),
+                layout,
                 module,
                 entry_point: Some(key.entry),
                 compilation_options: wgpu::PipelineCompilationOptions {

@@ -5,16 +5,18 @@ use std::sync::{Arc, Mutex};
 
 use super::{BuildStats, Dispatch, GraphInfo, OpInfo, Session, SessionOptions};
 use crate::error::{Error, Result};
+use crate::gpu::autotune::{self, TuneReport};
 use crate::gpu::context::{ErrorScopes, GpuContext};
-use crate::gpu::kernels::{AdapterCaps, Layout};
-use crate::gpu::lower::{lower, LowerCtx, Lowered};
+use crate::gpu::kernels::conv::{self, ConvShape};
+use crate::gpu::kernels::{AdapterCaps, Slot};
+use crate::gpu::lower::{lower, Ctx, LowerCtx, Lowered};
 use crate::gpu::pipeline_cache::DiskPipelineCache;
 use crate::gpu::plan::{plan, ArenaPlan};
 use crate::gpu::profile::op_kind;
-use crate::gpu::tune::{ConvPolicy, Precision};
+use crate::gpu::tune::{ConvKernel, ConvPolicy, Precision};
 use crate::gpu::upload::UploadPool;
 use crate::gpu::weights::DeviceWeights;
-use crate::graph::{Graph, TensorId};
+use crate::graph::{Graph, Op, TensorId};
 
 /// Picks the images per chunk: the whole batch if its arena fits one storage binding and one buffer,
 /// else the most that do.
@@ -137,31 +139,49 @@ fn check_graph(graph: &Graph, batch: usize) -> Result<()> {
     Ok(())
 }
 
+/// The checked shape of every conv of `graph` (for the tuner).
+fn conv_shapes(graph: &Graph, plan: &ArenaPlan) -> Result<Vec<ConvShape>> {
+    graph
+        .nodes
+        .iter()
+        .filter_map(|node| match &node.op {
+            Op::Conv(c) => Some((node, c)),
+            _ => None,
+        })
+        .map(|(node, c)| {
+            let cx = Ctx {
+                graph,
+                plan,
+                node: &node.name,
+            };
+            conv::shape(&cx, c)
+        })
+        .collect()
+}
+
 /// Lowers every node, checking the workgroup counts against the device.
 pub(crate) fn lower_all(
     graph: &Graph,
     plan: &ArenaPlan,
-    options: &SessionOptions,
+    policy: &ConvPolicy,
     caps: &AdapterCaps,
     max_groups: u32,
 ) -> Result<Vec<Lowered>> {
-    let policy = ConvPolicy::new(options.conv_kernel, options.precision);
-    let lcx = LowerCtx {
-        plan,
-        policy: &policy,
-        caps,
-    };
+    let lcx = LowerCtx { plan, policy, caps };
     let lowered: Vec<Lowered> = graph
         .nodes
         .iter()
         .map(|n| lower(graph, n, &lcx))
         .collect::<Result<_>>()?;
     for (node, l) in graph.nodes.iter().zip(&lowered) {
-        if l.groups.0 > max_groups || l.groups.1 > max_groups {
-            return Err(Error::Gpu(format!(
-                "{} needs {}x{} workgroups, more than this device's max_compute_workgroups_per_dimension ({max_groups})",
-                node.name, l.groups.0, l.groups.1
-            )));
+        for step in &l.steps {
+            let (x, y) = step.groups;
+            if x > max_groups || y > max_groups {
+                return Err(Error::Gpu(format!(
+                    "{} needs {x}x{y} workgroups, more than this device's max_compute_workgroups_per_dimension ({max_groups})",
+                    node.name
+                )));
+            }
         }
     }
     Ok(lowered)
@@ -214,10 +234,24 @@ impl Session {
         }
         let (chunk, plan) = choose_chunk(graph, batch, options.max_chunk, &limits)?;
         let caps = AdapterCaps::of(ctx);
+        let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
+        policy.images = chunk;
+        let mut tuning = TuneReport::default();
+        if options.conv_kernel == ConvKernel::Auto {
+            let shapes = conv_shapes(graph, &plan)?;
+            (policy.tuned, tuning) = autotune::tune(
+                ctx,
+                &shapes,
+                chunk,
+                policy.f16_weights,
+                options.tune,
+                &options.pipeline_cache,
+            )?;
+        }
         let lowered = lower_all(
             graph,
             &plan,
-            options,
+            &policy,
             &caps,
             limits.max_compute_workgroups_per_dimension,
         )?;
@@ -238,9 +272,14 @@ impl Session {
             })
         });
         pollster::block_on(scopes.pop("building the session"))?;
-        let (arena, dispatches, build) = built?;
+        let (arena, dispatches, mut build) = built?;
+        build.tuning = tuning;
         ctx.check_health()?;
-        let mut keys: Vec<&_> = lowered.iter().map(|l| &l.key).collect();
+        let mut keys: Vec<&_> = lowered
+            .iter()
+            .flat_map(|l| &l.steps)
+            .map(|s| &s.key)
+            .collect();
         keys.sort();
         keys.dedup();
         let ops = graph
@@ -250,7 +289,12 @@ impl Session {
             .map(|(n, l)| OpInfo {
                 name: n.name.clone(),
                 kind: op_kind(&n.op),
-                kernel: l.key.label(),
+                kernel: l
+                    .steps
+                    .iter()
+                    .map(|s| s.key.label())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
             })
             .collect();
 
@@ -312,15 +356,33 @@ fn create(
         mapped_at_creation: false,
     });
 
+    // Scratch space for the ops that need some (one op at a time uses it), per chunk.
+    let scratch_bytes =
+        lowered.iter().map(|l| l.scratch).max().unwrap_or(0) as u64 * plan.batch as u64 * 4;
+    check_size(
+        "the scratch space",
+        scratch_bytes,
+        limits.max_storage_buffer_binding_size,
+        "max_storage_buffer_binding_size",
+    )?;
+    let scratch = (scratch_bytes > 0).then(|| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("scratch"),
+            size: scratch_bytes,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    });
+
     // All uniforms in one buffer, each at an offset the device accepts.
     let align = u64::from(limits.min_uniform_buffer_offset_alignment.max(16));
     let mut uniform_data = Vec::new();
-    let mut uniform_offsets = Vec::with_capacity(lowered.len());
-    for l in lowered {
+    let mut uniform_offsets = Vec::new();
+    for step in lowered.iter().flat_map(|l| &l.steps) {
         let off = (uniform_data.len() as u64).div_ceil(align) * align;
         uniform_data.resize(off as usize, 0);
         uniform_offsets.push(off);
-        uniform_data.extend_from_slice(&l.uniform);
+        uniform_data.extend_from_slice(&step.uniform);
     }
     check_size(
         "the uniforms",
@@ -340,7 +402,7 @@ fn create(
     let mut pipelines = pipelines_lock
         .lock()
         .map_err(|_| Error::Gpu("pipeline store poisoned by an earlier panic".into()))?;
-    let missing = pipelines.missing(lowered.iter().map(|l| &l.key));
+    let missing = pipelines.missing(lowered.iter().flat_map(|l| &l.steps).map(|s| &s.key));
     if !missing.is_empty() {
         // The disk cache is only read (and written back) when something has to be compiled.
         let (disk_cache, report) =
@@ -353,46 +415,54 @@ fn create(
         }
     }
 
-    let mut dispatches = Vec::with_capacity(lowered.len());
-    for ((node, l), &uoff) in graph.nodes.iter().zip(lowered).zip(&uniform_offsets) {
-        let uniform = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &uniforms,
-            offset: uoff,
-            size: wgpu::BufferSize::new(l.uniform.len() as u64),
-        });
+    let mut dispatches = Vec::with_capacity(uniform_offsets.len());
+    let mut uniform_offsets = uniform_offsets.into_iter();
+    for (index, (node, l)) in graph.nodes.iter().zip(lowered).enumerate() {
         let params = match &l.weights {
             Some(spec) => Some(weights.buffer(node, spec)?),
             None => None,
         };
-        let mut resources = vec![arena.as_entire_binding()];
-        resources.extend(params.as_ref().map(|p| p.as_entire_binding()));
-        resources.push(uniform);
-        let entries: Vec<wgpu::BindGroupEntry> = resources
-            .into_iter()
-            .enumerate()
-            .map(|(binding, resource)| wgpu::BindGroupEntry {
-                binding: binding as u32,
-                resource,
-            })
-            .collect();
-        let layout = l.key.shader.file.layout();
-        if (layout == Layout::ArenaParams) != params.is_some() {
-            return Err(Error::Gpu(format!(
-                "{}: kernel {} and its parameters disagree",
-                node.name,
-                l.key.label()
-            )));
+        for step in &l.steps {
+            let uniform = wgpu::BufferBinding {
+                buffer: &uniforms,
+                offset: uniform_offsets.next().unwrap_or(0),
+                size: wgpu::BufferSize::new(step.uniform.len() as u64),
+            };
+            let slots = step.key.shader.file.slots();
+            let entries = slots
+                .iter()
+                .map(|&slot| {
+                    let resource = match slot {
+                        Slot::Arena => Some(arena.as_entire_binding()),
+                        Slot::Weights => params.as_ref().map(|p| p.as_entire_binding()),
+                        Slot::Uniforms => Some(wgpu::BindingResource::Buffer(uniform.clone())),
+                        Slot::Scratch => scratch.as_ref().map(|s| s.as_entire_binding()),
+                    };
+                    let resource = resource.ok_or_else(|| {
+                        Error::Gpu(format!(
+                            "{}: kernel {} binds {slot:?}, which the op does not provide",
+                            node.name,
+                            step.key.label()
+                        ))
+                    })?;
+                    Ok(wgpu::BindGroupEntry {
+                        binding: slot.binding(),
+                        resource,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&node.name),
+                layout: &pipelines.bind_group_layout(slots),
+                entries: &entries,
+            });
+            dispatches.push(Dispatch {
+                pipeline: pipelines.get(&step.key)?,
+                bind_group,
+                groups: step.groups,
+                node: index,
+            });
         }
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&node.name),
-            layout: pipelines.bind_group_layout(layout),
-            entries: &entries,
-        });
-        dispatches.push(Dispatch {
-            pipeline: pipelines.get(&l.key)?,
-            bind_group,
-            groups: l.groups,
-        });
     }
     Ok((arena, dispatches, build))
 }
@@ -407,8 +477,10 @@ pub fn pipeline_keys(
 ) -> Result<Vec<crate::gpu::kernels::KernelKey>> {
     check_graph(graph, batch)?;
     let plan = plan(graph, batch);
-    Ok(lower_all(graph, &plan, options, caps, u32::MAX)?
+    let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
+    policy.images = batch;
+    Ok(lower_all(graph, &plan, &policy, caps, u32::MAX)?
         .into_iter()
-        .map(|l| l.key)
+        .flat_map(|l| l.steps.into_iter().map(|s| s.key))
         .collect())
 }

@@ -24,6 +24,7 @@ mod record;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::autotune::{Tune, TuneReport};
 use super::context::GpuContext;
 use super::host_clock::{HostCost, Stopwatch};
 use super::pipeline_cache::PipelineCacheReport;
@@ -57,6 +58,9 @@ pub struct SessionOptions {
     pub conv_kernel: ConvKernel,
     /// The number format of the weights ([`Precision::F16`] needs `Features::SHADER_F16`).
     pub precision: Precision,
+    /// Whether conv families are timed on this adapter ([`Tune::Auto`] by default, or what
+    /// `RES2NET_TUNE` says); the choice of a forced `conv_kernel` always wins.
+    pub tune: Tune,
 }
 
 impl Default for SessionOptions {
@@ -67,6 +71,7 @@ impl Default for SessionOptions {
             pipeline_cache: PipelineCacheSetting::Default,
             conv_kernel: ConvKernel::Auto,
             precision: Precision::F32,
+            tune: Tune::from_env(),
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct BuildStats {
     /// Pipelines created for this session (the rest were shared).
     pub pipelines_created: usize,
     pub pipeline_cache: PipelineCacheReport,
+    /// What the autotuner did (its time is not part of `pipelines`).
+    pub tuning: TuneReport,
 }
 
 /// One recorded dispatch.
@@ -87,6 +94,8 @@ struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: (u32, u32),
+    /// The graph node it belongs to.
+    node: usize,
 }
 
 /// A graph node, for profiles.
@@ -118,7 +127,7 @@ pub struct Session {
     chunk: usize,
     plan: ArenaPlan,
     arena: wgpu::Buffer,
-    /// One per graph node, in order.
+    /// Every dispatch of a chunk, in order (one or more per graph node).
     dispatches: Vec<Dispatch>,
     ops: Vec<OpInfo>,
     pipeline_count: usize,
@@ -175,7 +184,8 @@ impl Session {
                 self.batch, self.chunk
             )));
         }
-        let end = self.dispatches.len() + 1;
+        // Plan steps: 0 = upload, i + 1 = graph node i, then the end of the run.
+        let end = self.ops.len() + 1;
         let live = self.plan.live.get(t.0).copied().flatten();
         match (live, self.plan.offset(t)) {
             (Some(iv), Some(offset)) if iv.last == end => Ok(ArenaSlice {

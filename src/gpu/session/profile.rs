@@ -43,8 +43,8 @@ impl Session {
             Command::Pass { dispatches, .. } => Some(dispatches.start),
             _ => None,
         });
-        for (node, d) in passes.zip(durations) {
-            ms[node] += d;
+        for (first, d) in passes.zip(durations) {
+            ms[self.dispatches[first].node] += d;
         }
         Ok(self.make_profile(ProfileSource::Timestamps, ms, wall))
     }
@@ -89,7 +89,7 @@ impl Session {
                 let t = Instant::now();
                 wait(queue.submit([command_buffer]))?;
                 if let Command::Pass { dispatches, .. } = command {
-                    ms[dispatches.start] += t.elapsed().as_secs_f64() * 1e3;
+                    ms[self.dispatches[dispatches.start].node] += t.elapsed().as_secs_f64() * 1e3;
                 }
             }
             Ok(())

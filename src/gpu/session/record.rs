@@ -22,7 +22,7 @@ use crate::graph::TensorId;
 pub(crate) enum Command {
     /// Copy images `n0..n0 + n` of the input from the upload buffer into the arena.
     CopyIn { n0: usize, n: usize },
-    /// One compute pass running `dispatches` (graph node indices) over `n` images.
+    /// One compute pass running `dispatches` (indices into the session's dispatches) over `n` images.
     Pass { dispatches: Range<usize>, n: u32 },
     /// Copy tensor slot `slot` of images `n0..n0 + n` out of the arena into its readback buffer.
     CopyOut { slot: usize, n0: usize, n: usize },
@@ -51,11 +51,19 @@ impl Session {
             }
         }
         let ndisp = self.dispatches.len();
-        // Slots due right after each step (step 0 = upload, i + 1 = node i, last = readback).
+        let nodes = self.ops.len();
+        // Slots due right after each step of the plan (step 0 = upload, i + 1 = node i, last =
+        // readback), moved to the dispatch index after which they are due (after a node's last
+        // dispatch).
+        let mut after_node: Vec<usize> = vec![0; nodes + 2];
+        for (i, d) in self.dispatches.iter().enumerate() {
+            after_node[d.node + 1] = i + 1;
+        }
+        after_node[nodes + 1] = ndisp + 1;
         let mut due: Vec<Vec<usize>> = vec![Vec::new(); ndisp + 2];
         for (slot, t) in slots.iter().enumerate() {
             if let Some(Interval { last, .. }) = self.plan.live[t.0] {
-                due[last.min(ndisp + 1)].push(slot);
+                due[after_node[last.min(nodes + 1)]].push(slot);
             }
         }
         let mut commands = Vec::new();
@@ -72,7 +80,8 @@ impl Session {
             copy_out(&mut commands, 0);
             let mut start = 0;
             while start < ndisp {
-                // One pass up to the next node after which a tensor must be copied out.
+                // One pass up to the next dispatch after which a tensor must be copied out; with
+                // `pass_per_dispatch`, one pass per node's dispatch.
                 let mut end = start + 1;
                 while end < ndisp && due[end].is_empty() && !pass_per_dispatch {
                     end += 1;

@@ -19,13 +19,13 @@ pub use packing::Packing;
 
 use super::{AdapterCaps, KernelKey, ShaderFile, ShaderKey};
 use crate::error::Result;
-use crate::gpu::lower::{bytes, fits_f16, Ctx, Lowered, WeightSpec};
+use crate::gpu::lower::{fits_f16, Ctx, Lowered, WeightSpec};
 use crate::gpu::tune::{ConvKernel, ConvPolicy};
 use crate::gpu::uniforms::{act_code, ConvParams};
 use crate::graph::{out_size, Conv};
 
 /// The facts of one conv that families decide on, checked by [`lower`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConvShape {
     pub cin_g: usize,
     pub cout_g: usize,
@@ -221,24 +221,25 @@ pub(crate) fn lower(
         ..Default::default()
     };
     let f16 = policy.f16_weights && fits_f16(&c.weight) && fits_f16(&c.bias);
-    Ok(Lowered {
-        key: KernelKey::new(
+    let weights = WeightSpec {
+        packing: plan.packing,
+        f16,
+    };
+    Ok(Lowered::one(
+        KernelKey::new(
             ShaderKey::new(family.shader).with_f16_weights(f16),
             plan.entry,
             &plan.constants,
         ),
-        uniform: bytes(&params),
-        weights: Some(WeightSpec {
-            packing: plan.packing,
-            f16,
-        }),
-        groups: cx.groups(plan.groups.0, plan.groups.1)?,
-    })
+        &params,
+        cx.groups(plan.groups.0, plan.groups.1)?,
+        Some(weights),
+    ))
 }
 
 /// The checked shape of a conv: groups divide the channels, the output and the optional operands
 /// have the sizes the conv produces, every view lies inside its tensor.
-fn shape(cx: &Ctx, c: &Conv) -> Result<ConvShape> {
+pub(crate) fn shape(cx: &Ctx, c: &Conv) -> Result<ConvShape> {
     let (kh, kw) = c.kernel;
     if c.groups == 0 || !c.cin().is_multiple_of(c.groups) || !c.cout().is_multiple_of(c.groups) {
         return Err(cx.err(format!(

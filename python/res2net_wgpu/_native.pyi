@@ -1,0 +1,36 @@
+from os import PathLike
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class Model:
+    def __init__(
+        self,
+        path: Union[str, PathLike[str]],
+        device: str = "auto",
+        precision: str = "f32",
+        arch: Optional[str] = None,
+    ) -> None: ...
+    @staticmethod
+    def bundled(device: str = "auto", precision: str = "f32") -> "Model": ...
+    @property
+    def arch(self) -> str: ...
+    @property
+    def num_classes(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def fallback_reason(self) -> Optional[str]: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def labels(self) -> List[str]: ...
+    @property
+    def input_size(self) -> Tuple[int, int]: ...
+    def infer(self, x: npt.ArrayLike) -> Dict[str, npt.NDArray[np.float32]]: ...
+    def classify(
+        self, paths: List[Union[str, PathLike[str]]], top: int = 5
+    ) -> List[List[Tuple[str, float]]]: ...

@@ -1,0 +1,378 @@
+//! The autotuner: at session build, each conv shape (bucketed, so equal shapes tune once) is timed
+//! with every family this adapter can run for it, and the fastest is kept, in memory for the device
+//! and on disk for the next process, next to the pipeline cache.
+//!
+//! The cache file is keyed by the adapter (name, vendor, device, driver, backend) and a hash of every
+//! shader source and family, so a new driver or a changed kernel starts over; a corrupt or foreign
+//! file is ignored. A cached choice is reused as it is (no timing on later builds, so near-equal
+//! families never flap between runs); [`Tune::Full`] measures again. Where the rule-based family is
+//! within [`KEEP_RULE_WITHIN`] of the fastest, the rule's choice is kept, for the same reason.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+mod measure;
+
+use super::kernels::conv::{self, ConvShape};
+use super::kernels::{AdapterCaps, ShaderFile, LIBRARY};
+use super::pipeline_cache::{cache_dir, PipelineCacheSetting};
+use super::tune::{automatic, ConvKernel};
+use super::uniforms;
+use super::GpuContext;
+use crate::error::{Error, Result};
+
+/// How conv families are chosen at session build, for
+/// [`SessionOptions::tune`](super::SessionOptions::tune).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tune {
+    /// The fixed per-adapter rule: deterministic, no timing, no files.
+    Off,
+    /// Cached choices where the cache has them; time the other shapes on this adapter and cache them.
+    Auto,
+    /// Time every conv shape again and rewrite the cache.
+    Full,
+}
+
+impl Tune {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tune::Off => "off",
+            Tune::Auto => "auto",
+            Tune::Full => "full",
+        }
+    }
+
+    /// `RES2NET_TUNE` (`off`, `auto` or `full`) when set, else [`Tune::Auto`].
+    pub fn from_env() -> Self {
+        std::env::var("RES2NET_TUNE")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(Tune::Auto)
+    }
+}
+
+impl std::str::FromStr for Tune {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "off" => Ok(Tune::Off),
+            "auto" => Ok(Tune::Auto),
+            "full" => Ok(Tune::Full),
+            other => Err(Error::input("tune", "off, auto or full", other)),
+        }
+    }
+}
+
+/// Where the rule's family stays chosen: within this fraction of the fastest measured time.
+pub const KEEP_RULE_WITHIN: f64 = 0.03;
+
+/// A conv as the tuner buckets it: everything that changes which family is fastest (shape,
+/// fusions that change the work, alignment, images per dispatch, weight precision), nothing that
+/// does not (where its views sit, the activation).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bucket {
+    pub shape: ConvShape,
+    pub images: usize,
+    pub f16: bool,
+}
+
+impl Bucket {
+    pub fn new(s: &ConvShape, images: usize, f16: bool) -> Self {
+        // Offsets only matter through alignment: keep a representative aligned or unaligned one.
+        let aligned = s.input_vec4_aligned();
+        let view = |v: Option<(u32, u32)>| v.map(|_| (0, 0));
+        let shape = ConvShape {
+            act: 0,
+            src: (u32::from(!aligned), 0),
+            add: view(s.add),
+            dst: (0, 0),
+            res: view(s.res),
+            ..*s
+        };
+        Bucket { shape, images, f16 }
+    }
+
+    /// A stable text key for the cache file.
+    pub fn key(&self) -> String {
+        let s = &self.shape;
+        format!(
+            "{}->{} g{} k{}x{} s{} p{} {}x{}{}{}{} n{} {}",
+            s.cin_g * s.groups,
+            s.cout_g * s.groups,
+            s.groups,
+            s.kh,
+            s.kw,
+            s.stride,
+            s.pad,
+            s.in_h,
+            s.in_w,
+            if s.add.is_some() { " add" } else { "" },
+            if s.res.is_some() { " res" } else { "" },
+            if s.src.0 == 0 { " aligned" } else { "" },
+            self.images,
+            if self.f16 { "f16" } else { "f32" },
+        )
+    }
+}
+
+/// What tuning did while a session was built.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TuneReport {
+    /// Host time spent timing families (zero when every shape was cached or tuning is off).
+    pub time: Duration,
+    /// Conv shapes timed now.
+    pub measured: usize,
+    /// Conv shapes whose choice came from the cache (memory or file).
+    pub cached: usize,
+    /// The cache file, when a directory is known.
+    pub path: Option<PathBuf>,
+    /// Why the file was ignored or could not be written, when so.
+    pub note: Option<String>,
+}
+
+/// One cached choice: the family and what every candidate measured (ms).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub family: String,
+    pub ms: BTreeMap<String, f64>,
+}
+
+/// The on-disk form.
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheFile {
+    format: u32,
+    adapter: String,
+    shaders: String,
+    choices: BTreeMap<String, Entry>,
+}
+
+const FORMAT: u32 = 1;
+
+/// A device's tuned choices, loaded from its file on first use.
+#[derive(Default)]
+pub(crate) struct TuneStore {
+    loaded: bool,
+    pub(crate) choices: BTreeMap<String, Entry>,
+    path: Option<PathBuf>,
+    note: Option<String>,
+}
+
+/// The adapter as the cache file identifies it.
+fn adapter_id(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} | vendor {:#x} device {:#x} | {} {} | {:?}",
+        info.name, info.vendor, info.device, info.driver, info.driver_info, info.backend
+    )
+}
+
+/// FNV-1a 64 of every shader file, library module, generated module and family name: any change to
+/// a kernel invalidates the cache.
+pub fn shader_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |s: &str| {
+            for b in s.bytes().chain([0]) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        for f in ShaderFile::ALL {
+            feed(f.text());
+        }
+        for (name, text) in LIBRARY {
+            feed(name);
+            feed(text);
+        }
+        for s in uniforms::all() {
+            feed(s.wgsl);
+        }
+        for family in conv::FAMILIES {
+            feed(&format!("{:?}", family.kernel));
+        }
+        format!("{h:016x}")
+    })
+    .as_str()
+}
+
+impl TuneStore {
+    /// Reads the file for `ctx`'s adapter once; a missing, unreadable, corrupt or foreign file
+    /// leaves the store empty, with a note.
+    fn load(&mut self, ctx: &GpuContext, setting: &PipelineCacheSetting) {
+        if self.loaded {
+            return;
+        }
+        self.loaded = true;
+        let Some(dir) = cache_dir(setting) else {
+            return;
+        };
+        let info = ctx.adapter_info();
+        let name: String = format!("tune-{}-{:?}", info.name, info.backend)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(80)
+            .collect();
+        let path = dir.join(format!("{name}.json"));
+        self.path = Some(path.clone());
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                self.note = Some(format!("ignored {}: {e}", path.display()));
+                return;
+            }
+        };
+        match serde_json::from_str::<CacheFile>(&text) {
+            Ok(f) if f.format != FORMAT => {
+                self.note = Some(format!("ignored {}: format {}", path.display(), f.format))
+            }
+            Ok(f) if f.adapter != adapter_id(info) => {
+                self.note = Some(format!("ignored {}: another adapter", path.display()))
+            }
+            Ok(f) if f.shaders != shader_hash() => {
+                self.note = Some(format!("ignored {}: kernels changed", path.display()))
+            }
+            Ok(f) => self.choices = f.choices,
+            Err(e) => self.note = Some(format!("ignored {}: {e}", path.display())),
+        }
+    }
+
+    /// Writes every choice back (atomically; a failure only leaves a note).
+    fn save(&mut self, ctx: &GpuContext) {
+        let Some(path) = &self.path else { return };
+        let file = CacheFile {
+            format: FORMAT,
+            adapter: adapter_id(ctx.adapter_info()),
+            shaders: shader_hash().to_string(),
+            choices: self.choices.clone(),
+        };
+        let written = serde_json::to_vec_pretty(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                }
+                crate::output_file::write_bytes_atomically(path, &bytes).map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            self.note = Some(format!("could not save the tuning cache: {e}"));
+        }
+    }
+}
+
+/// The family chosen for each bucket of `shapes` (convs at `images` per dispatch), timing what the
+/// store lacks (or everything with [`Tune::Full`]).
+pub(crate) fn tune(
+    ctx: &GpuContext,
+    shapes: &[ConvShape],
+    images: usize,
+    f16: bool,
+    tune: Tune,
+    setting: &PipelineCacheSetting,
+) -> Result<(BTreeMap<Bucket, ConvKernel>, TuneReport)> {
+    let mut report = TuneReport::default();
+    let mut chosen = BTreeMap::new();
+    if tune == Tune::Off {
+        return Ok((chosen, report));
+    }
+    let caps = AdapterCaps::of(ctx);
+    let start = Instant::now();
+    let store_lock = ctx.tune_store();
+    let mut store = store_lock
+        .lock()
+        .map_err(|_| Error::Gpu("tuning store poisoned by an earlier panic".into()))?;
+    store.load(ctx, setting);
+    let mut changed = false;
+    for s in shapes {
+        let bucket = Bucket::new(s, images, f16);
+        if chosen.contains_key(&bucket) {
+            continue;
+        }
+        let candidates: Vec<ConvKernel> = conv::FAMILIES
+            .iter()
+            .filter(|f| f.supports(&caps).is_ok() && (f.fits)(s))
+            .map(|f| f.kernel)
+            .collect();
+        let key = bucket.key();
+        let cached = store
+            .choices
+            .get(&key)
+            .and_then(|e| candidates.iter().find(|k| format!("{k:?}") == e.family));
+        let kernel = match cached {
+            Some(&k) if tune == Tune::Auto => {
+                report.cached += 1;
+                k
+            }
+            _ if candidates.len() < 2 => continue,
+            _ => {
+                let ms = measure::measure(ctx, &bucket, &candidates)?;
+                let rule = automatic(s, &caps).kernel;
+                let k = pick(&ms, rule);
+                store.choices.insert(
+                    key,
+                    Entry {
+                        family: format!("{k:?}"),
+                        ms: ms.iter().map(|(k, t)| (format!("{k:?}"), *t)).collect(),
+                    },
+                );
+                report.measured += 1;
+                changed = true;
+                k
+            }
+        };
+        chosen.insert(bucket, kernel);
+    }
+    if changed {
+        store.save(ctx);
+    }
+    report.path = store.path.clone();
+    report.note = store.note.clone();
+    if report.measured > 0 {
+        report.time = start.elapsed();
+    }
+    Ok((chosen, report))
+}
+
+/// The fastest family, except that `rule`'s stays when it is within [`KEEP_RULE_WITHIN`].
+pub(crate) fn pick(ms: &[(ConvKernel, f64)], rule: ConvKernel) -> ConvKernel {
+    let Some(&(fastest, best)) = ms.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else {
+        return rule;
+    };
+    match ms.iter().find(|(k, _)| *k == rule) {
+        Some(&(_, t)) if t <= best * (1.0 + KEEP_RULE_WITHIN) => rule,
+        _ => fastest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_wins_ties_within_the_margin() {
+        let ms = [(ConvKernel::Direct, 10.0), (ConvKernel::Gemm32x32, 10.2)];
+        assert_eq!(pick(&ms, ConvKernel::Gemm32x32), ConvKernel::Gemm32x32);
+        let ms = [(ConvKernel::Direct, 10.0), (ConvKernel::Gemm32x32, 11.0)];
+        assert_eq!(pick(&ms, ConvKernel::Gemm32x32), ConvKernel::Direct);
+        assert_eq!(pick(&[], ConvKernel::Direct), ConvKernel::Direct);
+    }
+
+    #[test]
+    fn tune_modes_parse() {
+        for t in [Tune::Off, Tune::Auto, Tune::Full] {
+            assert_eq!(t.name().parse::<Tune>().unwrap(), t);
+        }
+        assert!("fast".parse::<Tune>().is_err());
+    }
+}
