@@ -6,7 +6,10 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::gpu::{peak, GpuContext, HostClock, Precision, Profile, Session, SessionOptions};
+use crate::gpu::{
+    peak, DeviceWeights, GpuContext, HostClock, Precision, Profile, Session, SessionOptions,
+};
+use crate::graph::Outputs;
 use crate::model::Model;
 use crate::verify::random_input;
 
@@ -16,7 +19,10 @@ pub struct BenchReport {
     pub model: String,
     pub adapter: String,
     pub batch: usize,
-    pub size: usize,
+    pub height: usize,
+    pub width: usize,
+    /// The feature points returned (backbone mode, no classifier), or `None` for the classifier.
+    pub features: Option<Vec<String>>,
     pub iters: usize,
     /// Weight precision of the session.
     pub precision: Precision,
@@ -46,6 +52,10 @@ pub struct BenchReport {
     pub load_ms: f64,
     /// Graph building (BatchNorm folding) plus session creation: pipelines, buffers, bind groups.
     pub session_ms: f64,
+    /// Bytes of the model's weight buffers on the device after the first session.
+    pub weight_bytes: u64,
+    /// What one more input size cost once the first session existed (see [`NewSize`]).
+    pub new_size: NewSize,
     /// The part of `session_ms` spent creating shader modules and pipelines.
     pub pipelines_ms: f64,
     /// Reading the pipeline cache file and creating the cache (also part of `session_ms`).
@@ -55,6 +65,21 @@ pub struct BenchReport {
     pub gflop_per_image: f64,
     /// Per-op times (median over the profiled runs), when asked for.
     pub profile: Option<Profile>,
+}
+
+/// A session for a second input size on the same device and weights, built after the benchmarked
+/// one: what an application pays when an image of a new size arrives.
+#[derive(Clone, Debug)]
+pub struct NewSize {
+    pub height: usize,
+    pub width: usize,
+    /// Graph building (BatchNorm folding) plus session creation.
+    pub ms: f64,
+    /// Pipelines the device did not have yet, and the time creating them.
+    pub pipelines_created: usize,
+    pub pipelines_ms: f64,
+    /// Weight bytes uploaded for it (0 when every buffer was shared).
+    pub weight_bytes_added: u64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -69,7 +94,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     pub batch: usize,
-    pub size: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Backbone mode: the architecture's default feature points, no classifier.
+    pub features: bool,
     pub iters: usize,
     /// Draw a progress bar on stderr.
     pub progress: bool,
@@ -79,8 +107,9 @@ pub struct BenchOptions {
     pub precision: Precision,
 }
 
-/// Benchmarks `model` at `size`x`size` with `batch` images: one warm-up run, then `iters` timed runs,
-/// then the profiled runs if asked for.
+/// Benchmarks `model` at `height`x`width` with `batch` images: one warm-up run, then `iters` timed
+/// runs, then the profiled runs if asked for. The start-up figures (graph, session, pipelines,
+/// weights) are what one more input size costs an application.
 pub fn run(
     model: &Model,
     ctx: &GpuContext,
@@ -89,7 +118,9 @@ pub fn run(
 ) -> Result<BenchReport> {
     let BenchOptions {
         batch,
-        size,
+        height,
+        width,
+        features,
         iters,
         progress,
         profile,
@@ -97,14 +128,39 @@ pub fn run(
     } = *options;
     let iters = iters.max(1);
     let t = Instant::now();
-    let graph = model.graph(size, size)?;
+    let outputs = if features {
+        Outputs::features(&model.config().default_out_indices())
+    } else {
+        Outputs::classifier()
+    };
+    let graph = model.graph_with(height, width, &outputs)?;
     let session_options = SessionOptions {
         precision,
         ..SessionOptions::default()
     };
-    let session = Session::with_options(ctx, &graph, batch.max(1), &session_options)?;
+    let weights = DeviceWeights::new(ctx);
+    let session = Session::for_weights(&weights, &graph, batch.max(1), &session_options)?;
     let session_ms = t.elapsed().as_secs_f64() * 1e3;
-    let input = random_input(batch.max(1), size, size, 7);
+    let weight_bytes = weights.bytes();
+    // The next size a detector might see; 32 more rows and columns keep a DLA's halvings even.
+    let t = Instant::now();
+    let (h2, w2) = (height + 32, width + 32);
+    let other = Session::for_weights(
+        &weights,
+        &model.graph_with(h2, w2, &outputs)?,
+        batch.max(1),
+        &session_options,
+    )?;
+    let new_size = NewSize {
+        height: h2,
+        width: w2,
+        ms: t.elapsed().as_secs_f64() * 1e3,
+        pipelines_created: other.build_stats().pipelines_created,
+        pipelines_ms: other.build_stats().pipelines.as_secs_f64() * 1e3,
+        weight_bytes_added: weights.bytes().saturating_sub(weight_bytes),
+    };
+    drop(other);
+    let input = random_input(batch.max(1), height, width, 7);
 
     let bar = if progress {
         indicatif::ProgressBar::new(iters as u64 + 1)
@@ -158,7 +214,15 @@ pub fn run(
         model: model.name().to_string(),
         adapter: ctx.describe(),
         batch,
-        size,
+        height,
+        width,
+        features: features.then(|| {
+            graph
+                .features
+                .iter()
+                .map(|f| f.point.name.clone())
+                .collect()
+        }),
         iters,
         precision,
         latency_ms_median: median,
@@ -179,6 +243,8 @@ pub fn run(
         activation_bytes_largest: (graph.largest_activation_elems() * session.chunk() * 4) as u64,
         load_ms,
         session_ms,
+        weight_bytes,
+        new_size,
         pipelines_ms: session.build_stats().pipelines.as_secs_f64() * 1e3,
         pipeline_cache_load_ms: session.build_stats().pipeline_cache.load_time.as_secs_f64() * 1e3,
         pipeline_cache: describe_cache(&session.build_stats().pipeline_cache),
@@ -213,12 +279,16 @@ impl BenchReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "model:        {} at {}x{}, batch {}, {} weights",
+            "model:        {} at {}x{}, batch {}, {} weights, {}",
             self.model,
-            self.size,
-            self.size,
+            self.height,
+            self.width,
             self.batch,
-            self.precision.name()
+            self.precision.name(),
+            match &self.features {
+                Some(names) => format!("feature maps {} (no classifier)", names.join(", ")),
+                None => "classifier".into(),
+            }
         );
         let _ = writeln!(s, "adapter:      {}", self.adapter);
         let _ = writeln!(
@@ -260,6 +330,18 @@ impl BenchReport {
             "start-up:     load {:.0} ms, graph + session {:.0} ms, of which pipelines {:.0} ms (+ {:.1} ms reading the pipeline cache)",
             self.load_ms, self.session_ms, self.pipelines_ms, self.pipeline_cache_load_ms
         );
+        let n = &self.new_size;
+        let _ = writeln!(
+            s,
+            "a new size:   {}x{} after this one: graph + session {:.0} ms, {} pipelines created ({:.0} ms), {:.2} MiB of weights added to the {:.2} MiB held",
+            n.height,
+            n.width,
+            n.ms,
+            n.pipelines_created,
+            n.pipelines_ms,
+            mib(n.weight_bytes_added),
+            mib(self.weight_bytes)
+        );
         let _ = writeln!(s, "pipeline cache: {}", self.pipeline_cache);
         if let Some(p) = &self.profile {
             s.push_str(&p.text());
@@ -273,7 +355,9 @@ impl BenchReport {
             "model": self.model,
             "adapter": self.adapter,
             "batch": self.batch,
-            "size": self.size,
+            "height": self.height,
+            "width": self.width,
+            "features": self.features,
             "iters": self.iters,
             "precision": self.precision.name(),
             "latency_ms_median": self.latency_ms_median,
@@ -294,6 +378,15 @@ impl BenchReport {
             "activation_bytes_largest": self.activation_bytes_largest,
             "load_ms": self.load_ms,
             "session_ms": self.session_ms,
+            "weight_bytes": self.weight_bytes,
+            "new_size": {
+                "height": self.new_size.height,
+                "width": self.new_size.width,
+                "ms": self.new_size.ms,
+                "pipelines_created": self.new_size.pipelines_created,
+                "pipelines_ms": self.new_size.pipelines_ms,
+                "weight_bytes_added": self.new_size.weight_bytes_added,
+            },
             "pipelines_ms": self.pipelines_ms,
             "pipeline_cache_load_ms": self.pipeline_cache_load_ms,
             "pipeline_cache": self.pipeline_cache,

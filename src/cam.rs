@@ -32,7 +32,10 @@ pub fn raw_map(graph: &Graph, features: &[f32], class: usize) -> Result<Vec<f32>
             _ => None,
         })
         .ok_or_else(|| Error::Config("class activation map: the graph has no fc layer".into()))?;
-    let s = graph.shape(graph.features);
+    let head = graph.head.ok_or_else(|| {
+        Error::Config("class activation map: the graph has no classifier head".into())
+    })?;
+    let s = graph.shape(head.last_map);
     if features.len() != s.numel() || class >= fc.dst.channels {
         return Err(Error::input(
             "class activation map",
@@ -143,25 +146,34 @@ mod tests {
 
     #[test]
     fn map_mean_plus_bias_is_the_logit() {
-        let model = Model::from_config(&arch::seed([1, 1, 1, 1], 6, 2, 4, 1, true), 3).unwrap();
-        let graph = model.graph(40, 36).unwrap();
-        let input: Vec<f32> = (0..3 * 40 * 36)
-            .map(|i| ((i * 7919) % 97) as f32 / 48.0 - 1.0)
-            .collect();
-        let all = cpu::forward_all(&graph, &input, 1).unwrap();
-        let bias = graph.nodes.iter().find_map(|n| match &n.op {
-            Op::Linear(l) if n.name == "fc" => Some(l.bias.clone()),
-            _ => None,
-        });
-        for class in 0..6 {
-            let raw = raw_map(&graph, &all[graph.features.0], class).unwrap();
-            let logit = raw.iter().sum::<f32>() / raw.len() as f32 + bias.as_ref().unwrap()[class];
-            assert!(
-                (logit - all[graph.logits.0][class]).abs() < 1e-4,
-                "class {class}"
-            );
-            let cam = class_activation_map(&graph, &all[graph.features.0], class).unwrap();
-            assert!(cam.iter().all(|v| (0.0..=1.0).contains(v)));
+        // The ResNet layout's fc is a linear layer, DLA's a 1x1 conv: the same rows either way.
+        let configs = [
+            arch::seed([1, 1, 1, 1], 6, 2, 4, 1, true),
+            arch::dla([1, 1, 1, 1, 1, 1], [4, 8, 16, 16, 32, 32], 64, 1, 6),
+        ];
+        for config in configs {
+            let model = Model::from_config(&config, 3).unwrap();
+            let graph = model.graph(64, 32).unwrap();
+            let head = graph.head.unwrap();
+            let input: Vec<f32> = (0..3 * 64 * 32)
+                .map(|i| ((i * 7919) % 97) as f32 / 48.0 - 1.0)
+                .collect();
+            let all = cpu::forward_all(&graph, &input, 1).unwrap();
+            let bias = graph.nodes.iter().find_map(|n| match &n.op {
+                Op::Linear(l) if n.name == "fc" => Some(l.bias.clone()),
+                _ => None,
+            });
+            for class in 0..6 {
+                let raw = raw_map(&graph, &all[head.last_map.0], class).unwrap();
+                let logit =
+                    raw.iter().sum::<f32>() / raw.len() as f32 + bias.as_ref().unwrap()[class];
+                assert!(
+                    (logit - all[head.logits.0][class]).abs() < 1e-4,
+                    "{config:?} class {class}"
+                );
+                let cam = class_activation_map(&graph, &all[head.last_map.0], class).unwrap();
+                assert!(cam.iter().all(|v| (0.0..=1.0).contains(v)));
+            }
         }
     }
 }

@@ -2,8 +2,7 @@
 //! executor (GPU session or CPU reference) per input shape, built on first use and reused. Never prints:
 //! a CPU fallback is reported through [`Classifier::fallback_reason`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::cam;
 use crate::cpu::{self, Output};
@@ -12,6 +11,7 @@ use crate::gpu::{DeviceWeights, GpuContext, Precision, Session, SessionOptions};
 use crate::graph::Graph;
 use crate::labels;
 use crate::model::Model;
+use crate::per_shape::{context_for, ByShape};
 use crate::preprocess::{Preprocess, RgbPlanes};
 
 /// Where to run.
@@ -58,21 +58,14 @@ pub struct Classifier {
     weights: Option<Arc<DeviceWeights>>,
     fallback: Option<String>,
     precision: Precision,
-    prepared: Mutex<HashMap<(usize, usize, usize), Arc<Prepared>>>,
+    prepared: ByShape<Prepared>,
 }
 
 impl Classifier {
     /// A classifier on the chosen device. With [`DeviceChoice::Auto`] and no adapter it runs on the
     /// CPU and [`fallback_reason`](Self::fallback_reason) says why.
     pub fn new(model: Model, device: DeviceChoice) -> Result<Self> {
-        let (gpu, fallback) = match device {
-            DeviceChoice::Cpu => (None, None),
-            DeviceChoice::Gpu => (Some(GpuContext::new()?), None),
-            DeviceChoice::Auto => match GpuContext::new() {
-                Ok(ctx) => (Some(ctx), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
-        };
+        let (gpu, fallback) = context_for(device)?;
         Self::build(model, gpu, fallback)
     }
 
@@ -93,7 +86,7 @@ impl Classifier {
             gpu,
             fallback,
             precision: Precision::F32,
-            prepared: Mutex::new(HashMap::new()),
+            prepared: ByShape::new(),
         })
     }
 
@@ -102,9 +95,7 @@ impl Classifier {
     /// reference always runs in f32.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
-        if let Ok(cache) = self.prepared.get_mut() {
-            cache.clear();
-        }
+        self.prepared.clear();
         self
     }
 
@@ -150,28 +141,20 @@ impl Classifier {
 
     /// The executor for a shape, built on first use.
     fn prepared(&self, batch: usize, h: usize, w: usize) -> Result<Arc<Prepared>> {
-        let key = (batch, h, w);
-        let mut cache = self
-            .prepared
-            .lock()
-            .map_err(|_| Error::Gpu("executor cache poisoned by an earlier panic".into()))?;
-        if let Some(p) = cache.get(&key) {
-            return Ok(p.clone());
-        }
-        let graph = self.model.graph(h, w)?;
-        let p = Arc::new(match &self.weights {
-            Some(weights) => {
-                let options = SessionOptions {
-                    precision: self.precision,
-                    ..SessionOptions::default()
-                };
-                let session = Session::for_weights(weights, &graph, batch, &options)?;
-                Prepared::Gpu(graph, Box::new(session))
-            }
-            None => Prepared::Cpu(graph),
-        });
-        cache.insert(key, p.clone());
-        Ok(p)
+        self.prepared.get_or_build((batch, h, w), || {
+            let graph = self.model.graph(h, w)?;
+            Ok(match &self.weights {
+                Some(weights) => {
+                    let options = SessionOptions {
+                        precision: self.precision,
+                        ..SessionOptions::default()
+                    };
+                    let session = Session::for_weights(weights, &graph, batch, &options)?;
+                    Prepared::Gpu(graph, Box::new(session))
+                }
+                None => Prepared::Cpu(graph),
+            })
+        })
     }
 
     /// Runs a normalized `[batch, 3, h, w]` tensor.
@@ -209,7 +192,10 @@ impl Classifier {
         let graph = match &*prepared {
             Prepared::Cpu(g) | Prepared::Gpu(g, _) => g,
         };
-        let ids = [graph.logits, graph.probs, graph.features];
+        let head = graph
+            .head
+            .ok_or_else(|| Error::Config("the classifier's graph has no head".into()))?;
+        let ids = [head.logits, head.probs, head.last_map];
         let tensors = match &*prepared {
             Prepared::Cpu(_) => {
                 let mut all = cpu::forward_all(graph, input, batch)?;
@@ -226,7 +212,7 @@ impl Classifier {
             logits,
             probs,
         };
-        let fs = graph.shape(graph.features);
+        let fs = graph.shape(head.last_map);
         let maps = (0..batch)
             .map(|n| {
                 let class = out.top_k(n, 1)[0].0;

@@ -12,12 +12,15 @@ use crate::graph::*;
 
 /// Runs the whole network on `batch` images (`input` is `[batch, 3, H, W]`).
 pub fn forward(graph: &Graph, input: &[f32], batch: usize) -> Result<Output> {
-    let tensors = forward_all(graph, input, batch)?;
+    let head = graph.head.ok_or_else(|| {
+        Error::Config("this graph has no classifier head: it returns feature maps".into())
+    })?;
+    let mut tensors = forward_all(graph, input, batch)?;
     Ok(Output {
         batch,
         classes: graph.num_classes(),
-        logits: tensors[graph.logits.0].clone(),
-        probs: tensors[graph.probs.0].clone(),
+        logits: std::mem::take(&mut tensors[head.logits.0]),
+        probs: std::mem::take(&mut tensors[head.probs.0]),
     })
 }
 

@@ -3,15 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use res2net_wgpu::classifier::{CamOutput, Classifier, DeviceChoice};
 use res2net_wgpu::output_file::{self, Arg, FileSet};
-use res2net_wgpu::{
-    arch, bench, bundled, cam, gpu, model, preprocess, tensor_io, verify, Error, Model, Result,
-};
+use res2net_wgpu::{arch, bundled, cam, gpu, model, preprocess, tensor_io, Error, Model, Result};
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +55,38 @@ impl From<Device> for DeviceChoice {
     }
 }
 
+/// What `infer` and `features` share: a checkpoint, an input tensor file and an output file.
+#[derive(clap::Args)]
+struct TensorRun {
+    #[arg(long)]
+    weights: PathBuf,
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    device: Device,
+    /// Force a preset architecture instead of detecting it.
+    #[arg(long)]
+    arch: Option<String>,
+    /// Weight precision on the GPU (f16 needs the adapter's SHADER_F16).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+}
+
+impl TensorRun {
+    /// Refuses an output that is one of the inputs, before any work.
+    fn check_output(&self) -> Result<()> {
+        output_file::check_output(
+            Arg::new("--output", &self.output),
+            &[
+                Arg::new("--weights", &self.weights),
+                Arg::new("--input", &self.input),
+            ],
+        )
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Classify the bundled held-out digits with the bundled model: accuracy, confusions, latency.
@@ -98,80 +127,48 @@ enum Command {
     },
     /// Run a model on a tensor file: `input` [N,3,H,W] f32 in, `logits` and `probs` [N,classes] out.
     Infer {
-        #[arg(long)]
-        weights: PathBuf,
-        #[arg(long)]
-        input: PathBuf,
-        #[arg(long)]
-        output: PathBuf,
-        #[arg(long, value_enum, default_value_t = Device::Auto)]
-        device: Device,
-        /// Force a preset architecture instead of detecting it.
-        #[arg(long)]
-        arch: Option<String>,
-        /// Weight precision on the GPU (f16 needs the adapter's SHADER_F16).
-        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-        precision: PrecisionArg,
+        #[command(flatten)]
+        run: TensorRun,
+    },
+    /// Run a model as a backbone: `input` [N,3,H,W] f32 in, one f32 feature map [N,C,H,W] per
+    /// requested point out, named by its module (`layer1`, `level5`, ...).
+    Features {
+        #[command(flatten)]
+        run: TensorRun,
+        /// Feature points by index, comma-separated (timm's out_indices); the architecture's
+        /// defaults when absent (`res2net inspect` lists them).
+        #[arg(long, value_name = "1,3,4")]
+        out_indices: Option<String>,
     },
     /// Run on the GPU and the CPU reference and compare every op's output.
-    Verify {
-        #[arg(long)]
-        weights: PathBuf,
-        /// An input tensor file; random values at --size when absent.
-        #[arg(long)]
-        input: Option<PathBuf>,
-        #[arg(long)]
-        arch: Option<String>,
-        #[arg(long, default_value_t = 224)]
-        size: usize,
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Weight precision of the GPU session; f16 is judged with a wider tolerance
-        /// (1e-3 + 2e-2 x max|cpu| per op instead of 1e-4 + 1e-4 x max|cpu|).
-        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-        precision: PrecisionArg,
-    },
+    Verify(cli::verify::VerifyArgs),
     /// Time forward passes on the GPU.
-    Bench {
-        #[arg(long, conflicts_with = "arch", required_unless_present = "arch")]
-        weights: Option<PathBuf>,
-        /// A preset with random weights.
-        #[arg(long)]
-        arch: Option<String>,
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        #[arg(long, default_value_t = 224)]
-        size: usize,
-        #[arg(long, default_value_t = 10)]
-        iters: usize,
-        /// One JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Also time every op on the GPU (timestamp queries; host wall-clock per op where the
-        /// adapter has none) and print them slowest first, with totals per kind of op.
-        #[arg(long)]
-        profile: bool,
-        /// Write the profile as an SVG bar chart to this file (implies --profile).
-        #[arg(long, value_name = "OUT.svg")]
-        profile_svg: Option<PathBuf>,
-        /// Weight precision (f16 needs the adapter's SHADER_F16).
-        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-        precision: PrecisionArg,
-    },
-    /// Show the architecture, parameter count, GFLOPs and the shape after every stage.
+    Bench(cli::bench::BenchArgs),
+    /// Show the architecture, parameter count, GFLOPs and every feature point with its shape.
     Inspect {
         #[arg(long, required_unless_present = "arch")]
         weights: Option<PathBuf>,
         /// A preset name; with --weights, forces that architecture.
         #[arg(long)]
         arch: Option<String>,
-        /// Input size for the shapes and FLOPs.
-        #[arg(long, default_value_t = 224)]
-        size: usize,
+        /// Input size for the shapes and FLOPs: S or HxW.
+        #[arg(long, default_value = "224", value_parser = parse_size)]
+        size: Size,
     },
     /// List the preset architectures.
     Presets,
 }
+
+mod cli {
+    pub mod bench;
+    pub mod demo;
+    pub mod features;
+    pub mod inspect;
+    pub mod size;
+    pub mod verify;
+}
+
+use cli::size::{parse_size, Size};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -209,7 +206,9 @@ fn classifier(model: Model, device: Device, precision: PrecisionArg) -> Result<C
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Demo { device, precision } => demo(device, precision).map(|()| ExitCode::SUCCESS),
+        Command::Demo { device, precision } => {
+            cli::demo::demo(device, precision).map(|()| ExitCode::SUCCESS)
+        }
         Command::Classify {
             images,
             weights,
@@ -238,93 +237,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 batch,
             )
         }
-        Command::Infer {
-            weights,
-            input,
-            output,
-            device,
-            arch,
-            precision,
-        } => {
-            output_file::check_output(
-                Arg::new("--output", &output),
-                &[Arg::new("--weights", &weights), Arg::new("--input", &input)],
-            )?;
-            let model = load(&weights, arch.as_deref())?;
-            let batch = tensor_io::read_input(&input)?;
-            let c = classifier(model, device, precision)?;
+        Command::Infer { run } => {
+            run.check_output()?;
+            let model = load(&run.weights, run.arch.as_deref())?;
+            let batch = tensor_io::read_input(&run.input)?;
+            let c = classifier(model, run.device, run.precision)?;
             let out = c.run_tensor(&batch.data, batch.n, batch.h, batch.w)?;
-            tensor_io::write_output(&output, &out)?;
+            tensor_io::write_output(&run.output, &out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify {
-            weights,
-            input,
-            arch,
-            size,
-            batch,
-            precision,
-        } => {
-            let model = load(&weights, arch.as_deref())?;
-            let input = match input {
-                Some(p) => tensor_io::read_input(p)?,
-                None => verify::random_input(batch, size, size, 1),
-            };
-            let report =
-                verify::compare_with(&model, &gpu::GpuContext::new()?, &input, precision.into())?;
-            print!("{}", report.table());
-            println!("{}", report.verdict());
-            Ok(if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+        Command::Features { run, out_indices } => {
+            cli::features::features(&run, out_indices.as_deref()).map(|()| ExitCode::SUCCESS)
         }
-        Command::Bench {
-            weights,
-            arch,
-            batch,
-            size,
-            iters,
-            json,
-            profile,
-            profile_svg,
-            precision,
-        } => {
-            if let Some(svg) = &profile_svg {
-                let inputs: Vec<Arg> = weights.iter().map(|w| Arg::new("--weights", w)).collect();
-                output_file::check_output(Arg::new("--profile-svg", svg), &inputs)?;
-            }
-            let t = Instant::now();
-            let model = match (&weights, &arch) {
-                (Some(w), _) => load(w, None)?,
-                (None, Some(a)) => Model::from_config(&arch::preset(a)?, 1)?,
-                (None, None) => unreachable!("clap requires --weights or --arch"),
-            };
-            let load_ms = t.elapsed().as_secs_f64() * 1e3;
-            let options = bench::BenchOptions {
-                batch,
-                size,
-                iters,
-                progress: !json,
-                profile: profile || profile_svg.is_some(),
-                precision: precision.into(),
-            };
-            let report = bench::run(&model, &gpu::GpuContext::new()?, &options, load_ms)?;
-            if let (Some(path), Some(p)) = (&profile_svg, &report.profile) {
-                let title = format!(
-                    "{} at {}x{}, batch {} on {}",
-                    report.model, report.size, report.size, report.batch, report.adapter
-                );
-                output_file::write_bytes_atomically(path, p.svg(&title).as_bytes())?;
-            }
-            if json {
-                println!("{}", report.json());
-            } else {
-                print!("{}", report.text());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Verify(args) => cli::verify::verify(&args),
+        Command::Bench(args) => cli::bench::bench(&args).map(|()| ExitCode::SUCCESS),
         Command::Inspect {
             weights,
             arch,
@@ -335,7 +261,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (None, Some(a)) => Model::from_config(&arch::preset(a)?, 0)?,
                 (None, None) => unreachable!("clap requires --weights or --arch"),
             };
-            inspect(&model, size)?;
+            cli::inspect::inspect(&model, size)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Presets => {
@@ -350,37 +276,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn inspect(model: &Model, size: usize) -> Result<()> {
-    let cfg = model.config();
-    let graph = model::shape_graph(cfg, size, size)?;
-    println!(
-        "architecture: {} ({:?})",
-        model.name(),
-        model.config_source()
-    );
-    println!("config:       {}", cfg.summary());
-    println!("parameters:   {}", model.param_count());
-    println!(
-        "compute:      {:.3} GMACs, {:.3} GFLOPs at {size}x{size}",
-        graph.macs() as f64 / 1e9,
-        graph.flops() as f64 / 1e9
-    );
-    println!(
-        "ops:          {} ({} convolutions)",
-        graph.nodes.len(),
-        graph.conv_count()
-    );
-    println!("shapes at {size}x{size}:");
-    let s = graph.input_shape();
-    println!("  {:<8} [{}, {}, {}]", "input", s.c, s.h, s.w);
-    for (name, t) in &graph.stage_outputs {
-        let s = graph.shape(*t);
-        println!("  {name:<8} [{}, {}, {}]", s.c, s.h, s.w);
-    }
-    println!("  {:<8} [{}]", "logits", graph.num_classes());
-    Ok(())
 }
 
 /// Image files named on the command line, directories expanded (sorted, PNG and JPEG by extension).
@@ -588,126 +483,6 @@ fn cam_target(path: &Path, image: &Path, several: bool) -> PathBuf {
         .and_then(|s| s.to_str())
         .unwrap_or("image");
     path.with_file_name(format!("{stem}_{img}.png"))
-}
-
-fn demo(device: Device, precision: PrecisionArg) -> Result<()> {
-    let model = bundled::model()?;
-    let heldout = bundled::heldout()?;
-    let c = classifier(model, device, precision)?;
-    println!(
-        "model:   {} ({} parameters), bundled",
-        c.model().config().summary(),
-        c.model().param_count()
-    );
-    let dataset = c
-        .model()
-        .metadata()
-        .get("res2net.dataset")
-        .cloned()
-        .unwrap_or(heldout.description.clone());
-    println!("data:    {dataset}");
-    if c.on_gpu() {
-        println!(
-            "device:  {} ({} weights)",
-            c.device_name(),
-            c.precision().name()
-        );
-    } else {
-        println!("device:  {}", c.device_name());
-    }
-    let [h, w] = c.preprocess().input_size;
-    let n = heldout.labels.len();
-    let images = heldout.images();
-    let input = c.to_tensor(&images);
-    // Warm-up builds the session; then one timed batch of the whole set and one single image.
-    let t = Instant::now();
-    c.run_tensor(&input[..3 * h * w], 1, h, w)?;
-    let build = t.elapsed();
-    let t = Instant::now();
-    let out = c.run_tensor(&input, n, h, w)?;
-    let batch_time = t.elapsed();
-    let t = Instant::now();
-    c.run_tensor(&input[..3 * h * w], 1, h, w)?;
-    let single = t.elapsed();
-
-    let pred: Vec<usize> = (0..n).map(|i| out.top_k(i, 1)[0].0).collect();
-    let correct = pred
-        .iter()
-        .zip(&heldout.labels)
-        .filter(|(p, l)| p == l)
-        .count();
-    // The CPU reference always computes in f32.
-    let precision = if c.on_gpu() {
-        c.precision()
-    } else {
-        gpu::Precision::F32
-    };
-    let tolerance = verify::tolerance(precision);
-    let agreement = heldout.agreement(&out.logits, tolerance);
-    println!(
-        "accuracy: {correct}/{n} = {:.2}% (PyTorch, from its logits: {:.2}%; same top class on {}/{n})",
-        100.0 * correct as f64 / n as f64,
-        100.0 * heldout.torch_accuracy(),
-        agreement.same_top1
-    );
-    println!(
-        "logits:  max |ours - PyTorch| = {:.2e} over {} logits (tolerance per image {:.0e} + {:.0e} x its largest logit): {}",
-        agreement.max_abs_diff,
-        out.logits.len(),
-        tolerance.0,
-        tolerance.1,
-        if agreement.within { "PASS" } else { "FAIL" }
-    );
-    let classes = c.labels().len();
-    let mut confusion = vec![vec![0usize; classes]; classes];
-    for (p, l) in pred.iter().zip(&heldout.labels) {
-        confusion[*l][*p] += 1;
-    }
-    println!("per class (correct/total):");
-    let line: Vec<String> = (0..classes)
-        .map(|k| {
-            format!(
-                "{}: {}/{}",
-                c.labels()[k],
-                confusion[k][k],
-                confusion[k].iter().sum::<usize>()
-            )
-        })
-        .collect();
-    println!("  {}", line.join("  "));
-    let mut mistakes: Vec<(usize, usize, usize)> = (0..classes)
-        .flat_map(|t| (0..classes).map(move |p| (t, p)))
-        .filter(|(t, p)| t != p)
-        .map(|(t, p)| (confusion[t][p], t, p))
-        .filter(|(k, _, _)| *k > 0)
-        .collect();
-    mistakes.sort_by(|a, b| b.cmp(a));
-    let list: Vec<String> = mistakes
-        .iter()
-        .take(5)
-        .map(|(k, t, p)| format!("{} as {} x{k}", c.labels()[*t], c.labels()[*p]))
-        .collect();
-    println!(
-        "most confused: {}",
-        if list.is_empty() {
-            "none".into()
-        } else {
-            list.join(", ")
-        }
-    );
-    println!(
-        "latency: {:.2} ms per image in one batch of {n}, {:.2} ms for a single image (first run with set-up: {:.0} ms)",
-        batch_time.as_secs_f64() * 1e3 / n as f64,
-        single.as_secs_f64() * 1e3,
-        build.as_secs_f64() * 1e3
-    );
-    if !agreement.within {
-        return Err(Error::Config(format!(
-            "demo: logits differ from PyTorch's by up to {:.2e}, beyond the tolerance {:.0e} + {:.0e} x an image's largest logit",
-            agreement.max_abs_diff, tolerance.0, tolerance.1
-        )));
-    }
-    Ok(())
 }
 
 /// The first `n` images of an output (the rest were padding).

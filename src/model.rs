@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::arch::{self, ConfigSource, Res2NetConfig, METADATA_KEY};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::graph::{self, Graph, ParamSource, ShapeOnly};
+use crate::graph::{self, Graph, Outputs, ParamSource, ShapeOnly};
 
 /// Where parameter values come from.
 #[derive(Clone)]
@@ -124,15 +124,22 @@ impl Model {
         }
     }
 
-    /// Builds the graph for a `[3, h, w]` input, with BatchNorm folded.
+    /// Builds the classifier graph for a `[3, h, w]` input, with BatchNorm folded.
     pub fn graph(&self, h: usize, w: usize) -> Result<Graph> {
+        self.graph_with(h, w, &Outputs::classifier())
+    }
+
+    /// Builds the graph for a `[3, h, w]` input that returns `outputs` (feature points, the head or
+    /// both); a graph without the head stops at its last feature point.
+    pub fn graph_with(&self, h: usize, w: usize, outputs: &Outputs) -> Result<Graph> {
         match &self.params {
             Params::Checkpoint { ck, prefix } => {
                 let mut src = CheckpointParams::new(ck, prefix, &self.name);
-                graph::build(&self.config, &mut src, h, w)
+                graph::build_with(&self.config, &mut src, h, w, outputs)
             }
             Params::Random { seed } => {
-                graph::build(&self.config, &mut RandomParams { seed: *seed }, h, w)
+                let mut src = RandomParams { seed: *seed };
+                graph::build_with(&self.config, &mut src, h, w, outputs)
             }
         }
     }
@@ -218,6 +225,16 @@ pub fn param_count(config: &Res2NetConfig) -> u64 {
 /// A graph with shapes but no weights: for FLOPs, shapes and key lists from a config alone.
 pub fn shape_graph(config: &Res2NetConfig, h: usize, w: usize) -> Result<Graph> {
     graph::build(config, &mut ShapeOnly::default(), h, w)
+}
+
+/// [`shape_graph`] returning `outputs`.
+pub fn shape_graph_with(
+    config: &Res2NetConfig,
+    h: usize,
+    w: usize,
+    outputs: &Outputs,
+) -> Result<Graph> {
+    graph::build_with(config, &mut ShapeOnly::default(), h, w, outputs)
 }
 
 fn matching_preset(config: &Res2NetConfig) -> Option<String> {

@@ -1,11 +1,13 @@
-//! Input and output tensor files of the `infer` command: one f32 tensor `input` of shape `[N, 3, H, W]`
-//! in, f32 `logits` and `probs` of shape `[N, classes]` out.
+//! Input and output tensor files of the `infer` and `features` commands: one f32 tensor `input` of
+//! shape `[N, 3, H, W]` in, f32 `logits` and `probs` of shape `[N, classes]` out, or one f32 tensor
+//! `[N, C, H, W]` per feature map.
 
 use std::path::Path;
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::cpu::Output;
 use crate::error::{Error, Result};
+use crate::features::FeatureMap;
 
 /// An input batch: `[n, 3, h, w]` values, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,6 +89,15 @@ pub fn write_input(path: impl AsRef<Path>, batch: &InputBatch) -> Result<()> {
         &[(INPUT_NAME, &[batch.n, 3, batch.h, batch.w], &batch.data)],
         None,
     )
+}
+
+/// Writes one f32 tensor per feature map, named by its module (`layer1`, `level5`), `[N, C, H, W]`.
+pub fn write_features(path: impl AsRef<Path>, maps: &[FeatureMap]) -> Result<()> {
+    let tensors: Vec<(&str, &[usize], &[f32])> = maps
+        .iter()
+        .map(|m| (m.point.name.as_str(), &m.shape[..], &m.data[..]))
+        .collect();
+    checkpoint::write_f32(path, &tensors, None)
 }
 
 /// Writes `logits` and `probs`, each `[N, classes]`.

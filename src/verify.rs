@@ -6,6 +6,7 @@ use std::fmt::Write;
 use crate::cpu;
 use crate::error::Result;
 use crate::gpu::{GpuContext, Precision, Session, SessionOptions};
+use crate::graph::Outputs;
 use crate::model::{Model, SplitMix};
 use crate::tensor_io::InputBatch;
 
@@ -144,7 +145,19 @@ pub fn compare_with(
     input: &InputBatch,
     precision: Precision,
 ) -> Result<Report> {
-    let graph = model.graph(input.h, input.w)?;
+    compare_outputs(model, ctx, input, precision, &Outputs::classifier())
+}
+
+/// [`compare_with`] on the graph that returns `outputs` (feature points, the classifier or both):
+/// every op, then every output by name (`layer1`, `logits`) as a row of kind `output`.
+pub fn compare_outputs(
+    model: &Model,
+    ctx: &GpuContext,
+    input: &InputBatch,
+    precision: Precision,
+    outputs: &Outputs,
+) -> Result<Report> {
+    let graph = model.graph_with(input.h, input.w, outputs)?;
     let options = SessionOptions {
         precision,
         ..SessionOptions::default()
@@ -154,7 +167,7 @@ pub fn compare_with(
     let cpu_all = cpu::forward_all(&graph, &input.data, input.n)?;
     let (atol, rtol) = tolerance(precision);
     let gpu_all = session.run_all(&input.data)?;
-    let ops = graph
+    let mut ops: Vec<OpDiff> = graph
         .nodes
         .iter()
         .map(|node| {
@@ -164,6 +177,10 @@ pub fn compare_with(
             diff(&node.name, node.op.kind(), &a, &b, atol, rtol)
         })
         .collect();
+    for (name, t) in graph.outputs() {
+        let (a, b) = (&cpu_all[t.0], &gpu_all[t.0]);
+        ops.push(diff(&name, "output", a, b, atol, rtol));
+    }
     Ok(Report {
         device: ctx.describe(),
         precision,

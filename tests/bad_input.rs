@@ -1,29 +1,18 @@
 //! Bad input through the `res2net` command: every broken checkpoint or input tensor gets a one-line error
 //! that says what was expected and what was found, exit code 2, and never a panic.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
+
+use common::{fixture, scratch};
 
 use res2net_wgpu::checkpoint::write_f32;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("res2net-bad-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Runs `res2net ARGS`, asserts exit code 2 and a single `error:` line containing every `needle`.
 fn refused(args: &[&str], needles: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_res2net"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = common::res2net(args);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(2), "args {args:?}: stderr {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -37,7 +26,12 @@ fn refused(args: &[&str], needles: &[&str]) -> String {
 }
 
 fn infer(weights: &Path, input: &Path, out: &Path) -> Vec<String> {
-    ["infer", "--device", "cpu", "--weights"]
+    run("infer", weights, input, out)
+}
+
+/// `res2net COMMAND --device cpu --weights W --input I --output O`.
+fn run(command: &str, weights: &Path, input: &Path, out: &Path) -> Vec<String> {
+    [command, "--device", "cpu", "--weights"]
         .iter()
         .map(|s| s.to_string())
         .chain(
@@ -288,4 +282,29 @@ fn inspect_reports_architecture_and_shapes() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("45206688"), "{text}");
+}
+
+#[test]
+fn bad_feature_index_lists_are_refused_with_the_valid_points() {
+    let dir = scratch("out-indices");
+    let weights = fixture("timm_res2net_s4.safetensors");
+    let input = fixture("timm_res2net_s4.io.safetensors");
+    let out = dir.join("never.safetensors");
+    for (bad, says) in [
+        ("1,1", "index 1 twice"),
+        ("5", "index 5 out of range"),
+        ("", "an empty list"),
+        ("1;3", "comma-separated"),
+    ] {
+        let mut args = run("features", &weights, &input, &out);
+        args.extend(["--out-indices".to_string(), bad.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let points = if bad == "1;3" {
+            "1,3,4"
+        } else {
+            "0 act1, 1 layer1, 2 layer2"
+        };
+        refused(&args, &[says, points]);
+        assert!(!out.exists(), "{bad}: an output was written");
+    }
 }

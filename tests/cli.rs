@@ -1,31 +1,10 @@
 //! The day-one commands as a person runs them: demo, classify (files, directories, JSON, broken images,
 //! class activation maps), infer on the GPU, verify and bench.
 
+mod common;
 mod gpu_common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn res2net(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_res2net"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
-}
-
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("res2net-cli-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{res2net, root, scratch, text};
 
 /// The device flag for commands that should use the GPU when the test machine has one.
 fn device() -> &'static str {

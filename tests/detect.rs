@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 
-use res2net_wgpu::arch::{self, Flavour, Res2NetConfig, Stem};
+use res2net_wgpu::arch::{self, Backbone, Res2NetConfig, ResNetLayout, Stem};
 use res2net_wgpu::checkpoint::Checkpoint;
+use res2net_wgpu::graph::Outputs;
 use res2net_wgpu::{model, Error, Model};
 use safetensors::tensor::{Dtype, TensorView};
 
 /// Published parameter counts (timm; weights and BN affine terms, not running statistics).
-const PUBLISHED: [(&str, u64); 9] = [
+const PUBLISHED: [(&str, u64); 11] = [
     ("res2net50_48w_2s", 25_287_304),
     ("res2net50_26w_4s", 25_699_120),
     ("res2net50_14w_8s", 25_059_816),
@@ -19,6 +20,8 @@ const PUBLISHED: [(&str, u64); 9] = [
     ("res2next50", 24_671_464),
     ("res2net50d", 25_718_352),
     ("res2net101d", 45_225_920),
+    ("dla60_res2net", 20_848_072),
+    ("dla60_res2next", 17_032_984),
 ];
 
 #[test]
@@ -32,25 +35,39 @@ fn preset_parameter_counts_equal_the_published_table() {
     }
 }
 
+/// Every feature point of a preset at `h`x`w` as `name CxHxW`, comma-separated.
+fn feature_shapes(name: &str, h: usize, w: usize) -> String {
+    let cfg = arch::preset(name).unwrap();
+    let all: Vec<usize> = (0..cfg.feature_points().len()).collect();
+    let outputs = Outputs {
+        head: true,
+        features: all,
+    };
+    let g = model::shape_graph_with(&cfg, h, w, &outputs).unwrap();
+    let points: Vec<String> = g
+        .features
+        .iter()
+        .map(|f| {
+            let s = g.shape(f.tensor);
+            assert_eq!(s.c, f.point.channels, "{name} {}", f.point.name);
+            format!("{} {}x{}x{}", f.point.name, s.c, s.h, s.w)
+        })
+        .collect();
+    points.join(", ")
+}
+
 #[test]
 fn res2net50_shapes_and_macs_at_224() {
-    let g = model::shape_graph(&arch::preset("res2net50_26w_4s").unwrap(), 224, 224).unwrap();
-    let shapes: Vec<_> = g
-        .stage_outputs
-        .iter()
-        .map(|(_, t)| g.shape(*t))
-        .map(|s| (s.c, s.h, s.w))
-        .collect();
     assert_eq!(
-        shapes,
-        [
-            (64, 56, 56),
-            (256, 56, 56),
-            (512, 28, 28),
-            (1024, 14, 14),
-            (2048, 7, 7)
-        ]
+        feature_shapes("res2net50_26w_4s", 224, 224),
+        "act1 64x112x112, layer1 256x56x56, layer2 512x28x28, layer3 1024x14x14, layer4 2048x7x7"
     );
+    // timm's res2net50d features_only at a detector's 800x1333 (odd sides round up when halved).
+    assert_eq!(
+        feature_shapes("res2net50d", 800, 1333),
+        "act1 64x400x667, layer1 256x200x334, layer2 512x100x167, layer3 1024x50x84, layer4 2048x25x42"
+    );
+    let g = model::shape_graph(&arch::preset("res2net50_26w_4s").unwrap(), 224, 224).unwrap();
     // 4.2 GMACs in the published table.
     let gmacs = g.macs() as f64 / 1e9;
     assert!((4.2..4.3).contains(&gmacs), "{gmacs}");
@@ -109,19 +126,72 @@ fn every_preset_is_detected_from_keys_and_shapes() {
     }
 }
 
-fn odd_configs() -> Vec<Res2NetConfig> {
-    let official = |layers, planes, stem, bw, scale, card, avg_down, se, classes| Res2NetConfig {
-        flavour: Flavour::Official,
+#[test]
+fn dla60_shapes_and_macs_at_224() {
+    for name in ["dla60_res2net", "dla60_res2next"] {
+        assert_eq!(
+            feature_shapes(name, 224, 224),
+            "level0 16x224x224, level1 32x112x112, level2 128x56x56, level3 256x28x28, \
+             level4 512x14x14, level5 1024x7x7"
+        );
+    }
+    // timm's dla60_res2net features_only at 64x96.
+    assert_eq!(
+        feature_shapes("dla60_res2net", 64, 96),
+        "level0 16x64x96, level1 32x32x48, level2 128x16x24, level3 256x8x12, level4 512x4x6, \
+         level5 1024x2x3"
+    );
+    // Conv and linear multiply-accumulates of timm's models at 224, counted with forward hooks.
+    for (name, macs) in [
+        ("dla60_res2net", 4_122_681_344),
+        ("dla60_res2next", 3_458_752_512),
+    ] {
+        let g = model::shape_graph(&arch::preset(name).unwrap(), 224, 224).unwrap();
+        assert_eq!(g.macs(), macs, "{name}");
+    }
+}
+
+#[test]
+fn dla_sizes_must_halve_evenly() {
+    let cfg = arch::preset("dla60_res2net").unwrap();
+    // 63 -> 32 at level1 halves evenly after that; 48 -> 24 -> 12 -> 6 -> 3 does not at level5.
+    for (h, w) in [(63, 32), (32, 95), (800, 1344)] {
+        model::shape_graph(&cfg, h, w).unwrap_or_else(|e| panic!("{h}x{w}: {e}"));
+    }
+    let e = model::shape_graph(&cfg, 48, 64).unwrap_err();
+    let msg = e.to_string();
+    assert!(e.is_bad_input(), "{msg}");
+    assert!(
+        msg.contains("level5") && msg.contains("48x64") && msg.contains("multiples of 32"),
+        "{msg}"
+    );
+    // A features graph that stops before the level that breaks is fine.
+    let early = Outputs::features(&[1, 2, 3, 4]);
+    model::shape_graph_with(&cfg, 48, 64, &early).unwrap();
+}
+
+fn official(
+    layers: [usize; 4],
+    planes: [usize; 4],
+    stem: Stem,
+    (base_width, scale, cardinality): (usize, usize, usize),
+    avg_down: bool,
+    se: bool,
+    num_classes: usize,
+) -> Res2NetConfig {
+    let mut c = arch::preset("res2net50_26w_4s").unwrap();
+    c.backbone = Backbone::ResNet(ResNetLayout {
         layers,
         planes,
         stem,
-        base_width: bw,
-        scale,
-        cardinality: card,
         avg_down,
-        se,
-        num_classes: classes,
-    };
+    });
+    (c.base_width, c.scale, c.cardinality) = (base_width, scale, cardinality);
+    (c.se, c.num_classes) = (se, num_classes);
+    c
+}
+
+fn odd_configs() -> Vec<Res2NetConfig> {
     vec![
         arch::seed([1, 2, 1, 1], 5, 4, 4, 1, true),
         arch::seed([1, 1, 1, 2], 3, 2, 8, 2, true),
@@ -132,9 +202,7 @@ fn odd_configs() -> Vec<Res2NetConfig> {
             [2, 1, 1, 1],
             [16, 32, 64, 128],
             Stem::Conv7 { channels: 64 },
-            26,
-            4,
-            1,
+            (26, 4, 1),
             false,
             false,
             10,
@@ -146,9 +214,7 @@ fn odd_configs() -> Vec<Res2NetConfig> {
                 mid: 16,
                 channels: 32,
             },
-            26,
-            4,
-            1,
+            (26, 4, 1),
             true,
             true,
             10,
@@ -157,9 +223,7 @@ fn odd_configs() -> Vec<Res2NetConfig> {
             [1, 1, 2, 1],
             [16, 32, 64, 128],
             Stem::Conv7 { channels: 24 },
-            4,
-            4,
-            4,
+            (4, 4, 4),
             false,
             false,
             6,
@@ -168,9 +232,7 @@ fn odd_configs() -> Vec<Res2NetConfig> {
             [1, 1, 1, 1],
             [16, 32, 64, 128],
             Stem::Conv7 { channels: 64 },
-            48,
-            2,
-            1,
+            (48, 2, 1),
             true,
             false,
             3,
@@ -179,9 +241,7 @@ fn odd_configs() -> Vec<Res2NetConfig> {
             [1, 1, 1, 1],
             [32, 64, 128, 256],
             Stem::Conv7 { channels: 64 },
-            14,
-            8,
-            1,
+            (14, 8, 1),
             false,
             true,
             2,
@@ -190,9 +250,7 @@ fn odd_configs() -> Vec<Res2NetConfig> {
             [2, 1, 1, 1],
             [16, 32, 64, 128],
             Stem::Conv7 { channels: 64 },
-            26,
-            1,
-            1,
+            (26, 1, 1),
             false,
             false,
             4,
@@ -200,9 +258,31 @@ fn odd_configs() -> Vec<Res2NetConfig> {
     ]
 }
 
+/// DLA layouts beyond the two presets: depth-1 trees everywhere, deeper and shallower trees, two
+/// convs in level 0, levels that keep their channels (no `project`), scales 1 and 2, groups.
+fn dla_configs() -> Vec<Res2NetConfig> {
+    let with_scale = |mut c: Res2NetConfig, scale| {
+        c.scale = scale;
+        c
+    };
+    vec![
+        arch::dla([1, 1, 1, 1, 1, 1], [4, 8, 16, 16, 32, 32], 64, 1, 3),
+        arch::dla([2, 1, 1, 2, 1, 3], [4, 8, 16, 32, 64, 64], 28, 1, 4),
+        arch::dla([1, 2, 3, 1, 2, 1], [2, 4, 32, 32, 64, 128], 4, 8, 2),
+        with_scale(
+            arch::dla([1, 1, 1, 2, 1, 1], [4, 4, 8, 16, 32, 32], 64, 2, 5),
+            2,
+        ),
+        with_scale(
+            arch::dla([1, 1, 2, 1, 1, 2], [4, 8, 8, 16, 16, 32], 32, 1, 6),
+            1,
+        ),
+    ]
+}
+
 #[test]
 fn odd_configurations_are_detected_in_every_float_dtype() {
-    for (i, cfg) in odd_configs().into_iter().enumerate() {
+    for (i, cfg) in odd_configs().into_iter().chain(dla_configs()).enumerate() {
         cfg.validate().unwrap();
         let m = Model::from_config(&cfg, i as u64).unwrap();
         for dtype in [Dtype::F32, Dtype::F16, Dtype::BF16] {
@@ -293,7 +373,15 @@ fn forced_preset_that_does_not_fit_names_key_and_shapes() {
 
 /// Rewrites one tensor of a valid checkpoint and returns the loader's error.
 fn tamper(f: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> String {
-    let m = Model::from_config(&odd_configs()[0], 5).unwrap();
+    tamper_config(&odd_configs()[0], f)
+}
+
+/// [`tamper`] on a model of `cfg`.
+fn tamper_config(
+    cfg: &Res2NetConfig,
+    f: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>),
+) -> String {
+    let m = Model::from_config(cfg, 5).unwrap();
     let mut dict = m.state_dict().unwrap();
     f(&mut dict);
     let views: Vec<(String, TensorView)> = dict
@@ -355,4 +443,70 @@ fn unrelated_models_are_refused() {
     let e = detect(safetensors::serialize(views, None).unwrap()).unwrap_err();
     assert!(e.is_bad_input());
     assert!(e.to_string().contains("fc.weight"), "{e}");
+}
+
+/// The tensor `key` of a state dict, for a test to rewrite.
+fn entry<'d>(
+    d: &'d mut [(String, Vec<usize>, Vec<f32>)],
+    key: &str,
+) -> &'d mut (String, Vec<usize>, Vec<f32>) {
+    d.iter_mut().find(|(k, _, _)| k == key).unwrap()
+}
+
+/// Gives tensor `key` the shape `shape`, with values to match.
+fn reshape(d: &mut [(String, Vec<usize>, Vec<f32>)], key: &str, shape: &[usize]) {
+    let t = entry(d, key);
+    t.1 = shape.to_vec();
+    t.2 = vec![0.1; shape.iter().product()];
+}
+
+#[test]
+fn broken_dla_checkpoints_name_the_first_disagreement() {
+    let dla = &dla_configs()[1];
+    let e = tamper_config(dla, |d| {
+        d.retain(|(k, _, _)| !k.starts_with("level3.tree2.root."))
+    });
+    assert!(
+        e.contains("level3.tree2.root.conv.weight") && e.contains("found none"),
+        "{e}"
+    );
+    let e = tamper_config(dla, |d| {
+        reshape(d, "level2.project.0.weight", &[16, 9, 1, 1])
+    });
+    assert!(
+        e.contains("level2.project.0.weight") && e.contains("expected shape [16, 8, 1, 1]"),
+        "{e}"
+    );
+    // A 3x3 root (timm's root_kernel_size) is another network.
+    let e = tamper_config(dla, |d| {
+        reshape(d, "level4.root.conv.weight", &[64, 160, 3, 3])
+    });
+    assert!(
+        e.contains("level4.root.conv.weight") && e.contains("expected shape [64, 160, 1, 1]"),
+        "{e}"
+    );
+    // The classifier of a DLA is a 1x1 conv, not a linear layer.
+    let e = tamper_config(dla, |d| reshape(d, "fc.weight", &[4, 64]));
+    assert!(
+        e.contains("fc.weight") && e.contains("[4, 64, 1, 1]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_res2net_with_dla_tensors_mixed_in_is_refused() {
+    let dla = Model::from_config(&dla_configs()[0], 2)
+        .unwrap()
+        .state_dict()
+        .unwrap();
+    let mut dla = dla;
+    let root = entry(&mut dla, "level2.root.conv.weight").clone();
+    let e = tamper(|d| d.push(root.clone()));
+    assert!(e.contains("level2.root.conv.weight"), "{e}");
+    let base = entry(&mut dla, "base_layer.0.weight").clone();
+    let e = tamper(|d| d.push(base.clone()));
+    assert!(
+        e.contains("base_layer.0.weight") && e.contains("conv1.weight") && e.contains("expected"),
+        "{e}"
+    );
 }

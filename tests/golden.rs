@@ -1,30 +1,47 @@
 //! CPU reference against PyTorch: every fixture in tests/fixtures (made by tools/make_fixtures.py from
 //! the seed's own model code and from timm) loads with no flags and reproduces PyTorch's logits and
-//! probabilities within 1e-4 (absolute + relative).
+//! probabilities within 1e-4 (absolute + relative), and every features fixture reproduces timm's
+//! `features_only` maps for each of its `out_indices` sets.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
 use res2net_wgpu::arch::{Flavour, Res2NetConfig};
 use res2net_wgpu::checkpoint::Checkpoint;
+use res2net_wgpu::features::cpu_features;
+use res2net_wgpu::graph::Outputs;
 use res2net_wgpu::{cpu, tensor_io, Model};
 
 /// |ours - torch| <= ATOL + RTOL * |torch|.
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
 
-fn fixtures() -> Vec<PathBuf> {
+/// Fixture files ending in `suffix`, sorted, with their fixture names.
+fn files(suffix: &str) -> Vec<(String, PathBuf)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".io.safetensors"))
+        .filter_map(|p| {
+            let name = p
+                .file_name()?
+                .to_string_lossy()
+                .strip_suffix(suffix)?
+                .to_string();
+            Some((name, p))
+        })
         .collect();
     v.sort();
-    assert!(
-        v.len() >= 11,
-        "expected the fixture set in {}",
-        dir.display()
-    );
+    v
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let v: Vec<PathBuf> = files(".io.safetensors")
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert!(v.len() >= 13, "expected the fixture set in tests/fixtures");
     v
 }
 
@@ -97,6 +114,35 @@ fn batch_items_are_independent() {
         for n in 0..input.n {
             let one = cpu::forward(&graph, &input.data[n * per..(n + 1) * per], 1).unwrap();
             assert_eq!(one.logits, all.logits_of(n), "{name} image {n}");
+        }
+    }
+}
+
+#[test]
+fn cpu_features_match_timm_for_every_out_indices_set() {
+    let all = common::features_fixtures();
+    assert!(all.len() >= 6, "expected the features fixtures");
+    let dla = all.iter().filter(|f| f.model.config().dla().is_some());
+    assert_eq!(dla.count(), 2, "both DLA models have features fixtures");
+    for f in all {
+        let (name, input) = (&f.name, &f.input);
+        assert!(f.sets.len() >= 2, "{name}: several out_indices sets");
+        for set in &f.sets {
+            let indices = f.model.config().out_indices(Some(set)).unwrap();
+            let outputs = Outputs::features(&indices);
+            let graph = f.model.graph_with(input.h, input.w, &outputs).unwrap();
+            assert!(
+                graph.head.is_none(),
+                "{name} {set:?}: a features graph has no head"
+            );
+            let maps = cpu_features(&graph, &input.data, input.n).unwrap();
+            assert_eq!(maps.len(), set.len(), "{name} {set:?}");
+            for m in maps {
+                let (shape, torch) = f.io.tensor_any_shape(&m.point.name).unwrap();
+                assert_eq!(&m.shape[..], &shape[..], "{name} {}", m.point.name);
+                assert_eq!(m.shape[1], m.point.channels, "{name} {}", m.point.name);
+                assert_close(&format!("{name} {set:?} {}", m.point.name), &m.data, &torch);
+            }
         }
     }
 }

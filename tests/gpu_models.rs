@@ -1,13 +1,14 @@
 //! Whole networks on the GPU: a full res2net50_26w_4s at 224x224 against the CPU reference, every
-//! preset at a small odd input size, every PyTorch fixture against PyTorch's own outputs, and the
-//! session's behaviour around the edges (bad input, timeouts, a lost device, async, threads).
+//! preset (both DLA models too) at a small odd input size, every PyTorch fixture against PyTorch's
+//! own outputs, and the session's behaviour around the edges (bad input, timeouts, a lost device,
+//! async, threads).
 
 mod gpu_common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gpu_common::{assert_close, context, random};
+use gpu_common::{assert_close, assert_every_op_close, context, one_at_a_time, random};
 use res2net_wgpu::checkpoint::Checkpoint;
 use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions};
 use res2net_wgpu::{arch, cpu, tensor_io, Error, Model};
@@ -36,6 +37,7 @@ fn fixtures() -> Vec<PathBuf> {
 #[test]
 fn res2net50_26w_4s_at_224_matches_cpu() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let model = Model::from_config(&arch::preset("res2net50_26w_4s").unwrap(), 11).unwrap();
     let graph = model.graph(224, 224).unwrap();
     let input = random(3 * 224 * 224, 3);
@@ -95,11 +97,17 @@ fn res2net50_26w_4s_at_224_matches_cpu() {
 #[test]
 fn every_preset_matches_cpu_at_a_small_odd_size() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     for (i, p) in arch::presets().into_iter().enumerate() {
         let model = Model::from_config(&p.config, 100 + i as u64).unwrap();
-        let graph = model.graph(35, 43).unwrap();
+        // A DLA's sides must halve evenly down to level 5: 63 -> 32 -> .. -> 1 does, 35 does not.
+        let (h, w) = match p.config.dla() {
+            Some(_) => (63, 32),
+            None => (35, 43),
+        };
+        let graph = model.graph(h, w).unwrap();
         let batch = 2;
-        let input = random(batch * 3 * 35 * 43, i as u64);
+        let input = random(batch * 3 * h * w, i as u64);
         let session =
             Session::new(&ctx, &graph, batch).unwrap_or_else(|e| panic!("{}: {e}", p.name));
         let gpu = session
@@ -126,6 +134,7 @@ fn every_preset_matches_cpu_at_a_small_odd_size() {
 #[test]
 fn every_fixture_matches_pytorch() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let paths = fixtures();
     assert!(!paths.is_empty(), "no fixtures in tests/fixtures");
     for io_path in paths {
@@ -160,14 +169,7 @@ fn every_fixture_matches_pytorch() {
         );
 
         // Every intermediate tensor against the CPU reference, for diagnosis.
-        let gpu_all = session.run_all(&input.data).unwrap();
-        let cpu_all = cpu::forward_all(&graph, &input.data, input.n).unwrap();
-        for node in &graph.nodes {
-            let v = node.op.writes();
-            let g = cpu::gather(&graph, v, &gpu_all, input.n);
-            let c = cpu::gather(&graph, v, &cpu_all, input.n);
-            assert_close(&format!("{name} {}", node.name), &g, &c, ATOL, RTOL);
-        }
+        assert_every_op_close(&name, &graph, &session, &input.data, input.n, ATOL, RTOL);
     }
 }
 
@@ -178,6 +180,7 @@ fn every_fixture_matches_pytorch() {
 #[test]
 fn every_fixture_with_f16_weights_keeps_top1_and_logits_within_1e_2() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let (_, graph) = small();
     let f16 = SessionOptions {
         precision: Precision::F16,
@@ -251,6 +254,7 @@ fn small() -> (Model, res2net_wgpu::graph::Graph) {
 #[test]
 fn wrong_inputs_are_input_errors() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let (_, graph) = small();
     let session = Session::new(&ctx, &graph, 2).unwrap();
     let err = session.run(&[0.0; 10]).unwrap_err();
@@ -271,6 +275,7 @@ fn wrong_inputs_are_input_errors() {
 #[test]
 fn a_run_that_cannot_finish_in_time_is_an_error_not_a_hang() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let model = Model::from_config(&arch::preset("res2net50_26w_4s").unwrap(), 1).unwrap();
     let graph = model.graph(160, 160).unwrap();
     let input = random(3 * 160 * 160, 1);
@@ -301,6 +306,7 @@ fn a_run_that_cannot_finish_in_time_is_an_error_not_a_hang() {
 #[test]
 fn async_run_and_threads_agree_with_the_blocking_run() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let (_, graph) = small();
     let session = Session::new(&ctx, &graph, 3).unwrap();
     let inputs: Vec<Vec<f32>> = (0..4).map(|i| random(3 * 3 * 32 * 32, 50 + i)).collect();
@@ -325,6 +331,7 @@ fn a_lost_device_is_an_error_and_a_new_session_works() {
     if context().is_none() {
         return;
     }
+    let _gpu = one_at_a_time();
     let ctx = GpuContext::new().unwrap();
     let (_, graph) = small();
     let session = Session::new(&ctx, &graph, 1).unwrap();
@@ -344,6 +351,7 @@ fn a_lost_device_is_an_error_and_a_new_session_works() {
 #[test]
 fn sessions_work_on_the_callers_own_device() {
     let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
     let wrapped = GpuContext::from_device(ctx.device().clone(), ctx.queue().clone());
     let (_, graph) = small();
     let input = random(3 * 32 * 32, 4);

@@ -12,8 +12,8 @@ use res2net_wgpu::gpu::kernels::{conv, AdapterCaps};
 use res2net_wgpu::gpu::tune::ConvKernel;
 use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions};
 use res2net_wgpu::graph::{
-    Activation, Conv, GlobalAvgPool, Graph, Linear, Node, Op, Pool, PoolKind, ScaleAdd, Shape,
-    Softmax, TensorId, TensorInfo, View,
+    Activation, Conv, GlobalAvgPool, Graph, Head, Linear, Node, Op, Pool, PoolKind, ScaleAdd,
+    Shape, Softmax, TensorId, TensorInfo, View,
 };
 
 /// Single ops are exact sums of at most a few thousand products of values in [-1, 1]: their f32
@@ -83,10 +83,12 @@ impl Builder {
             tensors: self.tensors,
             nodes: self.nodes,
             input: TensorId(0),
-            logits,
-            probs,
-            stage_outputs: vec![],
-            features: feat.tensor,
+            head: Some(Head {
+                last_map: feat.tensor,
+                logits,
+                probs,
+            }),
+            features: vec![],
             has_weights: true,
         }
     }
@@ -195,14 +197,14 @@ fn check_precision(
     assert_close(
         &format!("{name} logits"),
         &out.logits,
-        &cpu[graph.logits.0],
+        &cpu[graph.head.unwrap().logits.0],
         ATOL,
         RTOL,
     );
     assert_close(
         &format!("{name} probs"),
         &out.probs,
-        &cpu[graph.probs.0],
+        &cpu[graph.head.unwrap().probs.0],
         ATOL,
         RTOL,
     );
@@ -991,10 +993,12 @@ fn softmax_handles_large_logits_and_many_classes() {
         tensors: b.tensors,
         nodes: b.nodes,
         input: TensorId(0),
-        logits: TensorId(0),
-        probs,
-        stage_outputs: vec![],
-        features: TensorId(0),
+        head: Some(Head {
+            last_map: TensorId(0),
+            logits: TensorId(0),
+            probs,
+        }),
+        features: vec![],
         has_weights: true,
     };
     let Some(ctx) = context() else { return };

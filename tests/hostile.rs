@@ -349,23 +349,26 @@ fn cli_refuses_every_hostile_preprocessing_or_label_metadata() {
 #[test]
 fn cli_accepts_the_valid_controls() {
     let dir = scratch();
-    for weights in ["tiny_seed", "tiny_official", "tiny_seed_meta"] {
-        for input in ["input_16", "input_1x1"] {
-            let out = dir.join(format!("{weights}.{input}.out.safetensors"));
-            let (w, i) = (
-                valid(&format!("{weights}.safetensors")),
-                valid(&format!("{input}.safetensors")),
-            );
-            let run = run_cli(&infer_args(&w, &i, &out)).unwrap();
-            assert_eq!(run.code, Some(0), "{weights} on {input}: {}", run.stderr);
-            let ck = Checkpoint::open(&out).unwrap();
-            let (shape, probs) = ck.tensor_any_shape("probs").unwrap();
-            assert_eq!(shape[1], 3);
-            assert!(
-                probs.iter().all(|p| p.is_finite()),
-                "{weights} on {input}: {probs:?}"
-            );
-        }
+    let pairs = ["tiny_seed", "tiny_official", "tiny_seed_meta"]
+        .into_iter()
+        .flat_map(|w| ["input_16", "input_1x1"].map(|i| (w, i)))
+        // A DLA's sides must halve evenly down to level 5.
+        .chain([("tiny_dla", "input_32")]);
+    for (weights, input) in pairs {
+        let out = dir.join(format!("{weights}.{input}.out.safetensors"));
+        let (w, i) = (
+            valid(&format!("{weights}.safetensors")),
+            valid(&format!("{input}.safetensors")),
+        );
+        let run = run_cli(&infer_args(&w, &i, &out)).unwrap();
+        assert_eq!(run.code, Some(0), "{weights} on {input}: {}", run.stderr);
+        let ck = Checkpoint::open(&out).unwrap();
+        let (shape, probs) = ck.tensor_any_shape("probs").unwrap();
+        assert_eq!(shape[1], 3);
+        assert!(
+            probs.iter().all(|p| p.is_finite()),
+            "{weights} on {input}: {probs:?}"
+        );
     }
     // Images, with the bundled model and with a checkpoint whose preprocessing crops almost nothing.
     for weights in [None, Some("pp_tiny_crop.safetensors")] {
@@ -503,6 +506,8 @@ fn library_refuses_every_hostile_file_within_a_heap_budget() {
             } else if case.rel.contains("input") {
                 let b = tensor_io::read_input(&case.path)?;
                 cpu::forward(&tiny.graph(b.h, b.w)?, &b.data, b.n)?;
+            } else if case.rel.ends_with("tiny_dla.safetensors") {
+                load_build_run(std::fs::read(&case.path).unwrap(), &case.rel, (32, 32))?;
             } else {
                 load_build_run(std::fs::read(&case.path).unwrap(), &case.rel, (16, 16))?;
             }
@@ -536,8 +541,12 @@ fn valid_controls_have_the_documented_configs() {
     assert_eq!(m.config_source(), &arch::ConfigSource::Metadata);
     let m = Model::load(valid("tiny_official.safetensors")).unwrap();
     assert_eq!(m.config().flavour, arch::Flavour::Official);
-    assert_eq!(m.config().planes, [1, 2, 4, 8]);
+    assert_eq!(m.config().resnet().unwrap().planes, [1, 2, 4, 8]);
     assert_eq!(m.config().scale, 2);
+    let m = Model::load(valid("tiny_dla.safetensors")).unwrap();
+    let mut dla = arch::dla([1, 1, 1, 2, 1, 1], [2, 2, 4, 4, 8, 8], 64, 1, 3);
+    dla.scale = 2;
+    assert_eq!(m.config(), &dla);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -564,16 +573,18 @@ fn write_fuzz_seeds() {
         .unwrap();
     let official = arch::Res2NetConfig {
         flavour: arch::Flavour::Official,
-        layers: [2, 1, 1, 1],
-        planes: [2, 4, 8, 16],
-        stem: arch::Stem::Deep {
-            mid: 4,
-            channels: 8,
-        },
+        backbone: arch::Backbone::ResNet(arch::ResNetLayout {
+            layers: [2, 1, 1, 1],
+            planes: [2, 4, 8, 16],
+            stem: arch::Stem::Deep {
+                mid: 4,
+                channels: 8,
+            },
+            avg_down: true,
+        }),
         base_width: 64,
         scale: 3,
         cardinality: 2,
-        avg_down: true,
         se: true,
         num_classes: 3,
     };

@@ -16,6 +16,17 @@ For every fixture NAME (see FIXTURES below) two files are written:
   mode, torch.no_grad()) and then stored as f32.  ``__metadata__`` holds
   ``fixture``, ``flavour`` ("seed" | "official"), ``description`` (one line) and
   ``config`` (a JSON description of the architecture, informational).
+* ``tests/fixtures/NAME.features.safetensors`` (for the fixtures that list
+  feature sets) -- the backbone outputs of timm's ``features_only`` mode:
+  ``input`` f32 [N,3,H,W] and one f32 [N,C,H,W] tensor per feature point,
+  named by its module (``act1``, ``layer1``..``layer4``; ``level0``..``level5``
+  for DLA), computed in float64 by ``timm.models._features.FeatureListNet``
+  (what ``timm.create_model(..., features_only=True, out_indices=...)``
+  builds) once per ``out_indices`` set of the fixture.  Every set returns the
+  same values for the points it shares with the others, so each point is stored
+  once; ``__metadata__["out_indices"]`` lists the sets (JSON) for the tests to
+  build.  The seed flavour has no timm model: its points (``act1`` = the ReLU
+  after ``bn1``, then ``layer1``..``layer4``) are taken from the seed module.
 
 Two flavours are covered:
 
@@ -26,7 +37,10 @@ Two flavours are covered:
   softmax.
 * "official": ``timm.models.resnet.ResNet`` with ``timm.models.res2net.Bottle2neck``
   blocks (the layout of every published Res2Net checkpoint).  logits = model
-  output, probs = softmax(logits, dim=1).
+  output, probs = softmax(logits, dim=1).  The ``timm_dla*`` fixtures are
+  ``timm.models.dla.DLA`` with ``DlaBottle2neck`` blocks, the layout of timm's
+  ``dla60_res2net`` / ``dla60_res2next`` (levels 1,1,1,2,3,1) at narrower
+  channels so the files stay small; their ``fc`` is a 1x1 conv.
 
 Before the reference is computed every BatchNorm gets random affine parameters
 and running statistics, and every conv / linear gets a random scaled
@@ -60,6 +74,8 @@ from safetensors.torch import load_file, save_file
 import timm
 from timm.models.resnet import ResNet
 from timm.models.res2net import Bottle2neck
+from timm.models.dla import DLA, DlaBottle2neck
+from timm.models._features import FeatureListNet
 from timm.layers import SEModule as TimmSEModule
 
 torch.set_num_threads(2)
@@ -231,7 +247,8 @@ def dumps(obj):
     return json.dumps(obj, separators=(",", ":"))
 
 
-def seed_fixture(name, seed, layers, num_classes, width, scales, groups, se, input_shape, description):
+def seed_fixture(name, seed, layers, num_classes, width, scales, groups, se, input_shape, description,
+                 features=None):
     config = dict(flavour="seed", layers=list(layers), width=width, scales=scales, groups=groups,
                   se=se, num_classes=num_classes)
 
@@ -239,7 +256,13 @@ def seed_fixture(name, seed, layers, num_classes, width, scales, groups, se, inp
         return Res2Net(list(layers), num_classes, width=width, scales=scales, groups=groups, se=se)
 
     return dict(name=name, flavour="seed", seed=seed, build=build, input_shape=input_shape,
-                description=description, config=config, ckpt_dtype=torch.float32, ckpt_meta=None)
+                description=description, config=config, ckpt_dtype=torch.float32, ckpt_meta=None,
+                features=features)
+
+
+def features(input_shape, *out_indices):
+    """A features file: the input shape and the timm ``out_indices`` sets to check."""
+    return dict(input_shape=input_shape, out_indices=[list(s) for s in out_indices])
 
 
 def official_config(layers, channels, stem_type, stem_width, base_width, scale, cardinality,
@@ -265,7 +288,7 @@ def official_config(layers, channels, stem_type, stem_width, base_width, scale, 
 
 def timm_fixture(name, seed, layers, num_classes, input_shape, description, channels=(16, 32, 64, 128),
                  base_width=26, scale=4, cardinality=1, stem_type="", stem_width=64, avg_down=False,
-                 se=False, ckpt_dtype=torch.float32, config_in_ckpt=False):
+                 se=False, ckpt_dtype=torch.float32, config_in_ckpt=False, features=None):
     config = official_config(layers, channels, stem_type, stem_width, base_width, scale, cardinality,
                              avg_down, se, num_classes)
 
@@ -285,7 +308,38 @@ def timm_fixture(name, seed, layers, num_classes, input_shape, description, chan
 
     ckpt_meta = {"res2net.config": dumps(config)} if config_in_ckpt else None
     return dict(name=name, flavour="official", seed=seed, build=build, input_shape=input_shape,
-                description=description, config=config, ckpt_dtype=ckpt_dtype, ckpt_meta=ckpt_meta)
+                description=description, config=config, ckpt_dtype=ckpt_dtype, ckpt_meta=ckpt_meta,
+                features=features)
+
+
+DLA60_LEVELS = (1, 1, 1, 2, 3, 1)
+
+
+def dla_fixture(name, seed, channels, cardinality, base_width, num_classes, input_shape, description,
+                features=None, ckpt_dtype=torch.float32):
+    """timm's DLA with DlaBottle2neck blocks (scale 4), as dla60_res2net / dla60_res2next build it."""
+    config = {
+        "flavour": "official",
+        "levels": list(DLA60_LEVELS),
+        "channels": list(channels),
+        "base_width": base_width,
+        "scale": 4,
+        "cardinality": cardinality,
+        "se": False,
+        "num_classes": num_classes,
+    }
+
+    def build():
+        return DLA(levels=DLA60_LEVELS, channels=tuple(channels), block=DlaBottle2neck,
+                   cardinality=cardinality, base_width=base_width, num_classes=num_classes)
+
+    # timm's DlaBottle2neck width: floor(out * base_width / 64) * cardinality // 2, grouped by cardinality
+    for out in channels[2:]:
+        width = int(math.floor(out * (base_width / 64.0))) * cardinality // 2
+        assert width >= 1 and width % cardinality == 0, (name, out, width)
+    return dict(name=name, flavour="official", seed=seed, build=build, input_shape=input_shape,
+                description=description, config=config, ckpt_dtype=ckpt_dtype, ckpt_meta=None,
+                features=features)
 
 
 # Channel plans. (16,32,64,128) gives the 7x7 stem's 64 channels == 16*4, so layer1.0 has no
@@ -294,13 +348,24 @@ def timm_fixture(name, seed, layers, num_classes, input_shape, description, chan
 # gives layer1.0 a downsample, i.e. a stride-1 stage block (3x3 AvgPool at stride 1).
 NARROW = (8, 16, 32, 64)
 
+DLA_RES2NET_NOTE = (
+    "timm DLA with DlaBottle2neck like dla60_res2net (levels 1,1,1,2,3,1, cardinality 1, base_width 28, "
+    "scale 4) at channels 4,8,16,32,64,128 (widths 3,7,14,28): trees of depth 1-3, roots over "
+    "concatenations with the pooled input on levels 3-5, max-pooled projected shortcuts, 1x1-conv "
+    "classifier; batch 3, non-square")
+DLA_RES2NEXT_NOTE = (
+    "timm DLA with DlaBottle2neck like dla60_res2next (cardinality 8, base_width 4, scale 4) at channels "
+    "4,8,32,32,64,64 (widths 8,8,16,16): grouped 3x3 convs, levels 3 and 5 keep their channels (no "
+    "project), 63 rows (odd: 63 -> 32 at level1), bfloat16 checkpoint (values exactly representable)")
+
 FIXTURES = [
     # ---- seed flavour -------------------------------------------------------
     seed_fixture(
         "seed_se_s4", 1001, [2, 1, 1, 1], 5, width=4, scales=4, groups=1, se=True,
         input_shape=(2, 3, 32, 32),
         description="seed block with SE (C//16, biased convs), scales 4, two blocks in layer1 "
-                    "(identity-shortcut block), biased conv1/3x3/conv3/downsample, softmax head"),
+                    "(identity-shortcut block), biased conv1/3x3/conv3/downsample, softmax head",
+        features=features((2, 3, 36, 29), (0, 1, 2, 3, 4), (3,))),
     seed_fixture(
         "seed_nose_s4", 1002, [1, 2, 1, 1], 7, width=4, scales=4, groups=1, se=False,
         input_shape=(1, 3, 33, 47),
@@ -316,18 +381,21 @@ FIXTURES = [
         "timm_res2net_s4", 2001, [2, 2, 1, 1], 10, input_shape=(2, 3, 33, 47),
         description="timm Res2Net 7x7 stem, conv downsample, scale 4, base_width 26 "
                     "(widths 6,13,26,52), normal blocks with hierarchical adds in layer1/layer2, "
-                    "layer1.0 has no downsample (64 == 16*4) so it is a normal block"),
+                    "layer1.0 has no downsample (64 == 16*4) so it is a normal block",
+        features=features((1, 3, 45, 38), (0, 1, 2, 3, 4), (1, 3), (4,))),
     timm_fixture(
         "timm_res2net50d_style", 2002, [2, 1, 2, 1], 10, input_shape=(1, 3, 37, 41),
         channels=NARROW, stem_type="deep", stem_width=8, avg_down=True,
         description="timm res2net50d-style: deep 3x3 stem (8,8,16), avg-down downsample "
                     "(AvgPool2d(2, ceil_mode, count_include_pad=False) -> conv -> BN; identity pool "
-                    "in layer1.0, a stride-1 stage block), base_width 26 (widths 3,6,13,26), odd input"),
+                    "in layer1.0, a stride-1 stage block), base_width 26 (widths 3,6,13,26), odd input",
+        features=features((2, 3, 37, 52), (1, 2, 3, 4), (0,), (2, 4))),
     timm_fixture(
         "timm_res2next", 2003, [2, 2, 1, 1], 6, input_shape=(2, 3, 32, 32),
         base_width=4, cardinality=4,
         description="timm Res2NeXt: cardinality 4 grouped 3x3 convs, base_width 4 "
-                    "(widths 4,8,16,32; layer1 3x3 convs are depthwise), scale 4, layer1.0 normal block"),
+                    "(widths 4,8,16,32; layer1 3x3 convs are depthwise), scale 4, layer1.0 normal block",
+        features=features((1, 3, 40, 33), (2,), (0, 4))),
     timm_fixture(
         "timm_se_s4", 2004, [2, 1, 1, 1], 8, input_shape=(1, 3, 40, 36),
         channels=NARROW, se=True,
@@ -353,6 +421,11 @@ FIXTURES = [
         config_in_ckpt=True,
         description="timm Res2Net like timm_res2net_s4 with layers 1,2,1,1; checkpoint "
                     "__metadata__ carries the res2net.config JSON"),
+    # ---- DLA (timm dla60_res2net / dla60_res2next layout, narrow channels) ------------------
+    dla_fixture("timm_dla60_res2net_narrow", 3001, (4, 8, 16, 32, 64, 128), 1, 28, 7, (3, 3, 32, 64),
+                DLA_RES2NET_NOTE, features((2, 3, 32, 96), (1, 2, 3, 4, 5), (0, 1), (5,), (2, 4))),
+    dla_fixture("timm_dla60_res2next_narrow", 3002, (4, 8, 32, 32, 64, 64), 8, 4, 5, (2, 3, 63, 32),
+                DLA_RES2NEXT_NOTE, features((2, 3, 32, 95), (1, 2, 3, 4, 5), (0, 3)), torch.bfloat16),
 ]
 
 
@@ -506,11 +579,67 @@ def make(fx):
         with safe_open(ckpt_path, "pt") as f:
             assert f.metadata() == fx["ckpt_meta"]
 
+    feat = make_features(fx, model, gen) if fx.get("features") else None
+
     n_params = sum(p.numel() for p in model.parameters())
-    return dict(name=name, flavour=fx["flavour"], keys=len(sd), params=n_params,
+    return dict(name=name, flavour=fx["flavour"], keys=len(sd), params=n_params, features=feat,
                 ckpt_bytes=os.path.getsize(ckpt_path), io_bytes=os.path.getsize(io_path),
                 input_shape=tuple(x.shape), classes=logits.shape[1], std=std, amax=amax,
                 pmax=probs.max().item(), rel_l=rel_l, rel_p=rel_p, dtype=str(fx["ckpt_dtype"]).split(".")[-1])
+
+
+def seed_feature_points(model, x):
+    """The seed model's five feature points, as timm names them for a ResNet."""
+    act1 = model.relu(model.bn1(model.conv1(x))).clone()
+    out = {"act1": act1}
+    x = model.maxpool(act1)
+    for i in range(1, 5):
+        x = getattr(model, f"layer{i}")(x)
+        out[f"layer{i}"] = x.clone()
+    return out
+
+
+def make_features(fx, model, gen):
+    """Writes NAME.features.safetensors: timm's features_only outputs for every out_indices set."""
+    name, spec = fx["name"], fx["features"]
+    x = torch.randn(spec["input_shape"], generator=gen, dtype=torch.float32)
+    m64 = copy.deepcopy(model).double().eval()
+    stored = {}
+    with torch.no_grad():
+        if fx["flavour"] == "seed":
+            points = ["act1", "layer1", "layer2", "layer3", "layer4"]
+            every = seed_feature_points(m64, x.double())
+            runs = [[(points[i], every[points[i]]) for i in s] for s in spec["out_indices"]]
+        else:
+            runs = []
+            for s in spec["out_indices"]:
+                net = FeatureListNet(copy.deepcopy(m64), out_indices=tuple(s)).eval()
+                names = net.feature_info.module_name()
+                outs = net(x.double())
+                assert len(outs) == len(s) == len(names), (name, s, names)
+                assert not any(k.startswith("fc") for k in net.state_dict()), "features mode has no head"
+                runs.append(list(zip(names, outs)))
+    for run in runs:
+        for point, t in run:
+            if point in stored:
+                assert torch.equal(stored[point], t), (name, point)
+            else:
+                stored[point] = t
+    meta = {
+        "fixture": name,
+        "flavour": fx["flavour"],
+        "description": fx["description"],
+        "config": dumps(fx["config"]),
+        "out_indices": dumps(spec["out_indices"]),
+    }
+    tensors = {"input": x.contiguous()}
+    for point, t in stored.items():
+        assert t.abs().max().item() < 1e3 and t.std().item() > 1e-2, (name, point)
+        tensors[point] = t.float().contiguous()
+    path = os.path.join(OUT_DIR, f"{name}.features.safetensors")
+    save(tensors, path, meta)
+    return dict(points={k: tuple(v.shape) for k, v in stored.items()}, bytes=os.path.getsize(path),
+                input_shape=tuple(x.shape), sets=spec["out_indices"])
 
 
 def write_readme(rows):
@@ -532,7 +661,16 @@ def write_readme(rows):
         "`timm_meta_config.safetensors` carries a `res2net.config` JSON string in its `__metadata__`.",
         "Official fixtures with planes [16,32,64,128] have no downsample in layer1.0 (the 7x7 stem's 64",
         "channels already equal 16*4), so timm builds layer1.0 as a normal block; with planes [8,16,32,64]",
-        "layer1.0 is a stride-1 stage block as in the published models.",
+        "layer1.0 is a stride-1 stage block as in the published models. The `timm_dla*` fixtures are",
+        "timm's `DLA` with `DlaBottle2neck` blocks, the layout of `dla60_res2net` and `dla60_res2next`",
+        "(their `fc` is a 1x1 conv), at narrower channels.",
+        "",
+        "`NAME.features.safetensors` (where the second table lists it) holds the backbone outputs of",
+        "timm's `features_only` mode (`timm.models._features.FeatureListNet`, which",
+        "`timm.create_model(..., features_only=True, out_indices=...)` builds): `input` f32 [N,3,H,W] and",
+        "one f32 [N,C,H,W] tensor per feature point, named by its module, computed in float64 once per",
+        "`out_indices` set in `__metadata__[\"out_indices\"]` (the sets agree where they overlap, so each",
+        "point is stored once). The seed flavour's points are taken from the seed module itself.",
         "",
         "| NAME | flavour | what it covers | input shape |",
         "|---|---|---|---|",
@@ -544,6 +682,9 @@ def write_readme(rows):
         if fx["flavour"] == "seed":
             cfg = (f"layers {c['layers']}, width {c['width']}, scales {c['scales']}, groups {c['groups']}, "
                    f"se {c['se']}, {c['num_classes']} classes")
+        elif "levels" in c:
+            cfg = (f"DLA levels {c['levels']}, channels {c['channels']}, base_width {c['base_width']}, "
+                   f"scale {c['scale']}, cardinality {c['cardinality']}, {c['num_classes']} classes")
         else:
             cfg = (f"layers {c['layers']}, planes {c['planes']}, stem {c['stem']['kind']}, base_width "
                    f"{c['base_width']}, scale {c['scale']}, cardinality {c['cardinality']}, avg_down "
@@ -552,6 +693,19 @@ def write_readme(rows):
         dtype = "" if r["dtype"] == "float32" else f"; **{r['dtype']} checkpoint**"
         shape = "[" + ",".join(str(d) for d in r["input_shape"]) + "]"
         lines.append(f"| `{r['name']}` | {r['flavour']} | {fx['description']} ({cfg}{dtype}) | {shape} |")
+    lines += [
+        "",
+        "| NAME.features | input shape | out_indices sets | points (shape) |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        f = r["features"]
+        if f is None:
+            continue
+        shape = "[" + ",".join(str(d) for d in f["input_shape"]) + "]"
+        sets = " ".join("(" + ",".join(str(i) for i in s) + ")" for s in f["sets"])
+        points = ", ".join(f"`{k}` [{','.join(str(d) for d in v)}]" for k, v in f["points"].items())
+        lines.append(f"| `{r['name']}` | {shape} | {sets} | {points} |")
     lines.append("")
     with open(os.path.join(OUT_DIR, "README.md"), "w") as f:
         f.write("\n".join(lines))
@@ -568,10 +722,12 @@ def main():
               f"ckpt={r['ckpt_bytes'] / 1024:7.1f}KiB io={r['io_bytes']:5d}B in={r['input_shape']} "
               f"classes={r['classes']} logit_std={r['std']:.3f} max|logit|={r['amax']:.3f} "
               f"max_prob={r['pmax']:.3f} reload_rel={max(r['rel_l'], r['rel_p']):.1e} {r['dtype']}")
+        if r["features"]:
+            print(f"{'':24s} features={r['features']['bytes'] / 1024:.1f}KiB sets={r['features']['sets']}")
     write_readme(rows)
     total = sum(os.path.getsize(os.path.join(OUT_DIR, f)) for f in os.listdir(OUT_DIR))
     print(f"total {total / 1e6:.2f} MB in {OUT_DIR}")
-    assert total < 15e6
+    assert total < 17.5e6
 
 
 if __name__ == "__main__":

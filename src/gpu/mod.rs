@@ -52,6 +52,8 @@ pub use context::GpuContext;
 pub use host_clock::{HostClock, HostCost};
 pub use pipeline_cache::{PipelineCacheReport, PipelineCacheSetting};
 pub use profile::{Profile, ProfileSource};
-pub use session::{pipeline_keys, BuildStats, Session, SessionOptions, DEFAULT_TIMEOUT};
+pub use session::{
+    pipeline_keys, ArenaSlice, BuildStats, Session, SessionOptions, DEFAULT_TIMEOUT,
+};
 pub use tune::{ConvKernel, Precision};
 pub use weights::DeviceWeights;

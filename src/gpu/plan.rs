@@ -80,8 +80,14 @@ pub fn liveness(graph: &Graph) -> Vec<Option<Interval>> {
         touch(node.op.writes().tensor, i + 1);
     }
     let end = graph.nodes.len() + 1;
-    touch(graph.logits, end);
-    touch(graph.probs, end);
+    if let Some(head) = graph.head {
+        touch(head.logits, end);
+        touch(head.probs, end);
+    }
+    // Feature maps stay in place until the run ends, where a caller on the same device can bind them.
+    for f in &graph.features {
+        touch(f.tensor, end);
+    }
     live
 }
 
@@ -148,7 +154,7 @@ pub fn plan(graph: &Graph, batch: usize) -> ArenaPlan {
 mod tests {
     use super::*;
     use crate::graph::{
-        Activation, GlobalAvgPool, Graph, Node, Op, ScaleAdd, Shape, TensorInfo, View,
+        Activation, GlobalAvgPool, Graph, Head, Node, Op, ScaleAdd, Shape, TensorInfo, View,
     };
 
     fn view(t: usize, c: usize) -> View {
@@ -193,10 +199,12 @@ mod tests {
                 scale(2, 3),
             ],
             input: TensorId(0),
-            logits: TensorId(3),
-            probs: TensorId(3),
-            stage_outputs: vec![],
-            features: TensorId(3),
+            head: Some(Head {
+                last_map: TensorId(3),
+                logits: TensorId(3),
+                probs: TensorId(3),
+            }),
+            features: vec![],
             has_weights: true,
         }
     }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use res2net_wgpu::gpu::GpuContext;
 
@@ -51,4 +51,35 @@ pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) 
 pub fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = res2net_wgpu::model::SplitMix::new(seed);
     (0..n).map(|_| rng.symmetric()).collect()
+}
+
+/// Every op's output of a GPU session against the CPU reference on the same graph and input: for
+/// diagnosis, the first op out of tolerance names itself.
+pub fn assert_every_op_close(
+    what: &str,
+    graph: &res2net_wgpu::graph::Graph,
+    session: &res2net_wgpu::gpu::Session,
+    input: &[f32],
+    batch: usize,
+    atol: f32,
+    rtol: f32,
+) {
+    use res2net_wgpu::cpu;
+    let gpu_all = session.run_all(input).unwrap();
+    let cpu_all = cpu::forward_all(graph, input, batch).unwrap();
+    for node in &graph.nodes {
+        let v = node.op.writes();
+        let g = cpu::gather(graph, v, &gpu_all, batch);
+        let c = cpu::gather(graph, v, &cpu_all, batch);
+        assert_close(&format!("{what} {}", node.name), &g, &c, atol, rtol);
+    }
+}
+
+/// Runs one test's GPU work at a time within a test binary. wgpu's OpenGL backend executes a submit's
+/// commands while it holds the adapter's one context lock, and panics ("Could not lock adapter
+/// context") when another thread waits on that lock for 6 s: a long forward pass on a busy machine
+/// is enough. Tests that run whole networks take this first.
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static GPU: Mutex<()> = Mutex::new(());
+    GPU.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

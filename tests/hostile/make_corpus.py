@@ -185,6 +185,56 @@ def official_model(layers, planes, stem, base_width, scale, classes):
     return d
 
 
+def dla_model(levels, channels, base_width, cardinality, scale, classes):
+    """The DLA layout (`arch::dla`, timm's DLA with DlaBottle2neck), with its own random numbers so
+    the files made before it keep their bytes."""
+    global rng
+    saved, rng = rng, random.Random(20250101)
+    try:
+        d = {}
+        d["base_layer.0.weight"] = conv_w(channels[0], 3, 7)
+        add_bn(d, "base_layer.1", channels[0])
+        cin = channels[0]
+        for level in (0, 1):
+            for i in range(levels[level]):
+                d["level%d.%d.weight" % (level, 3 * i)] = conv_w(channels[level], cin, 3)
+                add_bn(d, "level%d.%d" % (level, 3 * i + 1), channels[level])
+                cin = channels[level]
+
+        def block(name, cin, cout):
+            w = cout * base_width // 64 * cardinality // 2
+            d[name + ".conv1.weight"] = conv_w(w * scale, cin, 1)
+            add_bn(d, name + ".bn1", w * scale)
+            for i in range(max(scale - 1, 1)):
+                d[name + ".convs.%d.weight" % i] = conv_w(w, w // cardinality, 3)
+                add_bn(d, name + ".bns.%d" % i, w)
+            d[name + ".conv3.weight"] = conv_w(cout, w * scale, 1)
+            add_bn(d, name + ".bn3", cout)
+
+        def tree(key, depth, cin, cout, level_root, root_dim):
+            root_dim = (root_dim or 2 * cout) + (cin if level_root else 0)
+            if depth > 1:
+                tree(key + ".tree1", depth - 1, cin, cout, False, 0)
+                tree(key + ".tree2", depth - 1, cout, cout, False, root_dim + cout)
+                return
+            block(key + ".tree1", cin, cout)
+            block(key + ".tree2", cout, cout)
+            if cin != cout:
+                d[key + ".project.0.weight"] = conv_w(cout, cin, 1)
+                add_bn(d, key + ".project.1", cout)
+            d[key + ".root.conv.weight"] = conv_w(cout, root_dim, 1)
+            add_bn(d, key + ".root.bn", cout)
+
+        for level in range(2, 6):
+            tree("level%d" % level, levels[level], cin, channels[level], level >= 3, 0)
+            cin = channels[level]
+        d["fc.weight"] = conv_w(classes, cin, 1)
+        d["fc.bias"] = vec(classes, -0.1, 0.1)
+        return d
+    finally:
+        rng = saved
+
+
 TINY = seed_model([1, 1, 1, 1], 3, 1, 1, 1, False)  # arch::seed([1,1,1,1], 3, 1, 1, 1, false)
 TINY_CONFIG = {
     "flavour": "seed",
@@ -649,6 +699,27 @@ def main():
     im("image.webp", b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00",
        "WebP", "a WebP header")
     im("png_named.jpg", valid_png[: len(valid_png) // 3], "broken Png", "a truncated PNG named .jpg")
+
+    # -- the DLA layout --------------------------------------------------------------------------------
+    dla = dla_model([1, 1, 1, 2, 1, 1], [2, 2, 4, 4, 8, 8], 64, 1, 2, 3)
+    write("valid/tiny_dla.safetensors", build(dla), "OK",
+          "DLA layout, levels [1,1,1,2,1,1], channels [2,2,4,4,8,8], base width 64, scale 2, 3 classes")
+    grid = random.Random(20250102)
+    write("valid/input_32.safetensors",
+          build(input_tensor(1, 32, 32, [grid.uniform(-1, 1) for _ in range(3 * 32 * 32)])),
+          "OK", "input [1,3,32,32]: sides a DLA halves evenly down to level 5")
+    w("dla_missing_root", build({k: v for k, v in dla.items() if not k.startswith("level3.tree2.root.")}),
+      "expected tensor 'level3.tree2.root.conv.weight' of shape [4, 16, 1, 1], found none",
+      "the tiny DLA without the root of level3's second subtree")
+    w("dla_project_shape", build(dict(dla, **{"level2.project.0.weight": conv_w(4, 3, 1)})),
+      "tensor 'level2.project.0.weight': expected shape [4, 2, 1, 1], found [4, 3, 1, 1]",
+      "the tiny DLA with a projection from 3 channels instead of 2")
+    w("res2net_with_dla_root", build(dict(TINY, **{"level2.root.conv.weight": dla["level2.root.conv.weight"]})),
+      "expected no tensor 'level2.root.conv.weight'",
+      "the tiny seed Res2Net with one DLA root mixed in")
+    w("res2net_with_dla_base", build(dict(TINY, **{k: v for k, v in dla.items() if k.startswith("base_layer.")})),
+      "ResNet tensors ('layer1.0.conv1.weight') and DLA tensors ('base_layer.0.weight')",
+      "the tiny seed Res2Net with a DLA base layer mixed in")
 
     with open(os.path.join(HERE, "MANIFEST.tsv"), "w") as f:
         f.write("# path\tphrases the error must contain ('|'-separated; OK = must succeed)\tdescription\n")

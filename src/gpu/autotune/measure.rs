@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::gpu::kernels::conv::ConvShape;
 use crate::gpu::{ConvKernel, GpuContext, Precision, Session, SessionOptions, Tune};
 use crate::graph::{
-    out_size, Activation, Conv, GlobalAvgPool, Graph, Node, Op, Shape, Softmax, TensorId,
+    out_size, Activation, Conv, GlobalAvgPool, Graph, Head, Node, Op, Shape, Softmax, TensorId,
     TensorInfo, View,
 };
 use crate::model::SplitMix;
@@ -156,10 +156,12 @@ fn stand_in(bucket: &Bucket) -> Graph {
         ],
         tensors,
         input: TensorId(0),
-        logits: pooled,
-        probs,
-        stage_outputs: vec![],
-        features: out,
+        head: Some(Head {
+            last_map: out,
+            logits: pooled,
+            probs,
+        }),
+        features: vec![],
         has_weights: true,
     }
 }

@@ -114,11 +114,13 @@ fn check_graph(graph: &Graph, batch: usize) -> Result<()> {
             "cannot run a shape-only graph: it has no weights".into(),
         ));
     }
-    for (what, t) in [
-        ("input", graph.input),
-        ("logits", graph.logits),
-        ("probs", graph.probs),
-    ] {
+    let head = graph
+        .head
+        .map(|h| [("logits", h.logits), ("probs", h.probs)]);
+    for (what, t) in [("input", graph.input)]
+        .into_iter()
+        .chain(head.into_iter().flatten())
+    {
         let Some(info) = graph.tensors.get(t.0) else {
             return Err(Error::Config(format!(
                 "graph {what} names tensor {} which does not exist",
@@ -257,10 +259,8 @@ impl Session {
             limits.max_compute_workgroups_per_dimension,
         )?;
         let io_bytes = |t: TensorId| (batch * graph.shape(t).numel() * 4) as u64;
-        for (what, t) in [
-            ("the input batch", graph.input),
-            ("the logits readback", graph.logits),
-        ] {
+        let logits = graph.head.map(|h| ("the logits readback", h.logits));
+        for (what, t) in [("the input batch", graph.input)].into_iter().chain(logits) {
             check_size(what, io_bytes(t), limits.max_buffer_size, "max_buffer_size")?;
         }
 
@@ -306,7 +306,9 @@ impl Session {
             weights: Arc::clone(weights),
             graph: GraphInfo {
                 input: graph.input,
-                outputs: [graph.logits, graph.probs],
+                outputs: graph
+                    .head
+                    .map_or_else(Vec::new, |h| vec![h.logits, h.probs]),
                 numel: graph.tensors.iter().map(|t| t.shape.numel()).collect(),
                 input_shape: graph.input_shape(),
                 classes: graph.num_classes(),

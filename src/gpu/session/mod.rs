@@ -113,8 +113,9 @@ struct OpInfo {
 /// What the session remembers of its graph (not the weights: those live on the GPU).
 struct GraphInfo {
     input: TensorId,
-    /// The tensors a plain run reads back: logits, then probabilities.
-    outputs: [TensorId; 2],
+    /// The tensors a plain run reads back: logits, then probabilities; none for a features-only
+    /// graph (no head), whose maps come back through [`Session::run_tensors`].
+    outputs: Vec<TensorId>,
     /// Per-image element count of every tensor.
     numel: Vec<usize>,
     input_shape: Shape,
@@ -166,7 +167,47 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Where an output of the last run sits in the session's activation buffer: work of the caller's own
+/// on the same device can bind it directly, without a copy, until the session runs again. The data is
+/// `[batch, C, H, W]` f32, row-major.
+#[derive(Clone, Debug)]
+pub struct ArenaSlice {
+    pub buffer: wgpu::Buffer,
+    /// Byte offset into `buffer` (a multiple of 256).
+    pub offset: u64,
+    /// Bytes.
+    pub size: u64,
+}
+
 impl Session {
+    /// The slice of the activation buffer holding output `t` (a feature point, the logits or the
+    /// probabilities) after a run. Refused for a tensor later ops overwrite, and for a batch the
+    /// session runs in chunks (the buffer holds one chunk at a time): read those back with
+    /// [`run_tensors`](Self::run_tensors).
+    pub fn output_slice(&self, t: TensorId) -> Result<ArenaSlice> {
+        if self.chunk < self.batch {
+            return Err(Error::Gpu(format!(
+                "the batch of {} runs in chunks of {}, so no buffer holds all of an output; read it back with run_tensors",
+                self.batch, self.chunk
+            )));
+        }
+        // Plan steps: 0 = upload, i + 1 = graph node i, then the end of the run.
+        let end = self.ops.len() + 1;
+        let live = self.plan.live.get(t.0).copied().flatten();
+        match (live, self.plan.offset(t)) {
+            (Some(iv), Some(offset)) if iv.last == end => Ok(ArenaSlice {
+                buffer: self.arena.clone(),
+                offset: offset * 4,
+                size: (self.batch * self.graph.numel[t.0] * 4) as u64,
+            }),
+            _ => Err(Error::input(
+                "tensor",
+                "an output of the graph (a feature point, logits or probabilities)",
+                format!("tensor {}, which later ops overwrite", t.0),
+            )),
+        }
+    }
+
     /// What building the session cost (pipeline creation time) and what the pipeline cache did.
     pub fn build_stats(&self) -> &BuildStats {
         &self.build
@@ -345,6 +386,14 @@ impl Session {
         // Read and unmapped: ready for the next run.
         if let Ok(mut pool) = self.staging_pool.lock() {
             pool.push(buffers);
+        }
+        if self.graph.outputs.is_empty() {
+            return Ok(Output {
+                batch: self.batch,
+                classes: 0,
+                logits: Vec::new(),
+                probs: Vec::new(),
+            });
         }
         let n = self.batch * self.graph.classes;
         let mut data = data.into_iter();
