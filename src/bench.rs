@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 use crate::gpu::{
     peak, DeviceWeights, GpuContext, HostClock, Precision, Profile, Session, SessionOptions,
+    TuneReport,
 };
 use crate::graph::Outputs;
 use crate::model::Model;
@@ -50,7 +51,8 @@ pub struct BenchReport {
     /// The largest single activation tensor of a chunk: the floor any plan must hold at once.
     pub activation_bytes_largest: u64,
     pub load_ms: f64,
-    /// Graph building (BatchNorm folding) plus session creation: pipelines, buffers, bind groups.
+    /// Graph building (BatchNorm folding) plus session creation: pipelines, buffers, bind groups
+    /// (the tuner's time is reported apart, in `tuning`).
     pub session_ms: f64,
     /// Bytes of the model's weight buffers on the device after the first session.
     pub weight_bytes: u64,
@@ -63,6 +65,12 @@ pub struct BenchReport {
     /// What the pipeline cache did: `off`, `loaded N bytes`, `saved N bytes`, ... with the file.
     pub pipeline_cache: String,
     pub gflop_per_image: f64,
+    /// How conv families were chosen (`off`, `auto`, `full`) and what the tuner did for the first
+    /// session (its time is not part of `session_ms`).
+    pub tune: &'static str,
+    pub tuning: TuneReport,
+    /// Ops per kernel (shader and entry point), most used first.
+    pub kernels: Vec<(String, usize)>,
     /// Per-op times (median over the profiled runs), when asked for.
     pub profile: Option<Profile>,
 }
@@ -103,8 +111,9 @@ pub struct BenchOptions {
     pub progress: bool,
     /// Also time every op ([`Session::profile`], median of up to three runs).
     pub profile: bool,
-    /// Weight precision ([`Precision::F16`] needs `Features::SHADER_F16`).
-    pub precision: Precision,
+    /// What the sessions are built with: weight precision ([`Precision::F16`] needs
+    /// `Features::SHADER_F16`), conv kernel, tuning.
+    pub session: SessionOptions,
 }
 
 /// Benchmarks `model` at `height`x`width` with `batch` images: one warm-up run, then `iters` timed
@@ -124,8 +133,10 @@ pub fn run(
         iters,
         progress,
         profile,
-        precision,
+        ref session,
     } = *options;
+    let session_options = session.clone();
+    let precision = session_options.precision;
     let iters = iters.max(1);
     let t = Instant::now();
     let outputs = if features {
@@ -134,13 +145,10 @@ pub fn run(
         Outputs::classifier()
     };
     let graph = model.graph_with(height, width, &outputs)?;
-    let session_options = SessionOptions {
-        precision,
-        ..SessionOptions::default()
-    };
     let weights = DeviceWeights::new(ctx);
     let session = Session::for_weights(&weights, &graph, batch.max(1), &session_options)?;
-    let session_ms = t.elapsed().as_secs_f64() * 1e3;
+    let tuning = session.build_stats().tuning.clone();
+    let session_ms = (t.elapsed() - tuning.time.min(t.elapsed())).as_secs_f64() * 1e3;
     let weight_bytes = weights.bytes();
     // The next size a detector might see; 32 more rows and columns keep a DLA's halvings even.
     let t = Instant::now();
@@ -249,6 +257,9 @@ pub fn run(
         pipeline_cache_load_ms: session.build_stats().pipeline_cache.load_time.as_secs_f64() * 1e3,
         pipeline_cache: describe_cache(&session.build_stats().pipeline_cache),
         gflop_per_image,
+        tune: session_options.tune.name(),
+        tuning,
+        kernels: session.kernel_counts(),
         profile,
     })
 }
@@ -342,6 +353,26 @@ impl BenchReport {
             mib(n.weight_bytes_added),
             mib(self.weight_bytes)
         );
+        let t = &self.tuning;
+        let _ = writeln!(
+            s,
+            "tuning:       {}: {} conv shapes timed in {:.0} ms, {} from the cache{}",
+            self.tune,
+            t.measured,
+            t.time.as_secs_f64() * 1e3,
+            t.cached,
+            t.note
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .or_else(|| t.path.as_ref().map(|p| format!(", {}", p.display())))
+                .unwrap_or_default()
+        );
+        let kernels: Vec<String> = self
+            .kernels
+            .iter()
+            .map(|(k, n)| format!("{n} x {k}"))
+            .collect();
+        let _ = writeln!(s, "kernels:      {}", kernels.join(", "));
         let _ = writeln!(s, "pipeline cache: {}", self.pipeline_cache);
         if let Some(p) = &self.profile {
             s.push_str(&p.text());
@@ -391,6 +422,15 @@ impl BenchReport {
             "pipeline_cache_load_ms": self.pipeline_cache_load_ms,
             "pipeline_cache": self.pipeline_cache,
             "gflop_per_image": self.gflop_per_image,
+            "tune": self.tune,
+            "tuning": {
+                "ms": self.tuning.time.as_secs_f64() * 1e3,
+                "measured": self.tuning.measured,
+                "cached": self.tuning.cached,
+                "path": self.tuning.path.as_ref().map(|p| p.display().to_string()),
+                "note": self.tuning.note,
+            },
+            "kernels": self.kernels.iter().map(|(k, n)| serde_json::json!({"kernel": k, "ops": n})).collect::<Vec<_>>(),
             "profile": self.profile.as_ref().map(Profile::json),
         })
         .to_string()

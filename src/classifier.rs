@@ -57,7 +57,8 @@ pub struct Classifier {
     /// The model's weights on the GPU, shared by the sessions of every shape.
     weights: Option<Arc<DeviceWeights>>,
     fallback: Option<String>,
-    precision: Precision,
+    /// What every GPU session is built with (precision, kernel choice, tuning, ...).
+    options: SessionOptions,
     prepared: ByShape<Prepared>,
 }
 
@@ -85,7 +86,7 @@ impl Classifier {
             weights: gpu.as_ref().map(DeviceWeights::new),
             gpu,
             fallback,
-            precision: Precision::F32,
+            options: SessionOptions::default(),
             prepared: ByShape::new(),
         })
     }
@@ -94,7 +95,14 @@ impl Classifier {
     /// `SHADER_F16`; without it the first run fails with an error naming the feature). The CPU
     /// reference always runs in f32.
     pub fn with_precision(mut self, precision: Precision) -> Self {
-        self.precision = precision;
+        self.options.precision = precision;
+        self.prepared.clear();
+        self
+    }
+
+    /// Builds every GPU session with these options (precision, conv kernel, tuning, timeout, ...).
+    pub fn with_session_options(mut self, options: SessionOptions) -> Self {
+        self.options = options;
         self.prepared.clear();
         self
     }
@@ -107,7 +115,7 @@ impl Classifier {
 
     /// The weight precision of GPU sessions.
     pub fn precision(&self) -> Precision {
-        self.precision
+        self.options.precision
     }
 
     pub fn model(&self) -> &Model {
@@ -145,11 +153,7 @@ impl Classifier {
             let graph = self.model.graph(h, w)?;
             Ok(match &self.weights {
                 Some(weights) => {
-                    let options = SessionOptions {
-                        precision: self.precision,
-                        ..SessionOptions::default()
-                    };
-                    let session = Session::for_weights(weights, &graph, batch, &options)?;
+                    let session = Session::for_weights(weights, &graph, batch, &self.options)?;
                     Prepared::Gpu(graph, Box::new(session))
                 }
                 None => Prepared::Cpu(graph),

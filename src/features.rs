@@ -106,7 +106,8 @@ pub struct FeatureExtractor {
     /// The model's weights on the GPU, shared by the sessions of every shape.
     weights: Option<Arc<DeviceWeights>>,
     fallback: Option<String>,
-    precision: Precision,
+    /// What every GPU session is built with (precision, kernel choice, tuning, ...).
+    options: SessionOptions,
     executors: ByShape<Executor>,
 }
 
@@ -123,7 +124,7 @@ impl FeatureExtractor {
             indices,
             weights: gpu.as_ref().map(DeviceWeights::new),
             fallback,
-            precision: Precision::F32,
+            options: SessionOptions::default(),
             executors: ByShape::new(),
         })
     }
@@ -141,7 +142,14 @@ impl FeatureExtractor {
 
     /// GPU sessions store weights in this precision ([`Precision::F16`] needs `SHADER_F16`).
     pub fn with_precision(mut self, precision: Precision) -> Self {
-        self.precision = precision;
+        self.options.precision = precision;
+        self.executors.clear();
+        self
+    }
+
+    /// Builds every GPU session with these options (precision, conv kernel, tuning, timeout, ...).
+    pub fn with_session_options(mut self, options: SessionOptions) -> Self {
+        self.options = options;
         self.executors.clear();
         self
     }
@@ -184,11 +192,7 @@ impl FeatureExtractor {
             let Some(weights) = &self.weights else {
                 return Ok(Executor::Cpu(graph));
             };
-            let options = SessionOptions {
-                precision: self.precision,
-                ..SessionOptions::default()
-            };
-            let session = Session::for_weights(weights, &graph, batch, &options)?;
+            let session = Session::for_weights(weights, &graph, batch, &self.options)?;
             Ok(Executor::Gpu(graph, Box::new(session)))
         })
     }

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use res2net_wgpu::classifier::{CamOutput, Classifier, DeviceChoice};
 use res2net_wgpu::output_file::{self, Arg, FileSet};
-use res2net_wgpu::{arch, bundled, cam, gpu, model, preprocess, tensor_io, Error, Model, Result};
+use res2net_wgpu::{arch, bundled, cam, model, preprocess, tensor_io, Error, Model, Result};
 
 #[derive(Parser)]
 #[command(
@@ -26,23 +26,6 @@ enum Device {
     Cpu,
     Gpu,
     Auto,
-}
-
-/// Weight precision of GPU sessions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum PrecisionArg {
-    F32,
-    /// f16 weights, f32 activations and arithmetic (needs the adapter's SHADER_F16).
-    F16,
-}
-
-impl From<PrecisionArg> for gpu::Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
-            PrecisionArg::F32 => gpu::Precision::F32,
-            PrecisionArg::F16 => gpu::Precision::F16,
-        }
-    }
 }
 
 impl From<Device> for DeviceChoice {
@@ -69,9 +52,8 @@ struct TensorRun {
     /// Force a preset architecture instead of detecting it.
     #[arg(long)]
     arch: Option<String>,
-    /// Weight precision on the GPU (f16 needs the adapter's SHADER_F16).
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-    precision: PrecisionArg,
+    #[command(flatten)]
+    gpu: GpuArgs,
 }
 
 impl TensorRun {
@@ -93,9 +75,8 @@ enum Command {
     Demo {
         #[arg(long, value_enum, default_value_t = Device::Auto)]
         device: Device,
-        /// Weight precision on the GPU (f16 needs the adapter's SHADER_F16).
-        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-        precision: PrecisionArg,
+        #[command(flatten)]
+        gpu: GpuArgs,
     },
     /// Classify PNG or JPEG images (a directory means every image in it).
     Classify {
@@ -121,9 +102,8 @@ enum Command {
         batch: usize,
         #[arg(long, value_enum, default_value_t = Device::Auto)]
         device: Device,
-        /// Weight precision on the GPU (f16 needs the adapter's SHADER_F16).
-        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-        precision: PrecisionArg,
+        #[command(flatten)]
+        gpu: GpuArgs,
     },
     /// Run a model on a tensor file: `input` [N,3,H,W] f32 in, `logits` and `probs` [N,classes] out.
     Infer {
@@ -163,11 +143,13 @@ mod cli {
     pub mod bench;
     pub mod demo;
     pub mod features;
+    pub mod gpu_args;
     pub mod inspect;
     pub mod size;
     pub mod verify;
 }
 
+use cli::gpu_args::GpuArgs;
 use cli::size::{parse_size, Size};
 
 fn main() -> ExitCode {
@@ -196,8 +178,8 @@ fn load(weights: &Path, arch: Option<&str>) -> Result<Model> {
     }
 }
 
-fn classifier(model: Model, device: Device, precision: PrecisionArg) -> Result<Classifier> {
-    let c = Classifier::new(model, device.into())?.with_precision(precision.into());
+fn classifier(model: Model, device: Device, gpu: &GpuArgs) -> Result<Classifier> {
+    let c = Classifier::new(model, device.into())?.with_session_options(gpu.session_options());
     if let Some(reason) = c.fallback_reason() {
         eprintln!("warning: running on the CPU: {reason}");
     }
@@ -206,9 +188,7 @@ fn classifier(model: Model, device: Device, precision: PrecisionArg) -> Result<C
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Demo { device, precision } => {
-            cli::demo::demo(device, precision).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Demo { device, gpu } => cli::demo::demo(device, &gpu).map(|()| ExitCode::SUCCESS),
         Command::Classify {
             images,
             weights,
@@ -218,7 +198,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cam,
             batch,
             device,
-            precision,
+            gpu,
         } => {
             let files = expand(&images);
             if let Some(cam) = &cam {
@@ -229,7 +209,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => bundled::model()?,
             };
             classify(
-                classifier(model, device, precision)?,
+                classifier(model, device, &gpu)?,
                 &files,
                 top,
                 json,
@@ -241,7 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             run.check_output()?;
             let model = load(&run.weights, run.arch.as_deref())?;
             let batch = tensor_io::read_input(&run.input)?;
-            let c = classifier(model, run.device, run.precision)?;
+            let c = classifier(model, run.device, &run.gpu)?;
             let out = c.run_tensor(&batch.data, batch.n, batch.h, batch.w)?;
             tensor_io::write_output(&run.output, &out)?;
             Ok(ExitCode::SUCCESS)

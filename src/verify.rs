@@ -145,25 +145,27 @@ pub fn compare_with(
     input: &InputBatch,
     precision: Precision,
 ) -> Result<Report> {
-    compare_outputs(model, ctx, input, precision, &Outputs::classifier())
-}
-
-/// [`compare_with`] on the graph that returns `outputs` (feature points, the classifier or both):
-/// every op, then every output by name (`layer1`, `logits`) as a row of kind `output`.
-pub fn compare_outputs(
-    model: &Model,
-    ctx: &GpuContext,
-    input: &InputBatch,
-    precision: Precision,
-    outputs: &Outputs,
-) -> Result<Report> {
-    let graph = model.graph_with(input.h, input.w, outputs)?;
     let options = SessionOptions {
         precision,
         ..SessionOptions::default()
     };
+    compare_outputs(model, ctx, input, &options, &Outputs::classifier())
+}
+
+/// [`compare_with`] on the graph that returns `outputs` (feature points, the classifier or both):
+/// every op, then every output by name (`layer1`, `logits`) as a row of kind `output`. The GPU
+/// session is built with `options` (its precision sets the tolerance).
+pub fn compare_outputs(
+    model: &Model,
+    ctx: &GpuContext,
+    input: &InputBatch,
+    options: &SessionOptions,
+    outputs: &Outputs,
+) -> Result<Report> {
+    let graph = model.graph_with(input.h, input.w, outputs)?;
+    let precision = options.precision;
     // Build the session first: an adapter without f16 fails before the slow CPU reference.
-    let session = Session::with_options(ctx, &graph, input.n, &options)?;
+    let session = Session::with_options(ctx, &graph, input.n, options)?;
     let cpu_all = cpu::forward_all(&graph, &input.data, input.n)?;
     let (atol, rtol) = tolerance(precision);
     let gpu_all = session.run_all(&input.data)?;

@@ -336,3 +336,70 @@ fn precision_f16_verifies_and_benches_or_names_the_missing_feature() {
     let json: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
     assert_eq!(json["precision"], "f16");
 }
+
+/// `--tune` and `--conv-kernel` reach the sessions: `full` times every conv shape and writes the
+/// cache, `auto` then reads every choice from it, `off` times nothing, a forced family runs every
+/// conv, and an unknown family is refused with the list of names.
+#[test]
+fn tune_and_conv_kernel_flags_choose_the_kernels() {
+    let Some(_) = gpu_common::context() else {
+        return;
+    };
+    let dir = scratch("tune-flags");
+    let weights = root().join("tests/fixtures/timm_res2net_s4.safetensors");
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--size",
+            "32",
+            "--iters",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_res2net"))
+            .args(&args)
+            .env("RES2NET_CACHE_DIR", &dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let full = bench(&["--tune", "full"]);
+    assert_eq!(full["tune"], "full");
+    let measured = full["tuning"]["measured"].as_u64().unwrap();
+    assert!(measured > 0, "{}", full["tuning"]);
+    assert!(full["tuning"]["ms"].as_f64().unwrap() > 0.0);
+    let auto = bench(&["--tune", "auto"]);
+    assert_eq!(auto["tuning"]["measured"], 0, "{}", auto["tuning"]);
+    assert_eq!(auto["tuning"]["cached"].as_u64().unwrap(), measured);
+    assert_eq!(auto["kernels"], full["kernels"], "the cached choices");
+
+    let forced = bench(&["--tune", "off", "--conv-kernel", "direct"]);
+    assert_eq!(forced["tuning"]["measured"], 0);
+    let kernels = forced["kernels"].as_array().unwrap();
+    let convs: Vec<&str> = kernels
+        .iter()
+        .filter_map(|k| k["kernel"].as_str())
+        .filter(|k| k.starts_with("conv"))
+        .collect();
+    assert!(!convs.is_empty());
+    assert!(
+        convs.iter().all(|k| k.starts_with("conv.wgsl")),
+        "{kernels:?}"
+    );
+
+    let bad = res2net(&[
+        "bench",
+        "--arch",
+        "res2net50_26w_4s",
+        "--conv-kernel",
+        "fast",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = text(&bad.stderr);
+    assert!(err.contains("fast") && err.contains("gemm32x32"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

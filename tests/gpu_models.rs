@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gpu_common::{assert_close, assert_every_op_close, context, one_at_a_time, random};
 use res2net_wgpu::checkpoint::Checkpoint;
-use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions};
+use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions, Tune};
 use res2net_wgpu::{arch, cpu, tensor_io, Error, Model};
 
 /// A network chains ~50 convs; each executor's f32 rounding (~1e-7 relative per add) compounds through
@@ -334,7 +334,7 @@ fn a_lost_device_is_an_error_and_a_new_session_works() {
     let _gpu = one_at_a_time();
     let ctx = GpuContext::new().unwrap();
     let (_, graph) = small();
-    let session = Session::new(&ctx, &graph, 1).unwrap();
+    let session = Session::with_options(&ctx, &graph, 1, &by_rule()).unwrap();
     let input = random(3 * 32 * 32, 9);
     let before = session.run(&input).unwrap();
     ctx.device().destroy();
@@ -344,7 +344,7 @@ fn a_lost_device_is_an_error_and_a_new_session_works() {
     assert!(Session::new(&ctx, &graph, 1).is_err());
 
     let fresh = GpuContext::new().unwrap();
-    let session = Session::new(&fresh, &graph, 1).unwrap();
+    let session = Session::with_options(&fresh, &graph, 1, &by_rule()).unwrap();
     assert_eq!(session.run(&input).unwrap(), before);
 }
 
@@ -355,10 +355,21 @@ fn sessions_work_on_the_callers_own_device() {
     let wrapped = GpuContext::from_device(ctx.device().clone(), ctx.queue().clone());
     let (_, graph) = small();
     let input = random(3 * 32 * 32, 4);
-    let a = Session::new(&wrapped, &graph, 1)
+    let a = Session::with_options(&wrapped, &graph, 1, &by_rule())
         .unwrap()
         .run(&input)
         .unwrap();
-    let b = Session::new(&ctx, &graph, 1).unwrap().run(&input).unwrap();
+    let b = Session::with_options(&ctx, &graph, 1, &by_rule())
+        .unwrap()
+        .run(&input)
+        .unwrap();
     assert_eq!(a, b);
+}
+
+/// Kernels fixed by rule: two devices (each with its own tuner) then run the same ones, bit for bit.
+fn by_rule() -> SessionOptions {
+    SessionOptions {
+        tune: Tune::Off,
+        ..Default::default()
+    }
 }

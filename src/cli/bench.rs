@@ -8,7 +8,7 @@ use res2net_wgpu::output_file::{self, Arg};
 use res2net_wgpu::{arch, bench, gpu, Model, Result};
 
 use super::size::{parse_size, Size};
-use crate::{load, PrecisionArg};
+use crate::{load, GpuArgs};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -37,9 +37,8 @@ pub struct BenchArgs {
     /// Write the profile as an SVG bar chart to this file (implies --profile).
     #[arg(long, value_name = "OUT.svg")]
     profile_svg: Option<PathBuf>,
-    /// Weight precision (f16 needs the adapter's SHADER_F16).
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-    precision: PrecisionArg,
+    #[command(flatten)]
+    gpu: GpuArgs,
 }
 
 /// Runs the benchmark and prints the report (text or JSON), writing the profile chart if asked.
@@ -67,7 +66,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         iters: args.iters,
         progress: !args.json,
         profile: args.profile || args.profile_svg.is_some(),
-        precision: args.precision.into(),
+        session: args.gpu.session_options(),
     };
     let report = bench::run(&model, &gpu::GpuContext::new()?, &options, load_ms)?;
     if let (Some(path), Some(p)) = (&args.profile_svg, &report.profile) {

@@ -4,13 +4,13 @@ use std::time::Instant;
 
 use res2net_wgpu::{bundled, gpu, verify, Error, Result};
 
-use crate::{classifier, Device, PrecisionArg};
+use crate::{classifier, Device, GpuArgs};
 
 /// Classifies the bundled held-out digits and prints accuracy, confusions and latency.
-pub fn demo(device: Device, precision: PrecisionArg) -> Result<()> {
+pub fn demo(device: Device, gpu: &GpuArgs) -> Result<()> {
     let model = bundled::model()?;
     let heldout = bundled::heldout()?;
-    let c = classifier(model, device, precision)?;
+    let c = classifier(model, device, gpu)?;
     println!(
         "model:   {} ({} parameters), bundled",
         c.model().config().summary(),

@@ -13,7 +13,7 @@ pub fn features(run: &TensorRun, out_indices: Option<&str>) -> Result<()> {
     let indices = out_indices.map(arch::parse_out_indices).transpose()?;
     // Checked before the input is read: a wrong index is reported with the valid points.
     let extractor = FeatureExtractor::new(model, indices.as_deref(), run.device.into())?
-        .with_precision(run.precision.into());
+        .with_session_options(run.gpu.session_options());
     if let Some(reason) = extractor.fallback_reason() {
         eprintln!("warning: running on the CPU: {reason}");
     }

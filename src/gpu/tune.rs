@@ -61,6 +61,29 @@ impl ConvKernel {
         ConvKernel::TiledDouble,
         ConvKernel::TiledSplitK,
     ];
+
+    /// The name a caller forces it by: its variant's name in lower case (`gemm32x32`, `tiled`).
+    pub fn name(self) -> String {
+        format!("{self:?}").to_ascii_lowercase()
+    }
+}
+
+impl std::str::FromStr for ConvKernel {
+    type Err = crate::error::Error;
+
+    fn from_str(s: &str) -> crate::error::Result<Self> {
+        let wanted = s.trim().to_ascii_lowercase();
+        std::iter::once(ConvKernel::Auto)
+            .chain(ConvKernel::FORCEABLE)
+            .find(|k| k.name() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<String> = std::iter::once(ConvKernel::Auto)
+                    .chain(ConvKernel::FORCEABLE)
+                    .map(ConvKernel::name)
+                    .collect();
+                crate::error::Error::input("conv kernel", names.join(", "), s)
+            })
+    }
 }
 
 /// The number format of a session's weights, for

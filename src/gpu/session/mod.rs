@@ -269,6 +269,24 @@ impl Session {
         self.ops.iter().map(|o| o.kernel.as_str()).collect()
     }
 
+    /// How many ops run each kernel (shader file and entry point, without constants), most used
+    /// first: which families the rule or the tuner chose.
+    pub fn kernel_counts(&self) -> Vec<(String, usize)> {
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for op in &self.ops {
+            let kernel = op
+                .kernel
+                .split(" + ")
+                .map(|k| k.split('[').next().unwrap_or(k))
+                .collect::<Vec<_>>()
+                .join(" + ");
+            *counts.entry(kernel).or_default() += 1;
+        }
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts
+    }
+
     fn check_len(&self, input: &[f32]) -> Result<()> {
         if input.len() != self.batch * self.graph.input_shape.numel() {
             return Err(executor::wrong_input_len(
