@@ -60,6 +60,24 @@ pub enum Error {
     Gpu(String),
 }
 
+/// For each `name => Variant` of the variants that say what was expected and what was found,
+/// `Error::name(context, expected, found)`, taking anything that converts into the three strings.
+macro_rules! mismatch_constructors {
+    ($($name:ident => $variant:ident),*) => {$(
+        pub(crate) fn $name(
+            context: impl Into<String>,
+            expected: impl Into<String>,
+            found: impl Into<String>,
+        ) -> Self {
+            Error::$variant {
+                context: context.into(),
+                expected: expected.into(),
+                found: found.into(),
+            }
+        }
+    )*};
+}
+
 impl Error {
     /// Whether the error was caused by what the user handed in (exit code 2), rather than by the
     /// machine or a bug (exit code 1).
@@ -77,29 +95,7 @@ impl Error {
             || source.kind() == std::io::ErrorKind::IsADirectory)
     }
 
-    pub(crate) fn tensor(
-        context: impl Into<String>,
-        expected: impl Into<String>,
-        found: impl Into<String>,
-    ) -> Self {
-        Error::Tensor {
-            context: context.into(),
-            expected: expected.into(),
-            found: found.into(),
-        }
-    }
-
-    pub(crate) fn input(
-        context: impl Into<String>,
-        expected: impl Into<String>,
-        found: impl Into<String>,
-    ) -> Self {
-        Error::Input {
-            context: context.into(),
-            expected: expected.into(),
-            found: found.into(),
-        }
-    }
+    mismatch_constructors!(tensor => Tensor, input => Input);
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

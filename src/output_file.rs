@@ -337,12 +337,28 @@ fn not_a_directory(dir: &Path) -> String {
 mod tests {
     use super::*;
 
-    fn scratch(test: &str) -> PathBuf {
+    /// A fresh directory for one test's files, removed when the test ends.
+    struct Scratch(PathBuf);
+
+    impl std::ops::Deref for Scratch {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch(test: &str) -> Scratch {
         let dir =
             std::env::temp_dir().join(format!("res2net-output-file-{}-{test}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        dir
+        Scratch(dir)
     }
 
     fn entries(dir: &Path) -> Vec<String> {
@@ -362,7 +378,6 @@ mod tests {
         write_bytes_atomically(&p, b"second").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"second");
         assert_eq!(entries(&dir), ["out.bin"]);
-        fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -382,7 +397,6 @@ mod tests {
         );
         assert_eq!(fs::read(&p).unwrap(), b"previous");
         assert_eq!(entries(&dir), ["out.bin"]);
-        fs::remove_dir_all(&dir).ok();
     }
 
     #[cfg(unix)]
@@ -403,7 +417,6 @@ mod tests {
         assert_eq!(fs::read(&real).unwrap(), b"new");
         let mode = fs::metadata(&real).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -425,7 +438,6 @@ mod tests {
             e.starts_with("--output ") && e.ends_with("file is not a directory"),
             "{e}"
         );
-        fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -455,6 +467,5 @@ mod tests {
             e.starts_with("--output ") && e.contains("the same file as --weights"),
             "{e}"
         );
-        fs::remove_dir_all(&dir).ok();
     }
 }

@@ -269,6 +269,15 @@ fn filter_weights(
 mod tests {
     use super::*;
 
+    /// An `h`x`w` image with every value `v`.
+    fn filled(h: usize, w: usize, v: f32) -> RgbPlanes {
+        RgbPlanes {
+            h,
+            w,
+            data: vec![v; 3 * h * w],
+        }
+    }
+
     #[test]
     fn enlarging_matches_torch_bilinear_align_corners_false() {
         // torch: src = (dst + 0.5) * scale - 0.5 clamped at 0; lerp between floor(src) and the next.
@@ -296,11 +305,7 @@ mod tests {
 
     #[test]
     fn shrinking_averages_and_keeps_constants() {
-        let img = RgbPlanes {
-            h: 8,
-            w: 8,
-            data: vec![0.7; 3 * 64],
-        };
+        let img = filled(8, 8, 0.7);
         let out = resize(&img, 3, 5);
         assert!(out.data.iter().all(|v| (v - 0.7).abs() < 1e-6));
         // Halving a 0/1 checkerboard gives its average away from the borders, where (as in PIL) the
@@ -347,11 +352,7 @@ mod tests {
     #[test]
     fn an_extreme_aspect_ratio_costs_only_the_crop() {
         // 4096 x 1 resizes to 256 x 1048576 before the centre crop; only the crop is computed.
-        let img = RgbPlanes {
-            h: 1,
-            w: 4096,
-            data: vec![0.485; 3 * 4096],
-        };
+        let img = filled(1, 4096, 0.485);
         let out = Preprocess::imagenet().apply(&img);
         assert_eq!(out.len(), 3 * 224 * 224);
         assert!(out[..224 * 224].iter().all(|v| v.abs() < 1e-5));
@@ -394,11 +395,7 @@ mod tests {
 
     #[test]
     fn imagenet_transform_resizes_short_side_and_crops_centre() {
-        let img = RgbPlanes {
-            h: 300,
-            w: 400,
-            data: vec![0.485; 3 * 300 * 400],
-        };
+        let img = filled(300, 400, 0.485);
         let p = Preprocess::imagenet();
         let out = p.apply(&img);
         assert_eq!(out.len(), 3 * 224 * 224);

@@ -4,15 +4,36 @@
 mod common;
 mod gpu_common;
 
-use common::{res2net, root, scratch, text};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{fixture, res2net, root, scratch, text};
+use gpu_common::context;
 
 /// The device flag for commands that should use the GPU when the test machine has one.
 fn device() -> &'static str {
-    if gpu_common::context().is_some() {
+    if context().is_some() {
         "gpu"
     } else {
         "cpu"
     }
+}
+
+/// `res2net classify IMAGES ARGS`.
+fn classify(images: &[PathBuf], args: &[&str]) -> Output {
+    let images: Vec<&str> = images.iter().map(|p| p.to_str().unwrap()).collect();
+    res2net(&[&["classify"], &images[..], args].concat())
+}
+
+/// `res2net verify --weights WEIGHTS ARGS`.
+fn verify(weights: &Path, args: &[&str]) -> Output {
+    let weights = weights.to_str().unwrap();
+    res2net(&[&["verify", "--weights", weights], args].concat())
+}
+
+/// `res2net bench --arch res2net50_26w_4s ARGS`: random weights.
+fn bench_res2net50(args: &[&str]) -> Output {
+    res2net(&[&["bench", "--arch", "res2net50_26w_4s"], args].concat())
 }
 
 /// The demo's claims against the held-out file: its accuracy is the one PyTorch's stored logits give,
@@ -48,15 +69,8 @@ fn demo_reports_pytorchs_accuracy() {
 #[test]
 fn classify_a_directory_as_json_and_as_text() {
     let samples = root().join("weights/samples");
-    let out = res2net(&[
-        "classify",
-        samples.to_str().unwrap(),
-        "--json",
-        "--top",
-        "2",
-        "--device",
-        device(),
-    ]);
+    let digit_4 = samples.join("digit_4.png");
+    let out = classify(&[samples], &["--json", "--top", "2", "--device", device()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let items = json.as_array().unwrap();
@@ -71,14 +85,7 @@ fn classify_a_directory_as_json_and_as_text() {
         assert_eq!(top[0]["label"], k.to_string());
         assert!(top[0]["prob"].as_f64().unwrap() > top[1]["prob"].as_f64().unwrap());
     }
-    let out = res2net(&[
-        "classify",
-        samples.join("digit_4.png").to_str().unwrap(),
-        "--top",
-        "3",
-        "--device",
-        "cpu",
-    ]);
+    let out = classify(&[digit_4], &["--top", "3", "--device", "cpu"]);
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 4, "{stdout}");
     assert!(
@@ -99,19 +106,15 @@ fn broken_images_are_reported_and_the_rest_classified() {
         b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
     )
     .unwrap();
-    let good = root().join("weights/samples/digit_5.png");
-    let missing = dir.join("missing.png");
-    let out = res2net(&[
-        "classify",
-        dir.join("empty.png").to_str().unwrap(),
-        good.to_str().unwrap(),
-        dir.join("text.jpg").to_str().unwrap(),
-        dir.join("cut.png").to_str().unwrap(),
-        dir.join("picture.gif").to_str().unwrap(),
-        missing.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let images = [
+        dir.join("empty.png"),
+        root().join("weights/samples/digit_5.png"),
+        dir.join("text.jpg"),
+        dir.join("cut.png"),
+        dir.join("picture.gif"),
+        dir.join("missing.png"),
+    ];
+    let out = classify(&images, &["--device", "cpu"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -157,17 +160,12 @@ fn cam_writes_one_png_per_image() {
     .unwrap();
     let samples = root().join("weights/samples");
     let cam = dir.join("cam.png");
-    let out = res2net(&[
-        "classify",
-        samples.join("digit_1.png").to_str().unwrap(),
-        samples.join("digit_2.png").to_str().unwrap(),
-        "--weights",
-        weights.to_str().unwrap(),
-        "--cam",
-        cam.to_str().unwrap(),
-        "--device",
-        device(),
-    ]);
+    let images = [samples.join("digit_1.png"), samples.join("digit_2.png")];
+    let (weights, cam) = (weights.to_str().unwrap(), cam.to_str().unwrap());
+    let out = classify(
+        &images,
+        &["--weights", weights, "--cam", cam, "--device", device()],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     for k in [1, 2] {
         let img = image::open(dir.join(format!("cam_digit_{k}.png"))).unwrap();
@@ -181,14 +179,11 @@ fn cam_writes_one_png_per_image() {
 
 #[test]
 fn infer_on_the_gpu_matches_pytorch_and_verify_passes() {
-    let Some(_) = gpu_common::context() else {
-        return;
-    };
+    let Some(_) = context() else { return };
     let dir = scratch("infer");
-    let fixtures = root().join("tests/fixtures");
     let out_path = dir.join("out.safetensors");
-    let weights = fixtures.join("timm_res2net_s4.safetensors");
-    let io = fixtures.join("timm_res2net_s4.io.safetensors");
+    let weights = fixture("timm_res2net_s4.safetensors");
+    let io = fixture("timm_res2net_s4.io.safetensors");
     let out = res2net(&[
         "infer",
         "--device",
@@ -207,15 +202,7 @@ fn infer_on_the_gpu_matches_pytorch_and_verify_passes() {
     let (_, b) = torch.tensor_any_shape("logits").unwrap();
     gpu_common::assert_close("infer --device gpu logits", &a, &b, 1e-4, 1e-4);
 
-    let out = res2net(&[
-        "verify",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--size",
-        "45",
-        "--batch",
-        "2",
-    ]);
+    let out = verify(&weights, &["--size", "45", "--batch", "2"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
@@ -231,19 +218,8 @@ fn infer_on_the_gpu_matches_pytorch_and_verify_passes() {
 
 #[test]
 fn bench_json_has_every_key() {
-    let Some(_) = gpu_common::context() else {
-        return;
-    };
-    let out = res2net(&[
-        "bench",
-        "--arch",
-        "res2net50_26w_4s",
-        "--size",
-        "32",
-        "--iters",
-        "2",
-        "--json",
-    ]);
+    let Some(_) = context() else { return };
+    let out = bench_res2net50(&["--size", "32", "--iters", "2", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
@@ -288,24 +264,11 @@ fn bench_json_has_every_key() {
 /// adapter without SHADER_F16, fails with exit code 1 and one line naming the feature.
 #[test]
 fn precision_f16_verifies_and_benches_or_names_the_missing_feature() {
-    let Some(ctx) = gpu_common::context() else {
-        return;
-    };
+    let Some(ctx) = context() else { return };
     let has_f16 = ctx.device().features().contains(wgpu::Features::SHADER_F16);
-    let weights = root().join("tests/fixtures/timm_res2net_s4.safetensors");
-    let verify = res2net(&[
-        "verify",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--size",
-        "45",
-        "--precision",
-        "f16",
-    ]);
-    let bench = res2net(&[
-        "bench",
-        "--arch",
-        "res2net50_26w_4s",
+    let weights = fixture("timm_res2net_s4.safetensors");
+    let verify = verify(&weights, &["--size", "45", "--precision", "f16"]);
+    let bench = bench_res2net50(&[
         "--size",
         "32",
         "--iters",
@@ -342,11 +305,9 @@ fn precision_f16_verifies_and_benches_or_names_the_missing_feature() {
 /// conv, and an unknown family is refused with the list of names.
 #[test]
 fn tune_and_conv_kernel_flags_choose_the_kernels() {
-    let Some(_) = gpu_common::context() else {
-        return;
-    };
+    let Some(_) = context() else { return };
     let dir = scratch("tune-flags");
-    let weights = root().join("tests/fixtures/timm_res2net_s4.safetensors");
+    let weights = fixture("timm_res2net_s4.safetensors");
     let bench = |extra: &[&str]| {
         let mut args = vec![
             "bench",
@@ -391,13 +352,7 @@ fn tune_and_conv_kernel_flags_choose_the_kernels() {
         "{kernels:?}"
     );
 
-    let bad = res2net(&[
-        "bench",
-        "--arch",
-        "res2net50_26w_4s",
-        "--conv-kernel",
-        "fast",
-    ]);
+    let bad = bench_res2net50(&["--conv-kernel", "fast"]);
     assert_eq!(bad.status.code(), Some(2));
     let err = text(&bad.stderr);
     assert!(err.contains("fast") && err.contains("gemm32x32"), "{err}");

@@ -191,70 +191,26 @@ fn official(
     c
 }
 
+/// Seed and official layouts beyond the presets: other depths, widths, scales, groups and stems, SE
+/// and `avg_down`. The official rows give the layers, planes, stem, (base width, scale, cardinality),
+/// `avg_down`, SE and classes.
+#[rustfmt::skip]
 fn odd_configs() -> Vec<Res2NetConfig> {
+    const NARROW: [usize; 4] = [16, 32, 64, 128];
+    let conv7 = |channels| Stem::Conv7 { channels };
+    let deep = Stem::Deep { mid: 16, channels: 32 };
     vec![
         arch::seed([1, 2, 1, 1], 5, 4, 4, 1, true),
         arch::seed([1, 1, 1, 2], 3, 2, 8, 2, true),
         arch::seed([2, 1, 1, 1], 7, 6, 2, 1, false),
         arch::seed([1, 1, 1, 1], 4, 8, 1, 1, false),
         arch::seed([1, 1, 1, 1], 4, 4, 1, 2, true),
-        official(
-            [2, 1, 1, 1],
-            [16, 32, 64, 128],
-            Stem::Conv7 { channels: 64 },
-            (26, 4, 1),
-            false,
-            false,
-            10,
-        ),
-        official(
-            [1, 2, 1, 1],
-            [16, 32, 64, 128],
-            Stem::Deep {
-                mid: 16,
-                channels: 32,
-            },
-            (26, 4, 1),
-            true,
-            true,
-            10,
-        ),
-        official(
-            [1, 1, 2, 1],
-            [16, 32, 64, 128],
-            Stem::Conv7 { channels: 24 },
-            (4, 4, 4),
-            false,
-            false,
-            6,
-        ),
-        official(
-            [1, 1, 1, 1],
-            [16, 32, 64, 128],
-            Stem::Conv7 { channels: 64 },
-            (48, 2, 1),
-            true,
-            false,
-            3,
-        ),
-        official(
-            [1, 1, 1, 1],
-            [32, 64, 128, 256],
-            Stem::Conv7 { channels: 64 },
-            (14, 8, 1),
-            false,
-            true,
-            2,
-        ),
-        official(
-            [2, 1, 1, 1],
-            [16, 32, 64, 128],
-            Stem::Conv7 { channels: 64 },
-            (26, 1, 1),
-            false,
-            false,
-            4,
-        ),
+        official([2, 1, 1, 1], NARROW,             conv7(64), (26, 4, 1), false, false, 10),
+        official([1, 2, 1, 1], NARROW,             deep,      (26, 4, 1), true,  true,  10),
+        official([1, 1, 2, 1], NARROW,             conv7(24), (4, 4, 4),  false, false, 6),
+        official([1, 1, 1, 1], NARROW,             conv7(64), (48, 2, 1), true,  false, 3),
+        official([1, 1, 1, 1], [32, 64, 128, 256], conv7(64), (14, 8, 1), false, true,  2),
+        official([2, 1, 1, 1], NARROW,             conv7(64), (26, 1, 1), false, false, 4),
     ]
 }
 

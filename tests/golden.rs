@@ -5,42 +5,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use res2net_wgpu::arch::{Flavour, Res2NetConfig};
-use res2net_wgpu::checkpoint::Checkpoint;
+use res2net_wgpu::cpu;
 use res2net_wgpu::features::cpu_features;
 use res2net_wgpu::graph::Outputs;
-use res2net_wgpu::{cpu, tensor_io, Model};
 
 /// |ours - torch| <= ATOL + RTOL * |torch|.
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
 
-/// Fixture files ending in `suffix`, sorted, with their fixture names.
-fn files(suffix: &str) -> Vec<(String, PathBuf)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter_map(|p| {
-            let name = p
-                .file_name()?
-                .to_string_lossy()
-                .strip_suffix(suffix)?
-                .to_string();
-            Some((name, p))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn fixtures() -> Vec<PathBuf> {
-    let v: Vec<PathBuf> = files(".io.safetensors")
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+fn fixtures() -> Vec<common::IoFixture> {
+    let v = common::io_fixtures();
     assert!(v.len() >= 13, "expected the fixture set in tests/fixtures");
     v
 }
@@ -61,15 +36,8 @@ fn assert_close(what: &str, ours: &[f32], torch: &[f32]) {
 
 #[test]
 fn cpu_matches_pytorch_on_every_fixture() {
-    for io_path in fixtures() {
-        let name = io_path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace(".io.safetensors", "");
-        let io = Checkpoint::open(&io_path).unwrap();
-        let model = Model::load(io_path.with_file_name(format!("{name}.safetensors")))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    for f in fixtures() {
+        let (name, model, io, input) = (&f.name, &f.model, &f.io, &f.input);
 
         // The detected architecture is the one the fixture was made with.
         let flavour = match io.metadata()["flavour"].as_str() {
@@ -82,12 +50,10 @@ fn cpu_matches_pytorch_on_every_fixture() {
             assert_eq!(model.config(), &made, "{name}");
         }
 
-        let input = tensor_io::read_input(&io_path).unwrap();
-        let graph = model.graph(input.h, input.w).unwrap();
-        let out = cpu::forward(&graph, &input.data, input.n).unwrap();
+        let out = cpu::forward(&f.graph(), &input.data, input.n).unwrap();
         let classes = model.config().num_classes;
-        let (_, logits) = io.tensor_any_shape("logits").unwrap();
-        let (shape, probs) = io.tensor_any_shape("probs").unwrap();
+        let (_, logits) = f.torch("logits");
+        let (shape, probs) = f.torch("probs");
         assert_eq!(shape, [input.n, classes], "{name}");
         assert_close(&format!("{name} logits"), &out.logits, &logits);
         assert_close(&format!("{name} probs"), &out.probs, &probs);
@@ -97,18 +63,12 @@ fn cpu_matches_pytorch_on_every_fixture() {
 #[test]
 fn batch_items_are_independent() {
     // Running the images of a fixture one at a time gives the batch's rows.
-    for io_path in fixtures() {
-        let name = io_path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace(".io.safetensors", "");
-        let input = tensor_io::read_input(&io_path).unwrap();
+    for f in fixtures() {
+        let (name, input) = (&f.name, &f.input);
         if input.n < 2 {
             continue;
         }
-        let model = Model::load(io_path.with_file_name(format!("{name}.safetensors"))).unwrap();
-        let graph = model.graph(input.h, input.w).unwrap();
+        let graph = f.graph();
         let all = cpu::forward(&graph, &input.data, input.n).unwrap();
         let per = input.data.len() / input.n;
         for n in 0..input.n {

@@ -8,16 +8,12 @@ mod gpu_common;
 
 use std::path::Path;
 
-use gpu_common::{assert_close, assert_every_op_close, context, one_at_a_time, random};
+use gpu_common::{assert_close, assert_every_op_close, context, one_at_a_time, random, ATOL, RTOL};
 use res2net_wgpu::checkpoint::Checkpoint;
 use res2net_wgpu::features::{cpu_features, gpu_features, FeatureExtractor};
 use res2net_wgpu::gpu::{GpuContext, Session};
 use res2net_wgpu::graph::Outputs;
 use res2net_wgpu::{arch, Model};
-
-/// The tolerance of every GPU comparison: 1e-4 absolute + 1e-4 relative.
-const ATOL: f32 = 1e-4;
-const RTOL: f32 = 1e-4;
 
 #[test]
 fn every_features_fixture_matches_timm_on_the_gpu() {

@@ -3,44 +3,32 @@
 //! own outputs, and the session's behaviour around the edges (bad input, timeouts, a lost device,
 //! async, threads).
 
+mod common;
 mod gpu_common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gpu_common::{assert_close, assert_every_op_close, context, one_at_a_time, random};
-use res2net_wgpu::checkpoint::Checkpoint;
+use gpu_common::{
+    assert_close, assert_every_op_close, assert_threads_agree, context, one_at_a_time, random,
+    small_graph, ATOL, RTOL,
+};
 use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions, Tune};
-use res2net_wgpu::{arch, cpu, tensor_io, Error, Model};
+use res2net_wgpu::graph::Graph;
+use res2net_wgpu::{arch, cpu, Error, Model};
 
-/// A network chains ~50 convs; each executor's f32 rounding (~1e-7 relative per add) compounds through
-/// them, and random-weight models amplify it more than trained ones. Measured differences on a full
-/// res2net50 are ~1e-6..1e-5 (see the test output); 1e-4 abs + 1e-4 rel still flags any real bug,
-/// which changes logits at the 1e-2 level.
-const ATOL: f32 = 1e-4;
-const RTOL: f32 = 1e-4;
-
-fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.to_string_lossy().ends_with(".io.safetensors"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+/// A res2net50_26w_4s with random weights (from `model_seed`) at `size`x`size`, and one random image
+/// (from `input_seed`).
+fn res2net50(size: usize, model_seed: u64, input_seed: u64) -> (Graph, Vec<f32>) {
+    let model = Model::from_config(&arch::preset("res2net50_26w_4s").unwrap(), model_seed).unwrap();
+    let graph = model.graph(size, size).unwrap();
+    (graph, random(3 * size * size, input_seed))
 }
 
 #[test]
 fn res2net50_26w_4s_at_224_matches_cpu() {
     let Some(ctx) = context() else { return };
     let _gpu = one_at_a_time();
-    let model = Model::from_config(&arch::preset("res2net50_26w_4s").unwrap(), 11).unwrap();
-    let graph = model.graph(224, 224).unwrap();
-    let input = random(3 * 224 * 224, 3);
+    let (graph, input) = res2net50(224, 11, 3);
 
     let t = Instant::now();
     let session = Session::new(&ctx, &graph, 1).unwrap();
@@ -135,24 +123,16 @@ fn every_preset_matches_cpu_at_a_small_odd_size() {
 fn every_fixture_matches_pytorch() {
     let Some(ctx) = context() else { return };
     let _gpu = one_at_a_time();
-    let paths = fixtures();
-    assert!(!paths.is_empty(), "no fixtures in tests/fixtures");
-    for io_path in paths {
-        let name = io_path
-            .file_name()
-            .map(|n| n.to_string_lossy().replace(".io.safetensors", ""))
-            .unwrap_or_default();
-        let model = Model::load(io_path.with_file_name(format!("{name}.safetensors")))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let input = tensor_io::read_input(&io_path).unwrap();
-        let graph = model.graph(input.h, input.w).unwrap();
+    let fixtures = common::io_fixtures();
+    assert!(!fixtures.is_empty(), "no fixtures in tests/fixtures");
+    for f in fixtures {
+        let (name, input, graph) = (&f.name, &f.input, f.graph());
         let session = Session::new(&ctx, &graph, input.n).unwrap_or_else(|e| panic!("{name}: {e}"));
         let out = session
             .run(&input.data)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let io = Checkpoint::open(&io_path).unwrap();
-        let (_, logits) = io.tensor_any_shape("logits").unwrap();
-        let (_, probs) = io.tensor_any_shape("probs").unwrap();
+        let (_, logits) = f.torch("logits");
+        let (_, probs) = f.torch("probs");
         assert_close(
             &format!("{name} logits vs PyTorch"),
             &out.logits,
@@ -169,7 +149,7 @@ fn every_fixture_matches_pytorch() {
         );
 
         // Every intermediate tensor against the CPU reference, for diagnosis.
-        assert_every_op_close(&name, &graph, &session, &input.data, input.n, ATOL, RTOL);
+        assert_every_op_close(name, &graph, &session, &input.data, input.n, ATOL, RTOL);
     }
 }
 
@@ -181,7 +161,7 @@ fn every_fixture_matches_pytorch() {
 fn every_fixture_with_f16_weights_keeps_top1_and_logits_within_1e_2() {
     let Some(ctx) = context() else { return };
     let _gpu = one_at_a_time();
-    let (_, graph) = small();
+    let graph = small_graph();
     let f16 = SessionOptions {
         precision: Precision::F16,
         ..SessionOptions::default()
@@ -198,15 +178,8 @@ fn every_fixture_with_f16_weights_keeps_top1_and_logits_within_1e_2() {
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map_or(0, |(i, _)| i)
     };
-    for io_path in fixtures() {
-        let name = io_path
-            .file_name()
-            .map(|n| n.to_string_lossy().replace(".io.safetensors", ""))
-            .unwrap_or_default();
-        let model = Model::load(io_path.with_file_name(format!("{name}.safetensors")))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let input = tensor_io::read_input(&io_path).unwrap();
-        let graph = model.graph(input.h, input.w).unwrap();
+    for f in common::io_fixtures() {
+        let (name, input, graph) = (&f.name, &f.input, f.graph());
         let half = Session::with_options(&ctx, &graph, input.n, &f16)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
@@ -222,8 +195,7 @@ fn every_fixture_with_f16_weights_keeps_top1_and_logits_within_1e_2() {
             .unwrap()
             .run(&input.data)
             .unwrap();
-        let io = Checkpoint::open(&io_path).unwrap();
-        let (_, torch) = io.tensor_any_shape("logits").unwrap();
+        let (_, torch) = f.torch("logits");
         let scale = torch.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let err = out16
             .logits
@@ -245,17 +217,11 @@ fn every_fixture_with_f16_weights_keeps_top1_and_logits_within_1e_2() {
     }
 }
 
-fn small() -> (Model, res2net_wgpu::graph::Graph) {
-    let model = Model::from_config(&arch::seed([1, 1, 1, 1], 10, 2, 4, 1, true), 7).unwrap();
-    let graph = model.graph(32, 32).unwrap();
-    (model, graph)
-}
-
 #[test]
 fn wrong_inputs_are_input_errors() {
     let Some(ctx) = context() else { return };
     let _gpu = one_at_a_time();
-    let (_, graph) = small();
+    let graph = small_graph();
     let session = Session::new(&ctx, &graph, 2).unwrap();
     let err = session.run(&[0.0; 10]).unwrap_err();
     assert!(matches!(err, Error::Input { .. }), "{err}");
@@ -276,9 +242,7 @@ fn wrong_inputs_are_input_errors() {
 fn a_run_that_cannot_finish_in_time_is_an_error_not_a_hang() {
     let Some(ctx) = context() else { return };
     let _gpu = one_at_a_time();
-    let model = Model::from_config(&arch::preset("res2net50_26w_4s").unwrap(), 1).unwrap();
-    let graph = model.graph(160, 160).unwrap();
-    let input = random(3 * 160 * 160, 1);
+    let (graph, input) = res2net50(160, 1, 1);
     let options = SessionOptions {
         timeout: Duration::ZERO,
         ..Default::default()
@@ -307,22 +271,14 @@ fn a_run_that_cannot_finish_in_time_is_an_error_not_a_hang() {
 fn async_run_and_threads_agree_with_the_blocking_run() {
     let Some(ctx) = context() else { return };
     let _gpu = one_at_a_time();
-    let (_, graph) = small();
+    let graph = small_graph();
     let session = Session::new(&ctx, &graph, 3).unwrap();
     let inputs: Vec<Vec<f32>> = (0..4).map(|i| random(3 * 3 * 32 * 32, 50 + i)).collect();
     let expected: Vec<_> = inputs.iter().map(|x| session.run(x).unwrap()).collect();
     let out = pollster::block_on(session.run_async(&inputs[0])).unwrap();
     assert_eq!(out, expected[0]);
     // Runs from several threads at once share the arena but never mix their inputs.
-    std::thread::scope(|s| {
-        let handles: Vec<_> = inputs
-            .iter()
-            .map(|x| s.spawn(|| session.run(x).unwrap()))
-            .collect();
-        for (h, e) in handles.into_iter().zip(&expected) {
-            assert_eq!(&h.join().unwrap(), e);
-        }
-    });
+    assert_threads_agree(&session, &inputs, &expected);
 }
 
 #[test]
@@ -333,7 +289,7 @@ fn a_lost_device_is_an_error_and_a_new_session_works() {
     }
     let _gpu = one_at_a_time();
     let ctx = GpuContext::new().unwrap();
-    let (_, graph) = small();
+    let graph = small_graph();
     let session = Session::with_options(&ctx, &graph, 1, &by_rule()).unwrap();
     let input = random(3 * 32 * 32, 9);
     let before = session.run(&input).unwrap();
@@ -353,7 +309,7 @@ fn sessions_work_on_the_callers_own_device() {
     let Some(ctx) = context() else { return };
     let _gpu = one_at_a_time();
     let wrapped = GpuContext::from_device(ctx.device().clone(), ctx.queue().clone());
-    let (_, graph) = small();
+    let graph = small_graph();
     let input = random(3 * 32 * 32, 4);
     let a = Session::with_options(&wrapped, &graph, 1, &by_rule())
         .unwrap()

@@ -7,17 +7,13 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use gpu_common::{context, random};
+use gpu_common::{assert_threads_agree, context, has_pipeline_cache, random, small_graph};
 use res2net_wgpu::classifier::Classifier;
 use res2net_wgpu::gpu::{
     DeviceWeights, GpuContext, PipelineCacheSetting, ProfileSource, Session, SessionOptions, Tune,
 };
+use res2net_wgpu::graph::Graph;
 use res2net_wgpu::{arch, Model};
-
-fn small() -> res2net_wgpu::graph::Graph {
-    let model = Model::from_config(&arch::seed([1, 1, 1, 1], 10, 2, 4, 1, true), 7).unwrap();
-    model.graph(32, 32).unwrap()
-}
 
 /// A fresh directory under the target dir (no temp-file crate needed).
 fn fresh_dir(name: &str) -> PathBuf {
@@ -30,17 +26,35 @@ fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Sessions with `options` for a batch of one, run whole, and a batch of three, run in chunks of at
+/// most two images.
+fn chunked_sessions(
+    ctx: &GpuContext,
+    graph: &Graph,
+    options: &SessionOptions,
+) -> Vec<(usize, Session)> {
+    [(1, None), (3, Some(2))]
+        .into_iter()
+        .map(|(batch, max_chunk)| {
+            let options = SessionOptions {
+                max_chunk,
+                ..options.clone()
+            };
+            let session = Session::with_options(ctx, graph, batch, &options).unwrap();
+            (batch, session)
+        })
+        .collect()
+}
+
 #[test]
 fn profile_lists_every_op_once_with_non_negative_times() {
     let Some(ctx) = context() else { return };
-    let graph = small();
-    for (batch, max_chunk) in [(1, None), (3, Some(2))] {
-        let options = SessionOptions {
-            max_chunk,
-            pipeline_cache: PipelineCacheSetting::Off,
-            ..Default::default()
-        };
-        let session = Session::with_options(&ctx, &graph, batch, &options).unwrap();
+    let graph = small_graph();
+    let options = SessionOptions {
+        pipeline_cache: PipelineCacheSetting::Off,
+        ..Default::default()
+    };
+    for (batch, session) in chunked_sessions(&ctx, &graph, &options) {
         let input = random(batch * 3 * 32 * 32, 5);
         let profile = session.profile(&input).unwrap();
         eprintln!("{}", profile.text());
@@ -78,7 +92,7 @@ fn pipeline_cache_is_written_then_loaded_and_a_corrupt_file_is_ignored() {
     // Pipelines belong to the device: every build here is a new device (as a new process would be),
     // so it compiles its pipelines through the disk cache.
     let fresh = || GpuContext::new().unwrap();
-    let graph = small();
+    let graph = small_graph();
     let dir = fresh_dir("pipeline-cache");
     // Kernels fixed by rule: every build must produce the same bits, so none may tune differently.
     let options = SessionOptions {
@@ -93,12 +107,7 @@ fn pipeline_cache_is_written_then_loaded_and_a_corrupt_file_is_ignored() {
         "first build: {report:?}, pipelines {:?}",
         first.build_stats().pipelines
     );
-    let supported = ctx
-        .device()
-        .features()
-        .contains(wgpu::Features::PIPELINE_CACHE)
-        && wgpu::util::pipeline_cache_key(ctx.adapter_info()).is_some();
-    if !supported {
+    if !has_pipeline_cache(&ctx) {
         eprintln!("skipping the cache file checks: this device has no pipeline cache");
         assert!(report.path.is_none() && report.note.is_some());
         return;
@@ -198,27 +207,14 @@ fn decodes(file: &[u8]) -> bool {
 #[test]
 fn many_threads_and_chunked_runs_reuse_buffers_without_mixing_inputs() {
     let Some(ctx) = context() else { return };
-    let graph = small();
-    for (batch, max_chunk) in [(1, None), (3, Some(2))] {
-        let options = SessionOptions {
-            max_chunk,
-            ..Default::default()
-        };
-        let session = Session::with_options(&ctx, &graph, batch, &options).unwrap();
+    let graph = small_graph();
+    for (batch, session) in chunked_sessions(&ctx, &graph, &SessionOptions::default()) {
         let inputs: Vec<Vec<f32>> = (0..10)
             .map(|i| random(batch * 3 * 32 * 32, 100 + i))
             .collect();
         let expected: Vec<_> = inputs.iter().map(|x| session.run(x).unwrap()).collect();
         // More threads than upload buffers: some runs take the `queue.write_buffer` path.
-        std::thread::scope(|s| {
-            let handles: Vec<_> = inputs
-                .iter()
-                .map(|x| s.spawn(|| session.run(x).unwrap()))
-                .collect();
-            for (h, e) in handles.into_iter().zip(&expected) {
-                assert_eq!(&h.join().unwrap(), e);
-            }
-        });
+        assert_threads_agree(&session, &inputs, &expected);
         // And serially again, after the pools have grown.
         for (x, e) in inputs.iter().zip(&expected).rev() {
             assert_eq!(&session.run(x).unwrap(), e);

@@ -26,44 +26,36 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 const REFUSE_ABOVE: usize = 4 << 30;
 
+/// Asks the system allocator, through `f`, for a block of `size` bytes that replaces one of `freed`
+/// bytes (0 for a new block), refusing sizes above `REFUSE_ABOVE`, and counts a block it gets as live.
+fn counted(size: usize, freed: usize, f: impl FnOnce() -> *mut u8) -> *mut u8 {
+    if size > REFUSE_ABOVE {
+        return std::ptr::null_mut();
+    }
+    let p = f();
+    if !p.is_null() {
+        LIVE.fetch_sub(freed, Ordering::Relaxed);
+        let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+        PEAK.fetch_max(live, Ordering::Relaxed);
+    }
+    p
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > REFUSE_ABOVE {
-            return std::ptr::null_mut();
-        }
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
+        counted(layout.size(), 0, || unsafe { System.alloc(layout) })
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > REFUSE_ABOVE {
-            return std::ptr::null_mut();
-        }
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
+        counted(layout.size(), 0, || unsafe { System.alloc_zeroed(layout) })
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > REFUSE_ABOVE {
-            return std::ptr::null_mut();
-        }
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            let live = LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size;
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
+        counted(new_size, layout.size(), || unsafe {
+            System.realloc(ptr, layout, new_size)
+        })
     }
 }
 
@@ -257,6 +249,16 @@ fn infer_args<'a>(weights: &'a Path, input: &'a Path, out: &'a Path) -> Vec<&'a 
     ]
 }
 
+/// Fails with every collected failure, one a line.
+fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// Runs every case through `args(case)` and collects every failure into one report.
 fn refuse_all(cases: &[Case], out: &Path, args: impl Fn(&Case) -> Vec<std::ffi::OsString>) {
     let mut failures = Vec::new();
@@ -282,12 +284,7 @@ fn refuse_all(cases: &[Case], out: &Path, args: impl Fn(&Case) -> Vec<std::ffi::
         }
     }
     eprintln!("slowest refusal: {} in {:?}", slowest.1, slowest.0);
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[test]
@@ -523,12 +520,7 @@ fn library_refuses_every_hostile_file_within_a_heap_budget() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 /// The tiny controls are what the corpus generator claims they are.

@@ -4,45 +4,18 @@
 //! leaves the previous output; and a run killed while writing leaves the previous output (or none),
 //! never a partial file at the output's name.
 
+mod common;
 mod gpu_common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use res2net_wgpu::gpu::{PipelineCacheSetting, Session, SessionOptions};
+use common::{fixture, one_error, res2net_in, root, scratch, text};
+use res2net_wgpu::gpu::{PipelineCacheSetting, Session, SessionOptions, Tune};
 use res2net_wgpu::{arch, tensor_io, Model};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
-
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("res2net-outputs-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
-}
-
-/// Asserts `code`, a single `error:` line on stderr containing every needle, no panic.
-fn one_error(out: &Output, code: i32, needles: &[&str]) -> String {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "'{n}' not in: {stderr}");
-    }
-    stderr
 }
 
 /// Names of the entries of `dir`, sorted (temporary files included: they start with a dot).
@@ -59,17 +32,12 @@ fn entries(dir: &Path) -> Vec<String> {
 /// two sample images (`a.png`, `b.png`) and a subdirectory `sub`.
 fn workspace(test: &str) -> PathBuf {
     let dir = scratch(test);
-    let fixtures = root().join("tests/fixtures");
-    std::fs::copy(
-        fixtures.join("timm_res2net_s4.safetensors"),
-        dir.join("w.safetensors"),
-    )
-    .unwrap();
-    std::fs::copy(
-        fixtures.join("timm_res2net_s4.io.safetensors"),
-        dir.join("in.safetensors"),
-    )
-    .unwrap();
+    for (from, to) in [
+        ("timm_res2net_s4.safetensors", "w.safetensors"),
+        ("timm_res2net_s4.io.safetensors", "in.safetensors"),
+    ] {
+        std::fs::copy(fixture(from), dir.join(to)).unwrap();
+    }
     let samples = root().join("weights/samples");
     std::fs::copy(samples.join("digit_1.png"), dir.join("a.png")).unwrap();
     std::fs::copy(samples.join("digit_2.png"), dir.join("b.png")).unwrap();
@@ -90,21 +58,8 @@ fn snapshot(dir: &Path) -> Vec<(String, Option<Vec<u8>>)> {
 
 /// `infer` with these paths, run in `dir` so that relative spellings work.
 fn infer_in(dir: &Path, weights: &str, input: &str, output: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_res2net"))
-        .current_dir(dir)
-        .args([
-            "infer",
-            "--device",
-            "cpu",
-            "--weights",
-            weights,
-            "--input",
-            input,
-            "--output",
-            output,
-        ])
-        .output()
-        .unwrap()
+    let args = ["--weights", weights, "--input", input, "--output", output];
+    res2net_in(dir, &[&["infer", "--device", "cpu"], &args[..]].concat())
 }
 
 #[test]
@@ -193,13 +148,7 @@ fn infer_refuses_an_output_that_is_its_weights_or_its_input() {
 
 /// `classify` with the bundled model, run in `dir`.
 fn classify_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_res2net"))
-        .current_dir(dir)
-        .arg("classify")
-        .args(args)
-        .args(["--device", "cpu"])
-        .output()
-        .unwrap()
+    res2net_in(dir, &[&["classify"], args, &["--device", "cpu"]].concat())
 }
 
 #[test]
@@ -214,19 +163,19 @@ fn classify_cam_never_lands_on_an_input() {
         std::fs::hard_link(dir.join("a.png"), dir.join("a-hard.png")).unwrap();
     }
     let before = snapshot(&dir);
-    let check = |args: &[&str], needles: &[&str]| {
+    let check = |args: &[&str], needle: &str| {
         let out = classify_in(&dir, args);
-        one_error(&out, 2, needles);
+        one_error(&out, 2, &[needle]);
         assert_eq!(snapshot(&dir), before, "{args:?} changed the directory");
     };
     // One image: the map is written to --cam itself.
     check(
         &["a.png", "--cam", "a.png"],
-        &["--cam a.png: the same file as IMAGE a.png"],
+        "--cam a.png: the same file as IMAGE a.png",
     );
     check(
         &["a.png", "--cam", "./sub/../a.png"],
-        &["--cam ./sub/../a.png: the same file as IMAGE a.png"],
+        "--cam ./sub/../a.png: the same file as IMAGE a.png",
     );
     check(
         &[
@@ -236,34 +185,34 @@ fn classify_cam_never_lands_on_an_input() {
             "--weights",
             "w.safetensors",
         ],
-        &["--cam w.safetensors: the same file as --weights w.safetensors"],
+        "--cam w.safetensors: the same file as --weights w.safetensors",
     );
     #[cfg(unix)]
     {
         check(
             &["a.png", "--cam", "a-link.png"],
-            &["--cam a-link.png: the same file as IMAGE a.png"],
+            "--cam a-link.png: the same file as IMAGE a.png",
         );
         check(
             &["a.png", "--cam", "a-hard.png"],
-            &["--cam a-hard.png: the same file as IMAGE a.png (a hard link to it)"],
+            "--cam a-hard.png: the same file as IMAGE a.png (a hard link to it)",
         );
     }
     // Several images: `cam.png` + `a.png` -> `cam_a.png`; the map of b.png would be cam_b.png, which
     // is an input image of the same run.
     check(
         &["a.png", "b.png", "cam_b.png", "--cam", "cam.png"],
-        &["--cam cam_b.png: the same file as IMAGE cam_b.png"],
+        "--cam cam_b.png: the same file as IMAGE cam_b.png",
     );
     // A directory of images with --cam inside it, after a run that put maps there: same thing.
     check(
         &[".", "--cam", "./cam.png"],
-        &["--cam ./cam_b.png: the same file as IMAGE ./cam_b.png"],
+        "--cam ./cam_b.png: the same file as IMAGE ./cam_b.png",
     );
     // Two images with the same stem would get the same map.
     check(
         &["a.png", "other/a.png", "--cam", "sub/cam.png"],
-        &["--cam sub/cam_a.png: the maps of IMAGE a.png and IMAGE other/a.png would both be written here"],
+        "--cam sub/cam_a.png: the maps of IMAGE a.png and IMAGE other/a.png would both be written here",
     );
     // Distinct names are written, nothing else (an image named twice is one map).
     let out = classify_in(&dir, &["a.png", "b.png", "./a.png", "--cam", "sub/cam.png"]);
@@ -276,6 +225,14 @@ fn classify_cam_never_lands_on_an_input() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `bench --iters 1 --size 32` with these arguments, run in `dir`.
+fn bench_in(dir: &Path, args: &[&str]) -> Output {
+    res2net_in(
+        dir,
+        &[&["bench", "--iters", "1", "--size", "32"], args].concat(),
+    )
+}
+
 #[test]
 fn bench_profile_svg_refuses_the_weights_file_before_touching_the_gpu() {
     let dir = workspace("bench-same");
@@ -283,12 +240,7 @@ fn bench_profile_svg_refuses_the_weights_file_before_touching_the_gpu() {
     // The refusal comes first, so this test needs no GPU: without one, bench would fail with exit
     // code 1 instead.
     for svg in ["w.safetensors", "./w.safetensors", "sub/../w.safetensors"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_res2net"))
-            .current_dir(&dir)
-            .args(["bench", "--weights", "w.safetensors", "--iters", "1"])
-            .args(["--size", "32", "--profile-svg", svg])
-            .output()
-            .unwrap();
+        let out = bench_in(&dir, &["--weights", "w.safetensors", "--profile-svg", svg]);
         one_error(
             &out,
             2,
@@ -301,12 +253,14 @@ fn bench_profile_svg_refuses_the_weights_file_before_touching_the_gpu() {
     // Where there is a GPU, a good path gets the whole chart, replacing an older one, and nothing else.
     if gpu_common::context().is_some() {
         std::fs::write(dir.join("sub/p.svg"), b"an older chart").unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_res2net"))
-            .current_dir(&dir)
-            .args(["bench", "--weights", "w.safetensors", "--iters", "1"])
-            .args(["--size", "32", "--json", "--profile-svg", "sub/p.svg"])
-            .output()
-            .unwrap();
+        let svg = [
+            "--weights",
+            "w.safetensors",
+            "--json",
+            "--profile-svg",
+            "sub/p.svg",
+        ];
+        let out = bench_in(&dir, &svg);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let svg = std::fs::read_to_string(dir.join("sub/p.svg")).unwrap();
         assert!(
@@ -339,12 +293,10 @@ fn a_missing_output_directory_is_named_before_any_work() {
         2,
         &["--cam nope/deeper/cam_a.png: the directory nope/deeper does not exist"],
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_res2net"))
-        .current_dir(&dir)
-        .args(["bench", "--arch", "res2net50_26w_4s", "--size", "32"])
-        .args(["--iters", "1", "--profile-svg", "nope/p.svg"])
-        .output()
-        .unwrap();
+    let out = bench_in(
+        &dir,
+        &["--arch", "res2net50_26w_4s", "--profile-svg", "nope/p.svg"],
+    );
     one_error(
         &out,
         2,
@@ -662,22 +614,17 @@ fn an_unwritable_pipeline_cache_never_fails_a_session() {
     let Some(ctx) = gpu_common::context() else {
         return;
     };
-    let supported = ctx
-        .device()
-        .features()
-        .contains(wgpu::Features::PIPELINE_CACHE)
-        && wgpu::util::pipeline_cache_key(ctx.adapter_info()).is_some();
-    if !supported {
+    if !gpu_common::has_pipeline_cache(&ctx) {
         eprintln!("skipped: this device has no pipeline cache");
         return;
     }
-    let graph = Model::from_config(&arch::seed([1, 1, 1, 1], 10, 2, 4, 1, true), 7)
-        .unwrap()
-        .graph(32, 32)
-        .unwrap();
+    let graph = gpu_common::small_graph();
     let input = gpu_common::random(3 * 32 * 32, 3);
+    // Kernels by rule: every build runs the same ones (bit-equal outputs) and the tuner, which
+    // writes its own cache beside this one, stays out of the way.
     let options = |dir: PathBuf| SessionOptions {
         pipeline_cache: PipelineCacheSetting::Dir(dir),
+        tune: Tune::Off,
         ..Default::default()
     };
     // Pipelines belong to the device: a new device per build compiles them, through the cache.
@@ -709,6 +656,26 @@ fn an_unwritable_pipeline_cache_never_fails_a_session() {
         );
         eprintln!("{note}");
         assert_eq!(session.run(&input).unwrap(), expected);
+        // The tuner's cache cannot be written there either: a note, never a failure.
+        let tuned = SessionOptions {
+            tune: Tune::Full,
+            ..options(place.clone())
+        };
+        let session = Session::with_options(&fresh(), &graph, 1, &tuned).unwrap();
+        let tuning = &session.build_stats().tuning;
+        if tuning.measured > 0 {
+            let note = tuning.note.clone().unwrap_or_default();
+            assert!(
+                note.starts_with("could not save the tuning cache"),
+                "{tuning:?}"
+            );
+        }
+        assert!(session
+            .run(&input)
+            .unwrap()
+            .logits
+            .iter()
+            .all(|v| v.is_finite()));
     }
     std::fs::remove_dir_all(&dir).ok();
 }

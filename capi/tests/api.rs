@@ -32,6 +32,23 @@ fn infer(m: *mut r2n_model, g: &Golden, logits: &mut [f32]) -> i32 {
     }
 }
 
+/// An output buffer as C passes it: pointer and length, NULL and 0 for none.
+fn out_buffer(out: Option<&mut [f32]>) -> (*mut f32, usize) {
+    out.map_or((ptr::null_mut(), 0), |o| (o.as_mut_ptr(), o.len()))
+}
+
+/// `r2n_model_infer_probs` on the golden input; an output given as `None` is passed as NULL.
+fn infer_probs(
+    m: *mut r2n_model,
+    g: &Golden,
+    logits: Option<&mut [f32]>,
+    probs: Option<&mut [f32]>,
+) -> i32 {
+    let ((lp, ll), (pp, pl)) = (out_buffer(logits), out_buffer(probs));
+    let i = &g.input;
+    unsafe { r2n_model_infer_probs(m, i.data.as_ptr(), i.n, i.h, i.w, lp, ll, pp, pl) }
+}
+
 #[test]
 fn logits_and_probs_equal_pytorch() {
     for name in ["seed_se_s4", "timm_res2net_s4", "timm_res2next"] {
@@ -45,39 +62,14 @@ fn logits_and_probs_equal_pytorch() {
         assert_close(&format!("{name} logits"), &logits, &g.logits);
 
         let (mut l2, mut probs) = (vec![0.0; logits.len()], vec![0.0; logits.len()]);
-        let i = &g.input;
-        let status = unsafe {
-            r2n_model_infer_probs(
-                m,
-                i.data.as_ptr(),
-                i.n,
-                i.h,
-                i.w,
-                l2.as_mut_ptr(),
-                l2.len(),
-                probs.as_mut_ptr(),
-                probs.len(),
-            )
-        };
+        let status = infer_probs(m, &g, Some(&mut l2), Some(&mut probs));
         assert_eq!(status, R2N_OK, "{:?}", last_error());
         assert_eq!(l2, logits, "{name}: same logits from both calls");
         assert_close(&format!("{name} probs"), &probs, &g.probs);
 
         // Probabilities only.
         let mut only = vec![0.0; probs.len()];
-        let status = unsafe {
-            r2n_model_infer_probs(
-                m,
-                i.data.as_ptr(),
-                i.n,
-                i.h,
-                i.w,
-                ptr::null_mut(),
-                0,
-                only.as_mut_ptr(),
-                only.len(),
-            )
-        };
+        let status = infer_probs(m, &g, None, Some(&mut only));
         assert_eq!(status, R2N_OK, "{:?}", last_error());
         assert_eq!(only, probs);
         unsafe { r2n_model_free(m) };

@@ -169,27 +169,16 @@ impl Profile {
             "{:>10} {:>6}  {:<12} {:<28} kernel",
             "ms", "share", "kind", "op"
         );
+        // Time, share and kind, then what the row is about.
+        let row = |ms: f64, kind: &str, what: String| {
+            format!("{ms:>10.3} {:>5.1}%  {kind:<12} {what}\n", self.share(ms))
+        };
         for op in self.sorted() {
-            let _ = writeln!(
-                s,
-                "{:>10.3} {:>5.1}%  {:<12} {:<28} {}",
-                op.ms,
-                self.share(op.ms),
-                op.kind,
-                op.name,
-                op.kernel
-            );
+            s += &row(op.ms, &op.kind, format!("{:<28} {}", op.name, op.kernel));
         }
-        let _ = writeln!(s, "by kind:");
+        s += "by kind:\n";
         for k in self.by_kind() {
-            let _ = writeln!(
-                s,
-                "{:>10.3} {:>5.1}%  {:<12} {} ops",
-                k.ms,
-                self.share(k.ms),
-                k.kind,
-                k.ops
-            );
+            s += &row(k.ms, &k.kind, format!("{} ops", k.ops));
         }
         s
     }
