@@ -176,22 +176,15 @@ fn conv_gemm(
                     w[i] = vec4<f32>(wts[w_idx + i]);
                 }
                 w_idx += 16u;
-                quad8(&acc, 0u, &w, subgroupBroadcast(r0[0], 0u), subgroupBroadcast(r0[0], 2u),
-                    subgroupBroadcast(r0[0], 4u), subgroupBroadcast(r0[0], 6u),
-                    subgroupBroadcast(r1[0], 0u), subgroupBroadcast(r1[0], 2u),
-                    subgroupBroadcast(r1[0], 4u), subgroupBroadcast(r1[0], 6u));
-                quad8(&acc, 4u, &w, subgroupBroadcast(r0[1], 0u), subgroupBroadcast(r0[1], 2u),
-                    subgroupBroadcast(r0[1], 4u), subgroupBroadcast(r0[1], 6u),
-                    subgroupBroadcast(r1[1], 0u), subgroupBroadcast(r1[1], 2u),
-                    subgroupBroadcast(r1[1], 4u), subgroupBroadcast(r1[1], 6u));
-                quad8(&acc, 8u, &w, subgroupBroadcast(r0[0], 1u), subgroupBroadcast(r0[0], 3u),
-                    subgroupBroadcast(r0[0], 5u), subgroupBroadcast(r0[0], 7u),
-                    subgroupBroadcast(r1[0], 1u), subgroupBroadcast(r1[0], 3u),
-                    subgroupBroadcast(r1[0], 5u), subgroupBroadcast(r1[0], 7u));
-                quad8(&acc, 12u, &w, subgroupBroadcast(r0[1], 1u), subgroupBroadcast(r0[1], 3u),
-                    subgroupBroadcast(r0[1], 5u), subgroupBroadcast(r0[1], 7u),
-                    subgroupBroadcast(r1[1], 1u), subgroupBroadcast(r1[1], 3u),
-                    subgroupBroadcast(r1[1], 5u), subgroupBroadcast(r1[1], 7u));
+                // acc 0..7: pixels of the even lanes (H = 0), 8..15: of the odd ones (H = 1).
+#for H in 0..2
+#for R in 0..2
+                quad8(&acc, #{H * 8 + R * 4}u, &w, subgroupBroadcast(r0[#{R}], #{H}u), subgroupBroadcast(r0[#{R}], #{H + 2}u),
+                    subgroupBroadcast(r0[#{R}], #{H + 4}u), subgroupBroadcast(r0[#{R}], #{H + 6}u),
+                    subgroupBroadcast(r1[#{R}], #{H}u), subgroupBroadcast(r1[#{R}], #{H + 2}u),
+                    subgroupBroadcast(r1[#{R}], #{H + 4}u), subgroupBroadcast(r1[#{R}], #{H + 6}u));
+#endfor
+#endfor
             }
             continue;
         }
