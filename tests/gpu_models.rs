@@ -12,7 +12,7 @@ use gpu_common::{
     assert_close, assert_every_op_close, assert_threads_agree, context, one_at_a_time, random,
     small_graph, ATOL, RTOL,
 };
-use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions, Tune};
+use res2net_wgpu::gpu::{ConvKernel, GpuContext, Precision, Session, SessionOptions, Tune};
 use res2net_wgpu::graph::Graph;
 use res2net_wgpu::{arch, cpu, Error, Model};
 
@@ -98,6 +98,60 @@ fn every_preset_matches_cpu_at_a_small_odd_size() {
         let input = random(batch * 3 * h * w, i as u64);
         let session =
             Session::new(&ctx, &graph, batch).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        let gpu = session
+            .run(&input)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        let cpu = cpu::forward(&graph, &input, batch).unwrap();
+        assert_close(
+            &format!("{} logits", p.name),
+            &gpu.logits,
+            &cpu.logits,
+            ATOL,
+            RTOL,
+        );
+        assert_close(
+            &format!("{} probs", p.name),
+            &gpu.probs,
+            &cpu.probs,
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+/// Every preset with the texture family forced (on every conv: it fits them all), at a small odd
+/// size in a batch of 2: the 7x7 stem, the chains with their adds on read, strided and grouped
+/// convs and residuals, on this adapter's subgroup variant (or the one without subgroups).
+#[test]
+fn every_preset_matches_cpu_on_the_texture_family() {
+    let Some(ctx) = context() else { return };
+    let _gpu = one_at_a_time();
+    let options = SessionOptions {
+        conv_kernel: ConvKernel::Gp,
+        ..Default::default()
+    };
+    for (i, p) in arch::presets().into_iter().enumerate() {
+        let model = Model::from_config(&p.config, 200 + i as u64).unwrap();
+        let (h, w) = match p.config.dla() {
+            Some(_) => (63, 32),
+            None => (35, 43),
+        };
+        let graph = model.graph(h, w).unwrap();
+        let batch = 2;
+        let input = random(batch * 3 * h * w, i as u64);
+        let session = Session::with_options(&ctx, &graph, batch, &options)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        let profile = session
+            .profile(&input)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        for op in profile.ops.iter().filter(|o| o.kernel.starts_with("conv")) {
+            assert!(
+                op.kernel.contains("conv_gp.wgsl"),
+                "{}: {}",
+                p.name,
+                op.kernel
+            );
+        }
         let gpu = session
             .run(&input)
             .unwrap_or_else(|e| panic!("{}: {e}", p.name));

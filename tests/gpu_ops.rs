@@ -663,15 +663,9 @@ fn conv_row3x3_matches_cpu() {
     check_cases("row3", &cases, &[ConvKernel::GemmRow3x3]);
 }
 
-/// The workgroup-tiled families (forced) on the shapes at their edges: pixel, channel and K tiles
-/// that end ragged (K not a multiple of either slice depth, or smaller than one slice), both tiles
-/// (groups of more and of at most 32 channels), groups whose channel counts are not multiples of 4,
-/// vec4 and gathered input (aligned 1x1, odd planes whose views start unaligned), long reductions
-/// on a 7x7 plane (split-K's case: many splits, batches, chunks sharing the scratch space), src_add,
-/// residual, every activation; f32 and f16 weights. (The GEMM edge cases, the stem among them, run
-/// every forceable family too.)
-#[test]
-fn conv_tiled_edges_match_cpu() {
+/// Edge cases of the tiled and texture families: ragged pixel tiles and channel blocks, groups,
+/// strides, long reductions on small planes, aligned and unaligned views, src_add, residual, batch.
+fn edge_cases() -> Vec<ConvCase> {
     use Activation::{Relu, Sigmoid};
     let base = ConvCase {
         cin: 19,
@@ -687,7 +681,7 @@ fn conv_tiled_edges_match_cpu() {
         act: Relu,
         batch: 2,
     };
-    let cases = [
+    vec![
         // 2 ragged pixel tiles, a ragged second channel block, K = 171
         base,
         // the narrow tile: 2 pixel tiles of 128, K = 234
@@ -753,7 +747,19 @@ fn conv_tiled_edges_match_cpu() {
             act: Sigmoid,
             ..base
         },
-    ];
+    ]
+}
+
+/// The workgroup-tiled families (forced) on the shapes at their edges: pixel, channel and K tiles
+/// that end ragged (K not a multiple of either slice depth, or smaller than one slice), both tiles
+/// (groups of more and of at most 32 channels), groups whose channel counts are not multiples of 4,
+/// vec4 and gathered input (aligned 1x1, odd planes whose views start unaligned), long reductions
+/// on a 7x7 plane (split-K's case: many splits, batches, chunks sharing the scratch space), src_add,
+/// residual, every activation; f32 and f16 weights. (The GEMM edge cases, the stem among them, run
+/// every forceable family too.)
+#[test]
+fn conv_tiled_edges_match_cpu() {
+    let cases = edge_cases();
     let tiled = [
         ConvKernel::Tiled,
         ConvKernel::TiledDouble,
@@ -799,6 +805,7 @@ fn forced_conv_kernels_are_the_ones_that_run() {
         (ConvKernel::GemmRow3x3, "conv_gemm_row3"),
         (ConvKernel::Tiled, "ALIGNED=0,DOUBLE=0"),
         (ConvKernel::TiledDouble, "HAS_RES=0,ALIGNED=0,DOUBLE=1"),
+        (ConvKernel::Gp, "conv_gp.wgsl"),
         (
             ConvKernel::TiledSplitK,
             "conv_tiled_partial[HAS_ADD=0,ALIGNED=0,DOUBLE=1,TILE_M=128] + ",
@@ -1043,4 +1050,56 @@ fn batches_split_into_chunks_give_the_same_results() {
     let s = Session::with_options(&ctx, &g, 5, &opts).unwrap();
     assert_eq!(s.chunk(), 2);
     assert_eq!(s.dispatch_count(), 3 * g.nodes.len());
+}
+
+/// The texture family on the tiled families' edge cases, plus the shapes only it meets in a graph
+/// on some adapters: a stem-like 7x7 stride-2 conv on 3 channels (padded to a 4-channel step), a
+/// grouped 3x3 stride-2 conv, more pixels than one texture row per channel, and a batch split into
+/// chunks (every chunk's views copied into the input textures from row 0).
+#[test]
+fn conv_gp_edges_match_cpu() {
+    use Activation::Relu;
+    let mut cases = edge_cases();
+    let base = cases[0];
+    cases.extend([
+        ConvCase {
+            cin: 3,
+            cout: 70,
+            h: 23,
+            w: 21,
+            kernel: (7, 7),
+            stride: 2,
+            pad: 3,
+            add: false,
+            residual: false,
+            act: Relu,
+            ..base
+        },
+        ConvCase {
+            cin: 12,
+            cout: 9,
+            h: 15,
+            w: 14,
+            stride: 2,
+            groups: 3,
+            ..base
+        },
+        ConvCase {
+            cin: 6,
+            cout: 33,
+            h: 70,
+            w: 67,
+            kernel: (1, 1),
+            pad: 0,
+            ..base
+        },
+    ]);
+    check_cases("gp edge", &cases, &[ConvKernel::Gp]);
+    check_with(
+        "gp chunks",
+        &conv_graph(cases[1]),
+        5,
+        Some(2),
+        ConvKernel::Gp,
+    );
 }

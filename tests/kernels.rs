@@ -9,22 +9,28 @@ use res2net_wgpu::gpu::kernels::{all_variants, AdapterCaps, KernelKey};
 use res2net_wgpu::gpu::{pipeline_keys, ConvKernel, Precision, SessionOptions};
 use res2net_wgpu::{arch, Model};
 
-/// The adapters whose kernel choices differ: 8-lane subgroups (the GEMM families), other widths
-/// and none (the direct kernels).
-const ADAPTERS: [AdapterCaps; 3] = [
-    AdapterCaps {
-        subgroup_sizes: Some((8, 8)),
-        f16: true,
-    },
-    AdapterCaps {
-        subgroup_sizes: Some((4, 4)),
-        f16: true,
-    },
-    AdapterCaps {
-        subgroup_sizes: None,
-        f16: false,
-    },
+/// The adapters whose kernel choices differ: 8-lane subgroups (the GEMM families), the other fixed
+/// widths the texture family has variants for, a width it has none for, sizes that vary and no
+/// subgroups (the texture family's plain variant); and one whose textures are too short for a
+/// chunk's input views (the direct kernels).
+const ADAPTERS: [AdapterCaps; 8] = [
+    caps(Some((8, 8)), true, 8192),
+    caps(Some((4, 4)), true, 8192),
+    caps(Some((16, 16)), true, 8192),
+    caps(Some((32, 32)), false, 8192),
+    caps(Some((64, 64)), true, 8192),
+    caps(Some((4, 16)), true, 8192),
+    caps(None, false, 8192),
+    caps(None, false, 16),
 ];
+
+const fn caps(subgroup_sizes: Option<(u32, u32)>, f16: bool, rows: u32) -> AdapterCaps {
+    AdapterCaps {
+        subgroup_sizes,
+        f16,
+        max_texture_rows: rows,
+    }
+}
 
 #[test]
 fn every_lowered_key_is_a_compiled_variant() {
@@ -125,6 +131,43 @@ fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
         conv_kernel: ConvKernel::Gemm64x16,
         ..Default::default()
     };
-    let err = pipeline_keys(&graph, 1, &ADAPTERS[2], &options).unwrap_err();
+    let err = pipeline_keys(&graph, 1, &ADAPTERS[6], &options).unwrap_err();
     assert!(err.to_string().contains("needs 8-lane subgroups"), "{err}");
+}
+
+/// Without exactly 8-lane subgroups the rule runs every conv on the texture family, built for the
+/// adapter's fixed width or without subgroups; where a chunk's input views do not fit the
+/// adapter's textures, on the direct kernels.
+#[test]
+fn the_rule_runs_the_texture_family_without_8_lane_subgroups() {
+    let config = arch::preset("res2net50_26w_4s").unwrap();
+    let graph = Model::from_config(&config, 1)
+        .unwrap()
+        .graph(224, 224)
+        .unwrap();
+    let options = SessionOptions::default();
+    let conv_keys = |caps: &AdapterCaps| -> Vec<KernelKey> {
+        pipeline_keys(&graph, 2, caps, &options)
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.shader.file.file_name().starts_with("conv"))
+            .collect()
+    };
+    assert!(conv_keys(&ADAPTERS[0]).iter().all(|k| k.entry != "conv_gp"));
+    for caps in &ADAPTERS[1..7] {
+        let width = caps.subgroup_sizes.filter(|(a, b)| a == b).map(|(a, _)| a);
+        for key in conv_keys(caps) {
+            assert_eq!(key.entry, "conv_gp", "{caps:?}: {}", key.label());
+            let sg = key.shader.defines.get("SG");
+            match width {
+                Some(w) => assert_eq!((sg, key.shader.needs_subgroups()), (Some(w), true)),
+                None => assert!(!key.shader.needs_subgroups(), "{}", key.label()),
+            }
+        }
+    }
+    let short: BTreeSet<&str> = conv_keys(&ADAPTERS[7]).iter().map(|k| k.entry).collect();
+    assert!(
+        short.contains("conv_gp") && short.contains("conv_1x1"),
+        "{short:?}"
+    );
 }

@@ -117,9 +117,17 @@ impl DeviceWeights {
             }
             return Ok(stored.resource.clone());
         }
-        let data = pack(&node.op, spec)?;
+        let mut data = pack(&node.op, spec)?;
         let halves: Vec<u16>;
-        let bytes: &[u8] = if spec.f16 {
+        let texture = spec.packing.in_texture();
+        if texture && spec.f16 {
+            // Texture kernels read f32 texels: f16 weights are their values rounded to f16, so
+            // every kernel of an f16 session computes with the same weights.
+            for v in &mut data {
+                *v = half::f16::from_f32(*v).to_f32();
+            }
+        }
+        let bytes: &[u8] = if spec.f16 && !texture {
             halves = data
                 .iter()
                 .map(|&v| half::f16::from_f32(v).to_bits())
@@ -128,8 +136,8 @@ impl DeviceWeights {
         } else {
             bytemuck::cast_slice(&data)
         };
-        let (resource, size) = if spec.packing.in_texture() {
-            self.texture(&node.name, bytes, spec.f16)?
+        let (resource, size) = if texture {
+            self.texture(&node.name, bytes)?
         } else {
             let limits = self.ctx.device().limits();
             super::session::check_size(
@@ -158,9 +166,9 @@ impl DeviceWeights {
         Ok(resource)
     }
 
-    /// A linear texture holding `bytes` (rgba32float texels, or rgba16float with `f16`).
-    fn texture(&self, label: &str, bytes: &[u8], f16: bool) -> Result<(WeightResource, u64)> {
-        let format = if f16 { Texels::Vec4F16 } else { Texels::Vec4 };
+    /// A linear texture holding `bytes` as rgba32float texels.
+    fn texture(&self, label: &str, bytes: &[u8]) -> Result<(WeightResource, u64)> {
+        let format = Texels::Vec4;
         let texels = u32::try_from(bytes.len() as u64 / u64::from(format.bytes()))
             .map_err(|_| Error::Gpu(format!("the parameters of {label} do not fit a texture")))?;
         let rows = texture::rows(texels);

@@ -301,7 +301,7 @@ pub(crate) fn tune(
         }
         let candidates: Vec<ConvKernel> = conv::FAMILIES
             .iter()
-            .filter(|f| f.supports(&caps).is_ok() && (f.fits)(s))
+            .filter(|f| f.usable(s, &caps, images))
             .map(|f| f.kernel)
             .collect();
         let key = bucket.key();
@@ -317,7 +317,7 @@ pub(crate) fn tune(
             _ if candidates.len() < 2 => continue,
             _ => {
                 let ms = measure::measure(ctx, &bucket, &candidates)?;
-                let rule = automatic(s, &caps).kernel;
+                let rule = automatic(s, &caps, images).kernel;
                 let k = pick(&ms, rule);
                 store.choices.insert(
                     key,

@@ -38,6 +38,8 @@ pub enum ShaderFile {
     ConvTiled,
     /// The same with the reduction split over K: partial sums in the scratch space, then their sum.
     ConvTiledSplit,
+    /// Direct convolution over linear textures (weights and inputs), any adapter and subgroup width.
+    ConvGp,
     Pool,
     GlobalPool,
     Linear,
@@ -77,6 +79,14 @@ impl Slot {
         self as u32
     }
 
+    /// Whether the slot holds an op's input view (copied in per dispatch).
+    pub fn is_input(self) -> bool {
+        matches!(
+            self,
+            Slot::Input | Slot::AddInput | Slot::InputScalar | Slot::AddInputScalar
+        )
+    }
+
     /// The texel format of a texture slot (`None` for buffers); `f16` weights are rgba16float.
     pub fn texels(self, f16: bool) -> Option<crate::gpu::texture::Texels> {
         use crate::gpu::texture::Texels;
@@ -90,13 +100,14 @@ impl Slot {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 12] = [
+    pub const ALL: [ShaderFile; 13] = [
         ShaderFile::Conv,
         ShaderFile::ConvGemm64,
         ShaderFile::ConvGemm32,
         ShaderFile::ConvRow3,
         ShaderFile::ConvTiled,
         ShaderFile::ConvTiledSplit,
+        ShaderFile::ConvGp,
         ShaderFile::Pool,
         ShaderFile::GlobalPool,
         ShaderFile::Linear,
@@ -113,6 +124,7 @@ impl ShaderFile {
             ShaderFile::ConvRow3 => "conv_row3.wgsl",
             ShaderFile::ConvTiled => "conv_tiled.wgsl",
             ShaderFile::ConvTiledSplit => "conv_tiled_split.wgsl",
+            ShaderFile::ConvGp => "conv_gp.wgsl",
             ShaderFile::Pool => "pool.wgsl",
             ShaderFile::GlobalPool => "global_pool.wgsl",
             ShaderFile::Linear => "linear.wgsl",
@@ -131,6 +143,7 @@ impl ShaderFile {
             ShaderFile::ConvRow3 => include_str!("../../../shaders/conv_row3.wgsl"),
             ShaderFile::ConvTiled => include_str!("../../../shaders/conv_tiled.wgsl"),
             ShaderFile::ConvTiledSplit => include_str!("../../../shaders/conv_tiled_split.wgsl"),
+            ShaderFile::ConvGp => include_str!("../../../shaders/conv_gp.wgsl"),
             ShaderFile::Pool => include_str!("../../../shaders/pool.wgsl"),
             ShaderFile::GlobalPool => include_str!("../../../shaders/global_pool.wgsl"),
             ShaderFile::Linear => include_str!("../../../shaders/linear.wgsl"),
@@ -140,7 +153,9 @@ impl ShaderFile {
         }
     }
 
-    /// Whether the shader calls subgroup builtins (needs `Features::SUBGROUP`).
+    /// Whether the shader calls subgroup builtins (needs `Features::SUBGROUP`) in every variant;
+    /// the texture families call them only with the [`SUBGROUPS`] define
+    /// ([`ShaderKey::needs_subgroups`]).
     pub fn needs_subgroups(self) -> bool {
         matches!(
             self,
@@ -148,7 +163,9 @@ impl ShaderFile {
         )
     }
 
-    /// Whether the shader reads a weight buffer (and can store it as f16).
+    /// Whether the shader reads a weight buffer (and can store it as f16). The texture families
+    /// read rgba32float weight textures in every precision (rgba16float is no core WebGPU
+    /// read-only storage format); f16 weights are stored there rounded to f16.
     pub fn has_weights(self) -> bool {
         matches!(
             self,
@@ -166,6 +183,14 @@ impl ShaderFile {
     pub fn slots(self) -> &'static [Slot] {
         if self == ShaderFile::ConvTiledSplit {
             &[Slot::Arena, Slot::Weights, Slot::Uniforms, Slot::Scratch]
+        } else if self == ShaderFile::ConvGp {
+            &[
+                Slot::Arena,
+                Slot::Uniforms,
+                Slot::WeightTexture,
+                Slot::InputScalar,
+                Slot::AddInputScalar,
+            ]
         } else if self.has_weights() {
             &[Slot::Arena, Slot::Weights, Slot::Uniforms]
         } else {
@@ -196,6 +221,11 @@ pub fn import(name: &str) -> Option<String> {
         .map(|(_, text)| text.to_string())
         .or_else(|| uniforms::generated_module(name))
 }
+
+/// The define of the texture families' subgroup variants: weights are shared with
+/// `subgroupBroadcast` (its value is 1; the subgroup width is the `SG` define). Without it the
+/// kernels load every weight texel at uniform coordinates.
+pub const SUBGROUPS: &str = "SUBGROUPS";
 
 /// The flag that stores a shader's weights as f16 (`enable f16;`, needs `Features::SHADER_F16`).
 pub const F16_WEIGHTS: &str = "F16_WEIGHTS";
@@ -229,7 +259,7 @@ impl ShaderKey {
     }
 
     pub fn needs_subgroups(&self) -> bool {
-        self.file.needs_subgroups()
+        self.file.needs_subgroups() || self.defines.get(SUBGROUPS).is_some()
     }
 
     /// `conv.wgsl` or `conv.wgsl+F16_WEIGHTS`, for labels.
@@ -298,6 +328,9 @@ pub struct AdapterCaps {
     pub subgroup_sizes: Option<(u32, u32)>,
     /// `Features::SHADER_F16` is enabled.
     pub f16: bool,
+    /// Rows a linear texture may have (`max_texture_dimension_2d`): a texture family whose input
+    /// views do not fit a chunk of images is not used.
+    pub max_texture_rows: u32,
 }
 
 impl AdapterCaps {
@@ -310,7 +343,14 @@ impl AdapterCaps {
                 .contains(wgpu::Features::SUBGROUP)
                 .then_some((info.subgroup_min_size, info.subgroup_max_size)),
             f16: features.contains(wgpu::Features::SHADER_F16),
+            max_texture_rows: ctx.device().limits().max_texture_dimension_2d,
         }
+    }
+
+    /// Lanes of every subgroup where all have the same number (`None`: no subgroup operations, or
+    /// sizes that vary).
+    pub fn fixed_subgroup(&self) -> Option<u32> {
+        self.subgroup_sizes.filter(|(a, b)| a == b).map(|(a, _)| a)
     }
 
     /// Whether every subgroup has exactly `lanes` lanes.

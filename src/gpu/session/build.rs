@@ -499,7 +499,7 @@ type Built = (
     BuildStats,
 );
 
-/// One texture per input slot any step reads, tall enough for its largest view at `images`
+/// One texture per input slot any step binds, tall enough for its largest view at `images`
 /// images (each image starting on a row of its own).
 fn input_textures(
     device: &wgpu::Device,
@@ -508,11 +508,17 @@ fn input_textures(
     limits: &wgpu::Limits,
 ) -> Result<BTreeMap<Slot, wgpu::Texture>> {
     let mut rows: BTreeMap<Slot, (Texels, u32)> = BTreeMap::new();
-    for input in lowered
-        .iter()
-        .flat_map(|l| &l.steps)
-        .flat_map(|s| &s.inputs)
-    {
+    let steps = || lowered.iter().flat_map(|l| &l.steps);
+    // Every input slot a kernel binds gets a texture: one row where no op reads it (a shader binds
+    // the added-input texture whether or not a conv adds a view).
+    for step in steps() {
+        for &slot in step.key.shader.file.slots() {
+            if let (Some(format), true) = (slot.texels(false), slot.is_input()) {
+                rows.entry(slot).or_insert((format, 1));
+            }
+        }
+    }
+    for input in steps().flat_map(|s| &s.inputs) {
         let Some(format) = input.slot.texels(false) else {
             return Err(Error::Gpu(format!(
                 "{:?} is not a texture slot",

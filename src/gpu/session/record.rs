@@ -177,9 +177,9 @@ impl Session {
                         *n as u64 * per,
                     );
                 }
-                Command::Upload { dispatch, n0, n } => {
+                Command::Upload { dispatch, n, .. } => {
                     for input in &self.dispatches[*dispatch].inputs {
-                        self.upload(encoder, input, *n0, *n);
+                        self.upload(encoder, input, *n);
                     }
                 }
                 Command::Pass { dispatches, n } => {
@@ -207,15 +207,10 @@ impl Session {
         }
     }
 
-    /// Records the copies of `input`'s view for images `n0..n0 + n` into its texture, image `n0` at
-    /// row 0, each image on rows of its own.
-    fn upload(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        input: &TextureInput,
-        n0: usize,
-        n: usize,
-    ) {
+    /// Records the copies of `input`'s view for the chunk's `n` images into its texture, each
+    /// image on rows of its own (the arena holds the chunk's images from 0 on, whichever images
+    /// of the batch they are).
+    fn upload(&self, encoder: &mut wgpu::CommandEncoder, input: &TextureInput, n: usize) {
         let (Some(texture), Some(format)) =
             (self.textures.get(&input.slot), input.slot.texels(false))
         else {
@@ -223,14 +218,16 @@ impl Session {
         };
         let rows = texture::rows(format.texels(input.len));
         for i in 0..n {
-            let first = u64::from(input.offset) + (n0 + i) as u64 * u64::from(input.stride);
+            let first = u64::from(input.offset) + i as u64 * u64::from(input.stride);
             for c in texture::copies(format, first * 4, input.len, i as u32 * rows) {
                 encoder.copy_buffer_to_texture(
                     wgpu::TexelCopyBufferInfo {
                         buffer: &self.arena,
                         layout: wgpu::TexelCopyBufferLayout {
                             offset: c.offset,
-                            bytes_per_row: Some(c.width * format.bytes()),
+                            // Whole texture rows: wgpu wants a multiple of 256 bytes even for
+                            // the one-row copy of a partial row.
+                            bytes_per_row: Some(texture::TEXELS_PER_ROW * format.bytes()),
                             rows_per_image: Some(c.height),
                         },
                     },

@@ -4,10 +4,12 @@
 //! 1x1 stride-1 convs. 8 x 8 invocations per workgroup.
 
 use super::{
-    any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing, Variant,
+    any_shape, fusion_variants, fusions, no_defines, ConvFamily, ConvPlan, ConvShape, Packing,
+    Variant,
 };
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
+use crate::gpu::wgsl::Defines;
 
 /// Invocations per workgroup along x and y.
 const WG: usize = 8;
@@ -17,8 +19,9 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::Conv,
     lanes: None,
     fits: any_shape,
-    plan,
+    plan: |s, _| plan(s),
     variants,
+    shaders: no_defines,
 };
 
 fn plan(s: &ConvShape) -> ConvPlan {
@@ -32,6 +35,7 @@ fn plan(s: &ConvShape) -> ConvPlan {
     };
     let cout_blocks = s.cout_g.div_ceil(cb);
     ConvPlan {
+        defines: Defines::new(),
         entry,
         constants: fusions(s),
         cout_blocks,

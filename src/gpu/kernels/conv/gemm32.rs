@@ -4,10 +4,12 @@
 
 use super::gemm64::LANES;
 use super::{
-    any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing, Variant,
+    any_shape, fusion_variants, fusions, no_defines, ConvFamily, ConvPlan, ConvShape, Packing,
+    Variant,
 };
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
+use crate::gpu::wgsl::Defines;
 
 /// Output channels and pixels per subgroup.
 const BLOCK: usize = 32;
@@ -26,8 +28,9 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvGemm32,
     lanes: Some(LANES),
     fits: any_shape,
-    plan,
+    plan: |s, _| plan(s),
     variants: || aligned_variants("conv_gemm_32"),
+    shaders: no_defines,
 };
 
 fn plan(s: &ConvShape) -> ConvPlan {
@@ -39,6 +42,7 @@ fn plan(s: &ConvShape) -> ConvPlan {
         u32::from(s.pointwise() && s.input_vec4_aligned()),
     ));
     ConvPlan {
+        defines: Defines::new(),
         entry: "conv_gemm_32",
         constants,
         cout_blocks,

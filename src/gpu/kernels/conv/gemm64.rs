@@ -5,10 +5,12 @@
 //! stem's 3) the other reduces over (input channel, tap) as one flat index (`FLAT`).
 
 use super::{
-    any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing, Variant,
+    any_shape, fusion_variants, fusions, no_defines, ConvFamily, ConvPlan, ConvShape, Packing,
+    Variant,
 };
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
+use crate::gpu::wgsl::Defines;
 
 /// Lanes per subgroup the GEMM kernels are written for.
 pub const LANES: u32 = 8;
@@ -21,13 +23,14 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvGemm64,
     lanes: Some(LANES),
     fits: any_shape,
-    plan: |s| plan(s, false),
+    plan: |s, _| plan(s, false),
     variants: || variants(false),
+    shaders: no_defines,
 };
 
 pub const FAMILY_K8: ConvFamily = ConvFamily {
     kernel: ConvKernel::Gemm64x16K8,
-    plan: |s| plan(s, true),
+    plan: |s, _| plan(s, true),
     variants: || variants(true),
     ..FAMILY
 };
@@ -45,6 +48,7 @@ fn plan(s: &ConvShape, k8: bool) -> ConvPlan {
     constants.push(("K8", u32::from(k8)));
     constants.push(("FLAT", u32::from(flat)));
     ConvPlan {
+        defines: Defines::new(),
         entry: "conv_gemm",
         constants,
         cout_blocks,

@@ -10,21 +10,25 @@
 //! - [`row3`]: `conv_row3.wgsl`, 3x3 stride-1 convs along rows, 32 x 32.
 //! - [`tiled`]: `conv_tiled.wgsl`, implicit GEMM over workgroup-memory tiles, any adapter; with
 //!   `conv_tiled_split.wgsl`, the same with the reduction split over K ([`SplitK`]).
+//! - [`gp`]: `conv_gp.wgsl`, direct convolution reading weights and inputs from linear textures,
+//!   any adapter, one variant per subgroup width and one without subgroups.
 
 pub mod direct;
 pub mod gemm32;
 pub mod gemm64;
+pub mod gp;
 mod packing;
 pub mod row3;
 pub mod tiled;
 
-pub use packing::{Packing, TILED_K_ROWS};
+pub use packing::{Packing, TEXTURE_CIN_STEP, TILED_K_ROWS};
 
 use super::{AdapterCaps, KernelKey, ShaderFile, ShaderKey, Slot};
 use crate::error::Result;
 use crate::gpu::lower::{bytes, fits_f16, Ctx, Lowered, Step, TextureInput, WeightSpec};
 use crate::gpu::tune::{ConvKernel, ConvPolicy};
 use crate::gpu::uniforms::{act_code, ConvParams};
+use crate::gpu::wgsl::Defines;
 use crate::graph::{out_size, Conv};
 
 /// The facts of one conv that families decide on, checked by [`lower`].
@@ -84,6 +88,8 @@ impl ConvShape {
 /// What a family decided for one conv.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConvPlan {
+    /// Preprocessor defines of the shader (tile sizes, subgroup width; empty for most families).
+    pub defines: Defines,
     pub entry: &'static str,
     pub constants: Vec<(&'static str, u32)>,
     /// Output-channel blocks per group and pixel blocks (the kernel's `cout_blocks`, `x_blocks`).
@@ -135,10 +141,13 @@ pub struct ConvFamily {
     pub lanes: Option<u32>,
     /// Whether it can run a conv of this shape (on an adapter it supports).
     pub fits: fn(&ConvShape) -> bool,
-    /// Entry, constants, tile, workgroups and packing for a conv it fits.
-    pub plan: fn(&ConvShape) -> ConvPlan,
-    /// Every (entry, constants) the family can produce.
+    /// Entry, constants, tile, workgroups and packing for a conv it fits, on an adapter it
+    /// supports.
+    pub plan: fn(&ConvShape, &AdapterCaps) -> ConvPlan,
+    /// Every (entry, constants) the family can produce, with each of `shaders`.
     pub variants: fn() -> Vec<Variant>,
+    /// Every set of shader defines its plans can have, on any adapter.
+    pub shaders: fn() -> Vec<Defines>,
 }
 
 impl ConvFamily {
@@ -152,6 +161,35 @@ impl ConvFamily {
             _ => Ok(()),
         }
     }
+
+    /// Whether it runs this conv on this adapter with `images` images per dispatch: the adapter
+    /// supports it, it fits the shape, and its input textures fit the adapter.
+    pub fn usable(&self, s: &ConvShape, caps: &AdapterCaps, images: usize) -> bool {
+        self.supports(caps).is_ok()
+            && (self.fits)(s)
+            && (self.plan)(s, caps).textures_fit(s, caps, images)
+    }
+}
+
+impl ConvPlan {
+    /// Whether every input texture of `images` images (each on rows of its own) fits the adapter.
+    pub fn textures_fit(&self, s: &ConvShape, caps: &AdapterCaps, images: usize) -> bool {
+        let values = s.groups * s.cin_g * s.in_h * s.in_w;
+        self.inputs.iter().all(|(slot, _)| {
+            let Some(format) = slot.texels(false) else {
+                return false;
+            };
+            let rows = u32::try_from(values)
+                .map(|v| crate::gpu::texture::rows(format.texels(v)) as usize)
+                .unwrap_or(usize::MAX);
+            rows.saturating_mul(images) <= caps.max_texture_rows as usize
+        })
+    }
+}
+
+/// The one shader module of a family without defines.
+pub(crate) fn no_defines() -> Vec<Defines> {
+    vec![Defines::new()]
 }
 
 /// Any conv shape.
@@ -160,7 +198,7 @@ pub(crate) fn any_shape(_: &ConvShape) -> bool {
 }
 
 /// Every conv family.
-pub const FAMILIES: [&ConvFamily; 8] = [
+pub const FAMILIES: [&ConvFamily; 9] = [
     &direct::FAMILY,
     &gemm64::FAMILY,
     &gemm64::FAMILY_K8,
@@ -169,6 +207,7 @@ pub const FAMILIES: [&ConvFamily; 8] = [
     &tiled::FAMILY,
     &tiled::FAMILY_DOUBLE,
     &tiled::FAMILY_SPLIT_K,
+    &gp::FAMILY,
 ];
 
 /// The family that `kernel` names (not [`ConvKernel::Auto`]).
@@ -201,9 +240,15 @@ pub(crate) fn variants() -> Vec<KernelKey> {
     let mut keys = Vec::new();
     for f16 in [false, true] {
         for family in FAMILIES {
-            for (entry, constants) in (family.variants)() {
-                let shader = ShaderKey::new(family.shader).with_f16_weights(f16);
-                keys.push(KernelKey::new(shader, entry, &constants));
+            for defines in (family.shaders)() {
+                let shader = ShaderKey {
+                    file: family.shader,
+                    defines,
+                }
+                .with_f16_weights(f16);
+                for (entry, constants) in (family.variants)() {
+                    keys.push(KernelKey::new(shader.clone(), entry, &constants));
+                }
             }
         }
     }
@@ -223,7 +268,7 @@ pub(crate) fn lower(
     let family = policy
         .choose(cx.node, &s, caps)
         .map_err(|why| cx.err(why))?;
-    let plan = (family.plan)(&s);
+    let plan = (family.plan)(&s, caps);
     cx.expect_len(c.weight.len(), c.cout() * s.cin_g * s.taps(), "conv weight")?;
     cx.expect_len(c.bias.len(), c.cout(), "conv bias")?;
     let bias_off = plan.packing.bias_offset(c);
@@ -277,7 +322,11 @@ pub(crate) fn lower(
         packing: plan.packing,
         f16,
     };
-    let shader = ShaderKey::new(family.shader).with_f16_weights(f16);
+    let shader = ShaderKey {
+        file: family.shader,
+        defines: plan.defines.clone(),
+    }
+    .with_f16_weights(f16);
     let mut lowered = Lowered::one(
         KernelKey::new(shader.clone(), plan.entry, &plan.constants),
         &params,

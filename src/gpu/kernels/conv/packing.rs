@@ -26,9 +26,18 @@ pub enum Packing {
     /// with zero rows, each row `bn` channels (zeros past the group), so a slice of K rows of a block
     /// is one contiguous run of vec4s; then one bias per output channel, padded to whole vec4s.
     Tiled { bn: usize },
+    /// The texture families (a linear rgba32float texture, [`crate::gpu::texture`]): per group and
+    /// block of `block` output channels, `[ci rounded up to TEXTURE_CIN_STEP][tap][slots texels]`,
+    /// texel `q` holding output channels `4q..4q + 4` of the block (zeros past the group, in the
+    /// padded channels and in slots `block / 4..slots`, which lanes of a subgroup load but never
+    /// use); then one bias per output channel, padded to whole texels.
+    Texture { block: usize, slots: usize },
     /// `linear.wgsl`: the weight `[m, k]` row-major, then the `m` biases.
     Linear,
 }
+
+/// Input channels the texture families reduce per step: the texture layout pads `cin_g` to it.
+pub const TEXTURE_CIN_STEP: usize = 4;
 
 /// The tiled layout's K rows are padded to a multiple of this (the deepest slice its kernels read).
 pub const TILED_K_ROWS: usize = 16;
@@ -37,7 +46,7 @@ impl Packing {
     /// Whether kernels read this layout from a linear texture ([`crate::gpu::texture`]) instead of
     /// a storage buffer.
     pub fn in_texture(&self) -> bool {
-        false
+        matches!(self, Packing::Texture { .. })
     }
 
     /// The packed parameters of `op`.
@@ -54,6 +63,7 @@ impl Packing {
                 Op::Conv(c),
             ) => Ok(lane_blocks(c, block, lanes, cin_step, flat)),
             (&Packing::Tiled { bn }, Op::Conv(c)) => Ok(tiled(c, bn)),
+            (&Packing::Texture { block, slots }, Op::Conv(c)) => Ok(texture(c, block, slots)),
             (Packing::Linear, Op::Linear(l)) => {
                 let mut out = Vec::with_capacity(l.weight.len() + l.bias.len());
                 out.extend_from_slice(&l.weight);
@@ -89,6 +99,14 @@ impl Packing {
             }
             Packing::Tiled { bn } => {
                 c.groups * cout_g.div_ceil(bn) * tiled_rows(cin_g * kernel_taps) * bn / 4
+            }
+            Packing::Texture { block, slots } => {
+                c.groups
+                    * cout_g.div_ceil(block)
+                    * cin_g.div_ceil(TEXTURE_CIN_STEP)
+                    * TEXTURE_CIN_STEP
+                    * kernel_taps
+                    * slots
             }
             Packing::Linear => c.weight.len(),
         }
@@ -147,6 +165,28 @@ fn tiled(c: &Conv, bn: usize) -> Vec<f32> {
         let first = (g * blocks + co_l / bn) * rows * bn + co_l % bn;
         for (r, &w) in c.weight[co * k..(co + 1) * k].iter().enumerate() {
             out[first + r * bn] = w;
+        }
+    }
+    out[bias_off..bias_off + c.cout()].copy_from_slice(&c.bias);
+    out
+}
+
+fn texture(c: &Conv, block: usize, slots: usize) -> Vec<f32> {
+    let cout_g = c.cout() / c.groups;
+    let cin_g = c.cin() / c.groups;
+    let taps = c.kernel.0 * c.kernel.1;
+    let cin_pad = cin_g.div_ceil(TEXTURE_CIN_STEP) * TEXTURE_CIN_STEP;
+    let blocks = cout_g.div_ceil(block);
+    let bias_off = 4 * Packing::Texture { block, slots }.bias_offset(c);
+    let mut out = vec![0.0f32; bias_off + c.cout().div_ceil(4) * 4];
+    for co in 0..c.cout() {
+        let (g, co_l) = (co / cout_g, co % cout_g);
+        let (b, i) = (co_l / block, co_l % block);
+        for ci in 0..cin_g {
+            for t in 0..taps {
+                let texel = (((g * blocks + b) * cin_pad + ci) * taps + t) * slots + i / 4;
+                out[texel * 4 + i % 4] = c.weight[(co * cin_g + ci) * taps + t];
+            }
         }
     }
     out[bias_off..bias_off + c.cout()].copy_from_slice(&c.bias);
@@ -250,6 +290,28 @@ mod tests {
     }
 
     #[test]
+    fn texture_texels_hold_four_output_channels_of_one_tap() {
+        // 2 groups of 5 output channels, 3 input channels per group (padded to 4), 3x3 taps,
+        // blocks of 4 channels in 2 slots per tap.
+        let c = conv(6, 10, 2, 3);
+        let p = Packing::Texture { block: 4, slots: 2 };
+        let packed = p.pack(&Op::Conv(c.clone())).unwrap();
+        // 2 groups x 2 blocks x 4 channels x 9 taps x 2 slots
+        assert_eq!(p.bias_offset(&c), 2 * 2 * 4 * 9 * 2);
+        let texel = |g: usize, b: usize, ci: usize, t: usize, slot: usize| {
+            let i = ((((g * 2 + b) * 4 + ci) * 9 + t) * 2 + slot) * 4;
+            packed[i..i + 4].to_vec()
+        };
+        // group 0, block 0, input 1, tap 2: channels 0..3 -> weights co * 27 + 1 * 9 + 2
+        assert_eq!(texel(0, 0, 1, 2, 0), [11.0, 38.0, 65.0, 92.0]);
+        // group 1, block 1: channel 9 only; the unused slot and the padded input are zero
+        assert_eq!(texel(1, 1, 0, 0, 0), [(9 * 27) as f32, 0.0, 0.0, 0.0]);
+        assert_eq!(texel(1, 1, 0, 0, 1), [0.0; 4]);
+        assert_eq!(texel(0, 0, 3, 4, 0), [0.0; 4]);
+        assert!(p.in_texture() && !Packing::Tiled { bn: 4 }.in_texture());
+    }
+
+    #[test]
     fn bias_offsets_point_at_the_packed_biases() {
         let packings = [
             Packing::OutBlocks { cb: 4 },
@@ -280,6 +342,14 @@ mod tests {
             },
             Packing::Tiled { bn: 64 },
             Packing::Tiled { bn: 32 },
+            Packing::Texture {
+                block: 28,
+                slots: 8,
+            },
+            Packing::Texture {
+                block: 64,
+                slots: 16,
+            },
         ];
         for c in [conv(6, 10, 2, 3), conv(3, 70, 1, 7), conv(26, 26, 1, 3)] {
             for p in packings {

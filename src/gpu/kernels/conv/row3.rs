@@ -4,9 +4,10 @@
 
 use super::gemm32::{aligned_variants, PACKING};
 use super::gemm64::LANES;
-use super::{fusions, ConvFamily, ConvPlan, ConvShape};
+use super::{fusions, no_defines, ConvFamily, ConvPlan, ConvShape};
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
+use crate::gpu::wgsl::Defines;
 
 /// Output channels per subgroup and pixels per row segment.
 const BLOCK: usize = 32;
@@ -17,8 +18,9 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvRow3,
     lanes: Some(LANES),
     fits: ConvShape::row3,
-    plan,
+    plan: |s, _| plan(s),
     variants: || aligned_variants("conv_gemm_row3"),
+    shaders: no_defines,
 };
 
 fn plan(s: &ConvShape) -> ConvPlan {
@@ -32,6 +34,7 @@ fn plan(s: &ConvShape) -> ConvPlan {
         u32::from(s.in_w.is_multiple_of(4) && s.input_vec4_aligned()),
     ));
     ConvPlan {
+        defines: Defines::new(),
         entry: "conv_gemm_row3",
         constants,
         cout_blocks,

@@ -11,11 +11,12 @@
 //! whose few output pixels give too few tiles to fill a GPU.
 
 use super::{
-    any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Packing, SplitK, Variant,
-    TILED_K_ROWS,
+    any_shape, fusion_variants, fusions, no_defines, ConvFamily, ConvPlan, ConvShape, Packing,
+    SplitK, Variant, TILED_K_ROWS,
 };
 use crate::gpu::kernels::{with_activations, with_flags, ShaderFile};
 use crate::gpu::tune::ConvKernel;
+use crate::gpu::wgsl::Defines;
 
 /// The two tiles: (output pixels, output channels).
 const WIDE: (usize, usize) = (64, 64);
@@ -33,13 +34,14 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvTiled,
     lanes: None,
     fits: any_shape,
-    plan: |s| plan(s, false),
+    plan: |s, _| plan(s, false),
     variants: || variants(false),
+    shaders: no_defines,
 };
 
 pub const FAMILY_DOUBLE: ConvFamily = ConvFamily {
     kernel: ConvKernel::TiledDouble,
-    plan: |s| plan(s, true),
+    plan: |s, _| plan(s, true),
     variants: || variants(true),
     ..FAMILY
 };
@@ -51,8 +53,9 @@ pub const FAMILY_SPLIT_K: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvTiledSplit,
     lanes: None,
     fits: |s| k_chunks(s) >= 2,
-    plan: plan_split,
+    plan: |s, _| plan_split(s),
     variants: split_variants,
+    shaders: no_defines,
 };
 
 /// The tile for a conv: the narrow one where a group has at most 32 output channels.
@@ -80,6 +83,7 @@ fn plan(s: &ConvShape, double: bool) -> ConvPlan {
         ("TILE_M", tile_m as u32),
     ]);
     ConvPlan {
+        defines: Defines::new(),
         entry: "conv_tiled",
         constants,
         cout_blocks,
@@ -221,10 +225,15 @@ mod tests {
             shape(70, 130, 1, 8),
             shape(3, 64, 7, 9),
         ];
+        let caps = crate::gpu::kernels::AdapterCaps {
+            subgroup_sizes: None,
+            f16: false,
+            max_texture_rows: 8192,
+        };
         for family in [&FAMILY, &FAMILY_DOUBLE, &FAMILY_SPLIT_K] {
             let all = (family.variants)();
             for s in &shapes {
-                let plan = (family.plan)(s);
+                let plan = (family.plan)(s, &caps);
                 assert!(
                     all.contains(&(plan.entry, plan.constants.clone())),
                     "{plan:?}"

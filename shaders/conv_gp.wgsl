@@ -1,0 +1,153 @@
+// Direct convolution over linear textures, any kernel, stride, padding and groups:
+//   dst = act(conv(src + src_add) + bias + residual)
+//
+// On CPU adapters a storage-texture load is one vector fetch, a storage-buffer or workgroup load a
+// loop over the SIMD lanes, so everything the reduction reads comes from read-only storage textures:
+// the weights (binding 4, rgba32float, texel = 4 output channels of one input channel and tap) and
+// the input view and the added view, copied per image into r32float textures (bindings 7 and 8,
+// image n at texel n * x_img / n * add_img). Only the results go to the arena.
+//
+// A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = group and
+// block of M output channels (fastest, so neighbouring workgroups read the same input tile),
+// y = tile of SG * P pixels, z = image. Lane l owns pixels tile * SG * P + j * SG + l (j < P) x the
+// M channels of the block: M * P scalar accumulators. The reduction runs over (4 input channels,
+// tap); every accumulator takes the 4 products of a step in one write. Weight texels of a step:
+// with SUBGROUPS each lane loads ceil(M / 4 / SG) of them (WQ slots per input channel and tap) and
+// the lanes share them with subgroupBroadcast (never subgroupBroadcastFirst, which aborts LLVM on
+// lavapipe); without, every lane loads the M / 4 texels at uniform coordinates.
+//
+// Defines: SG, M (a multiple of 4), P, WQ, SUBGROUPS (flag); the defaults below are the plain
+// variant of the narrow tile.
+#ifndef SG
+#define SG 8
+#endif
+#ifndef M
+#define M 32
+#endif
+#ifndef P
+#define P 4
+#endif
+#ifndef WQ
+#define WQ 8
+#endif
+
+#import ConvParams
+
+// Whether `src_add` is added to the input while it is read.
+override HAS_ADD: bool = false;
+// Whether a residual view is added before the activation.
+override HAS_RES: bool = false;
+
+#import arena
+#import activation
+@group(0) @binding(2) var<uniform> p: ConvParams;
+@group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(7) var xtex: texture_storage_2d<r32float, read>;
+@group(0) @binding(8) var atex: texture_storage_2d<r32float, read>;
+
+// Texel t of a linear texture of 4096-texel rows.
+fn at(t: u32) -> vec2<u32> {
+    return vec2<u32>(t & 4095u, t >> 12u);
+}
+
+// One value of (src + src_add): input texel xi, added-input texel ai.
+fn input(xi: u32, ai: u32) -> f32 {
+    var v = textureLoad(xtex, at(xi)).x;
+    if (HAS_ADD) {
+        v += textureLoad(atex, at(ai)).x;
+    }
+    return v;
+}
+
+// Stores one output value (element di of the arena) with its residual (element ri).
+fn store(ok: bool, di: u32, ri: u32, v: f32) {
+    if (ok) {
+        var r = v;
+        if (HAS_RES) {
+            r += act[ri];
+        }
+        act[di] = activate(r);
+    }
+}
+
+@compute @workgroup_size(#{SG})
+#ifdef SUBGROUPS
+fn conv_gp(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+#else
+fn conv_gp(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+#endif
+    let n = wg.z;
+    let g = wg.x / p.cout_blocks;
+    let blk = wg.x % p.cout_blocks;
+    let in_plane = p.in_h * p.in_w;
+    let out_plane = p.out_h * p.out_w;
+    let xbase = n * p.x_img + g * p.cin_g * in_plane;
+    let abase = n * p.add_img + g * p.cin_g * in_plane;
+#for J in 0..P
+    let pix#{J} = wg.y * #{SG * P}u + #{J * SG}u + lane;
+    let pok#{J} = pix#{J} < out_plane;
+    let iy#{J} = i32(pix#{J} / p.out_w * p.stride) - i32(p.pad);
+    let ix#{J} = i32(pix#{J} % p.out_w * p.stride) - i32(p.pad);
+#for I in 0..M
+    var a#{I}_#{J} = 0.0;
+#endfor
+#endfor
+    let taps = p.kh * p.kw;
+    let steps = (p.cin_g + 3u) / 4u;
+    // Weights of this block: [input channel rounded up to 4][tap][WQ texels].
+    let wb = (g * p.cout_blocks + blk) * steps * 4u * taps * #{WQ}u;
+    for (var r = 0u; r < steps * taps; r++) {
+        let ci0 = (r / taps) * 4u;
+        let t = r % taps;
+        let ky = i32(t / p.kw);
+        let kx = i32(t % p.kw);
+#for J in 0..P
+        let y#{J} = iy#{J} + ky;
+        let x#{J} = ix#{J} + kx;
+        let in#{J} = pok#{J} && y#{J} >= 0 && y#{J} < i32(p.in_h) && x#{J} >= 0 && x#{J} < i32(p.in_w);
+        let o#{J} = u32(select(0, y#{J} * i32(p.in_w) + x#{J}, in#{J}));
+#endfor
+#for C in 0..4
+        let cok#{C} = ci0 + #{C}u < p.cin_g;
+        let c#{C} = (ci0 + #{C}u) * in_plane;
+#for J in 0..P
+        let v#{C}_#{J} = select(0.0, input(xbase + c#{C} + o#{J}, abase + c#{C} + o#{J}), in#{J} && cok#{C});
+#endfor
+        let wt#{C} = wb + ((ci0 + #{C}u) * taps + t) * #{WQ}u;
+#ifdef SUBGROUPS
+#for R in 0..WQ / SG
+        let w#{C}_#{R} = textureLoad(wtex, at(wt#{C} + #{R * SG}u + lane));
+#endfor
+#endif
+#endfor
+#for Q in 0..M / 4
+        {
+#for C in 0..4
+#ifdef SUBGROUPS
+            let q#{C} = subgroupBroadcast(w#{C}_#{Q / SG}, #{Q % SG}u);
+#else
+            let q#{C} = textureLoad(wtex, at(wt#{C} + #{Q}u));
+#endif
+#endfor
+#for J in 0..P
+            a#{4 * Q}_#{J} += q0.x * v0_#{J} + q1.x * v1_#{J} + q2.x * v2_#{J} + q3.x * v3_#{J};
+            a#{4 * Q + 1}_#{J} += q0.y * v0_#{J} + q1.y * v1_#{J} + q2.y * v2_#{J} + q3.y * v3_#{J};
+            a#{4 * Q + 2}_#{J} += q0.z * v0_#{J} + q1.z * v1_#{J} + q2.z * v2_#{J} + q3.z * v3_#{J};
+            a#{4 * Q + 3}_#{J} += q0.w * v0_#{J} + q1.w * v1_#{J} + q2.w * v2_#{J} + q3.w * v3_#{J};
+#endfor
+        }
+#endfor
+    }
+    let co0 = blk * #{M}u;
+    let dst = p.dst_off + n * p.dst_bs + (g * p.cout_g + co0) * out_plane;
+    let res = p.res_off + n * p.res_bs + (g * p.cout_g + co0) * out_plane;
+#for I in 0..M
+    if (co0 + #{I}u < p.cout_g) {
+        let c = g * p.cout_g + co0 + #{I}u;
+        let b = textureLoad(wtex, at(p.bias_off + c / 4u))[c % 4u];
+#for J in 0..P
+        store(pok#{J}, dst + #{I}u * out_plane + pix#{J}, res + #{I}u * out_plane + pix#{J}, a#{I}_#{J} + b);
+#endfor
+    }
+#endfor
+}
