@@ -305,7 +305,13 @@ fn precision_f16_verifies_and_benches_or_names_the_missing_feature() {
 /// conv, and an unknown family is refused with the list of names.
 #[test]
 fn tune_and_conv_kernel_flags_choose_the_kernels() {
-    let Some(_) = context() else { return };
+    let Some(ctx) = context() else { return };
+    // A CPU adapter without 8-lane subgroups has one family worth timing (the texture family):
+    // nothing to tune there. Everywhere else several families compete for every shape.
+    let info = ctx.adapter_info();
+    let eight_lanes = ctx.device().features().contains(wgpu::Features::SUBGROUP)
+        && (info.subgroup_min_size, info.subgroup_max_size) == (8, 8);
+    let competing = info.device_type != wgpu::DeviceType::Cpu || eight_lanes;
     let dir = scratch("tune-flags");
     let weights = fixture("timm_res2net_s4.safetensors");
     let bench = |extra: &[&str]| {
@@ -331,8 +337,8 @@ fn tune_and_conv_kernel_flags_choose_the_kernels() {
     let full = bench(&["--tune", "full"]);
     assert_eq!(full["tune"], "full");
     let measured = full["tuning"]["measured"].as_u64().unwrap();
-    assert!(measured > 0, "{}", full["tuning"]);
-    assert!(full["tuning"]["ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(measured > 0, competing, "{}", full["tuning"]);
+    assert_eq!(full["tuning"]["ms"].as_f64().unwrap() > 0.0, competing);
     let auto = bench(&["--tune", "auto"]);
     assert_eq!(auto["tuning"]["measured"], 0, "{}", auto["tuning"]);
     assert_eq!(auto["tuning"]["cached"].as_u64().unwrap(), measured);

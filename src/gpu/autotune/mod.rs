@@ -1,6 +1,9 @@
 //! The autotuner: at session build, each conv shape (bucketed, so equal shapes tune once) is timed
 //! with every family this adapter can run for it, and the fastest is kept, in memory for the device
-//! and on disk for the next process, next to the pipeline cache.
+//! and on disk for the next process, next to the pipeline cache. On a CPU adapter (lavapipe) the
+//! direct and workgroup-tiled families are not timed where another family runs the shape: they
+//! measured 3-25x slower there on every res2net50_26w_4s shape (the tiled ones about 1% of peak),
+//! and timing them made up most of a tuning start.
 //!
 //! The cache file is keyed by the adapter (name, vendor, device, driver, backend) and a hash of every
 //! shader source and family, so a new driver or a changed kernel starts over; a corrupt or foreign
@@ -17,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 mod measure;
 
-use super::kernels::conv::{self, ConvShape};
+use super::kernels::conv::{self, ConvFamily, ConvShape};
 use super::kernels::{AdapterCaps, ShaderFile, LIBRARY};
 use super::pipeline_cache::{cache_dir, PipelineCacheSetting};
 use super::tune::{automatic, ConvKernel};
@@ -287,6 +290,7 @@ pub(crate) fn tune(
         return Ok((chosen, report));
     }
     let caps = AdapterCaps::of(ctx);
+    let cpu_adapter = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
     let start = Instant::now();
     let store_lock = ctx.tune_store();
     let mut store = store_lock
@@ -299,9 +303,16 @@ pub(crate) fn tune(
         if chosen.contains_key(&bucket) {
             continue;
         }
-        let candidates: Vec<ConvKernel> = conv::FAMILIES
-            .iter()
+        let usable: Vec<&ConvFamily> = conv::FAMILIES
+            .into_iter()
             .filter(|f| f.usable(s, &caps, images))
+            .collect();
+        let fast_on_cpu =
+            |f: &&&ConvFamily| !conv::tiled::is_tiled(f) && f.kernel != ConvKernel::Direct;
+        let skip_slow = cpu_adapter && usable.iter().any(|f| fast_on_cpu(&f));
+        let candidates: Vec<ConvKernel> = usable
+            .iter()
+            .filter(|f| !skip_slow || fast_on_cpu(f))
             .map(|f| f.kernel)
             .collect();
         let key = bucket.key();

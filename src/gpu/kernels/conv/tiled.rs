@@ -46,6 +46,13 @@ pub const FAMILY_DOUBLE: ConvFamily = ConvFamily {
     ..FAMILY
 };
 
+/// Whether `family` is one of these workgroup-memory families, which a CPU adapter runs at about
+/// 1% of its peak (a workgroup load costs as much as 30 texture loads on lavapipe): the tuner does
+/// not spend its time on them there.
+pub fn is_tiled(family: &ConvFamily) -> bool {
+    [FAMILY.kernel, FAMILY_DOUBLE.kernel, FAMILY_SPLIT_K.kernel].contains(&family.kernel)
+}
+
 /// Runs the convs whose K splits in two (more than one 16-row slice); the others get the automatic
 /// choice.
 pub const FAMILY_SPLIT_K: ConvFamily = ConvFamily {
