@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::cam;
 use crate::cpu::{self, Output};
 use crate::error::{Error, Result};
+use crate::features::FeatureExtractor;
 use crate::gpu::{DeviceWeights, GpuContext, Precision, Session, SessionOptions};
 use crate::graph::Graph;
 use crate::labels;
@@ -105,6 +106,18 @@ impl Classifier {
         self.options = options;
         self.prepared.clear();
         self
+    }
+
+    /// The same model as a backbone returning the feature points `out_indices` (timm's indices; the
+    /// architecture's defaults when `None`), on this classifier's device with its session options.
+    /// On a GPU it shares this classifier's weights: no second copy is uploaded.
+    pub fn feature_extractor(&self, out_indices: Option<&[usize]>) -> Result<FeatureExtractor> {
+        let model = self.model.clone();
+        let extractor = match &self.weights {
+            Some(weights) => FeatureExtractor::with_weights(model, out_indices, weights.clone())?,
+            None => FeatureExtractor::new(model, out_indices, DeviceChoice::Cpu)?,
+        };
+        Ok(extractor.with_session_options(self.options.clone()))
     }
 
     /// Bytes of the model's weight buffers on the GPU (0 on the CPU): one copy per layout and

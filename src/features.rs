@@ -140,6 +140,20 @@ impl FeatureExtractor {
         Ok(f)
     }
 
+    /// Runs on the GPU with weights already on the device for this model (another extractor's, or a
+    /// [`Classifier`](crate::classifier::Classifier)'s through
+    /// [`feature_extractor`](crate::classifier::Classifier::feature_extractor)): no second copy of
+    /// the weights is uploaded. Weights of another model are refused at the first run.
+    pub fn with_weights(
+        model: Model,
+        out_indices: Option<&[usize]>,
+        weights: Arc<DeviceWeights>,
+    ) -> Result<Self> {
+        let mut f = Self::new(model, out_indices, DeviceChoice::Cpu)?;
+        f.weights = Some(weights);
+        Ok(f)
+    }
+
     /// GPU sessions store weights in this precision ([`Precision::F16`] needs `SHADER_F16`).
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.options.precision = precision;
@@ -226,6 +240,23 @@ impl FeatureExtractor {
                 })
             })
             .collect()
+    }
+
+    /// The `[n, channels, h, w]` shape of each feature map [`run`](Self::run) returns for this batch
+    /// and input size, in the order of [`points`](Self::points), without running anything: it builds
+    /// (and keeps for the run) the executor of that shape. An input the network cannot take is an
+    /// error, as it is for a run.
+    pub fn shapes(&self, batch: usize, h: usize, w: usize) -> Result<Vec<[usize; 4]>> {
+        let executor = self.executor(batch, h, w)?;
+        let (Executor::Cpu(graph) | Executor::Gpu(graph, _)) = &*executor;
+        Ok(graph
+            .features
+            .iter()
+            .map(|f| {
+                let s = graph.shape(f.tensor);
+                [batch, s.c, s.h, s.w]
+            })
+            .collect())
     }
 
     /// The feature maps of a normalized `[batch, 3, h, w]` tensor, in host memory.

@@ -244,6 +244,72 @@ int r2n_model_classify_image(r2n_model *m,
                              size_t *classes,
                              float *probs);
 
+/**
+ * The number of feature points (valid `index` values are 0 to this minus 1); 0 for NULL.
+ *
+ * # Safety
+ * `m` must be NULL or a live model.
+ */
+size_t r2n_model_feature_count(const r2n_model *m);
+
+/**
+ * Feature point `index`: its module name (e.g. "act1", "layer1".."layer4", or "level0".."level5"
+ * for DLA models; valid until the model is freed), its channels and its nominal stride against the
+ * input. Any of `name`, `channels`, `reduction` may be NULL to skip it.
+ *
+ * Returns `R2N_OK`, or `R2N_BAD_INPUT` (`m` NULL, `index` out of range); `r2n_last_error` says why.
+ *
+ * # Safety
+ * `m` must be NULL or a live model; `name`, `channels` and `reduction` NULL or writable.
+ */
+int r2n_model_feature_point(const r2n_model *m,
+                            size_t index,
+                            const char **name,
+                            size_t *channels,
+                            size_t *reduction);
+
+/**
+ * The shape `[n, channels, height, width]` of feature point `index`'s map for `n` images of
+ * `h x w`, written to `shape` (room for 4 values), without running the network (the executor it
+ * builds is kept for `r2n_model_features`).
+ *
+ * Returns `R2N_OK`, `R2N_BAD_INPUT` (a NULL pointer, `index` out of range, an input size the network
+ * cannot take) or `R2N_ERROR`; `r2n_last_error` says why.
+ *
+ * # Safety
+ * `m` must be NULL or a live model; `shape` NULL or 4 writable values.
+ */
+int r2n_model_feature_shape(r2n_model *m,
+                            size_t index,
+                            size_t n,
+                            size_t h,
+                            size_t w,
+                            size_t *shape);
+
+/**
+ * Runs `n` images through the model up to feature point `index` and writes its map, `[n, channels,
+ * height, width]` row-major as `r2n_model_feature_shape` gives it.
+ *
+ * `input`: `n*3*h*w` floats, NCHW, normalized as for `r2n_model_infer`. `out`: room for `out_len`
+ * floats, at least the product of the map's shape.
+ *
+ * Returns `R2N_OK`, `R2N_BAD_INPUT` (a NULL pointer, `index` out of range, `out_len` too small,
+ * sizes whose product overflows, an input the network cannot take, a NaN or infinity in the input)
+ * or `R2N_ERROR`; `r2n_last_error` says why. Several threads may call this on one model at once.
+ *
+ * # Safety
+ * `m` must be NULL or a live model; `input` NULL or `n*3*h*w` readable floats; `out` NULL or
+ * `out_len` writable floats.
+ */
+int r2n_model_features(r2n_model *m,
+                       const float *input,
+                       size_t n,
+                       size_t h,
+                       size_t w,
+                       size_t index,
+                       float *out,
+                       size_t out_len);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

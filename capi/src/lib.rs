@@ -1,6 +1,8 @@
 //! The C API of res2net-wgpu: load a Res2Net checkpoint (or the bundled digits model) and run it on a
-//! GPU or the CPU from any language with a C FFI. Every function is a thin layer over the Rust library
-//! ([`res2net_wgpu::classifier::Classifier`]); none of its logic is repeated here.
+//! GPU or the CPU from any language with a C FFI, as a classifier or as a backbone returning feature
+//! maps. Every function is a thin layer over the Rust library
+//! ([`res2net_wgpu::classifier::Classifier`] and [`res2net_wgpu::features::FeatureExtractor`]); none
+//! of its logic is repeated here.
 //!
 //! Conventions, for every exported function:
 //! - Functions that can fail return `R2N_OK` (0), `R2N_BAD_INPUT` (2: the caller handed in something
@@ -14,18 +16,23 @@
 //! `capi/include/res2net.h` is generated from these sources by cbindgen (`capi/header`: a test fails
 //! when the committed header is stale).
 
-// The header lists the functions in the order of these three modules.
+// The header lists the functions in the order of these four modules.
 mod last_error;
 
 mod model;
 
 mod infer;
 
+mod features;
+
 mod args;
 mod boundary;
 
 use std::ffi::{c_char, c_int};
 
+pub use features::{
+    r2n_model_feature_count, r2n_model_feature_point, r2n_model_feature_shape, r2n_model_features,
+};
 pub use infer::{r2n_model_classify_image, r2n_model_infer, r2n_model_infer_probs};
 pub use last_error::{r2n_last_error, r2n_last_status};
 pub use model::{

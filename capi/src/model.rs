@@ -10,6 +10,7 @@ use res2net_wgpu::{bundled, Model, Result};
 
 use crate::args;
 use crate::boundary;
+use crate::features::Features;
 
 /// A loaded model and its executor (GPU sessions or the CPU reference). Opaque: create it with
 /// `r2n_model_load`, `r2n_model_load_with` or `r2n_model_bundled`, release it with `r2n_model_free`.
@@ -17,6 +18,8 @@ use crate::boundary;
 #[allow(non_camel_case_types)]
 pub struct r2n_model {
     pub(crate) classifier: Classifier,
+    /// Backbone mode: the feature points and an extractor per point asked for.
+    pub(crate) features: Features,
     arch: CString,
     device: CString,
     fallback: Option<CString>,
@@ -37,6 +40,7 @@ impl r2n_model {
             device: c_string(&classifier.device_name()),
             fallback: classifier.fallback_reason().map(c_string),
             labels: classifier.labels().iter().map(|l| c_string(l)).collect(),
+            features: Features::new(&classifier),
             classifier,
         })
     }
@@ -47,7 +51,7 @@ impl r2n_model {
 }
 
 /// `s` as a C string; a NUL inside (never in names this library makes) is escaped.
-fn c_string(s: &str) -> CString {
+pub(crate) fn c_string(s: &str) -> CString {
     CString::new(s.replace('\0', "\\0")).unwrap_or_default()
 }
 

@@ -1,10 +1,20 @@
 from os import PathLike
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+
+class FeaturePoint:
+    @property
+    def index(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def reduction(self) -> int: ...
 
 class Model:
     def __init__(
@@ -31,6 +41,13 @@ class Model:
     @property
     def input_size(self) -> Tuple[int, int]: ...
     def infer(self, x: npt.ArrayLike) -> Dict[str, npt.NDArray[np.float32]]: ...
+    @property
+    def points(self) -> List[FeaturePoint]: ...
+    @property
+    def default_out_indices(self) -> List[int]: ...
+    def features(
+        self, x: npt.ArrayLike, out_indices: Optional[Sequence[int]] = None
+    ) -> Dict[int, npt.NDArray[np.float32]]: ...
     def classify(
         self, paths: List[Union[str, PathLike[str]]], top: int = 5
     ) -> List[List[Tuple[str, float]]]: ...

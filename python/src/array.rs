@@ -2,8 +2,8 @@
 //! real-valued dtypes other than float32 are converted, so an array is never misread; anything else is
 //! refused with a `ValueError`.
 
-use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyArrayDescrMethods, PyArrayDyn, PyUntypedArray};
+use numpy::ndarray::{Array2, Array4};
+use numpy::{IntoPyArray, PyArray2, PyArray4, PyArrayDescrMethods, PyArrayDyn, PyUntypedArray};
 use numpy::{PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
@@ -78,6 +78,21 @@ pub(crate) fn matrix<'py>(
     let array = Array2::from_shape_vec((rows, cols), values).map_err(|e| {
         pyo3::exceptions::PyRuntimeError::new_err(format!(
             "output: expected {rows} x {cols} values, found: {e}"
+        ))
+    })?;
+    Ok(array.into_pyarray(py))
+}
+
+/// `[n, c, h, w]` values as a float32 numpy array.
+pub(crate) fn tensor4<'py>(
+    py: Python<'py>,
+    values: Vec<f32>,
+    shape: [usize; 4],
+) -> PyResult<Bound<'py, PyArray4<f32>>> {
+    let [n, c, h, w] = shape;
+    let array = Array4::from_shape_vec((n, c, h, w), values).map_err(|e| {
+        pyo3::exceptions::PyRuntimeError::new_err(format!(
+            "output: expected {shape:?} values, found: {e}"
         ))
     })?;
     Ok(array.into_pyarray(py))

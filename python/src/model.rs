@@ -11,6 +11,7 @@ use res2net_wgpu::{bundled, preprocess, Model as RustModel};
 
 use crate::array;
 use crate::errors::{bad_input, to_py};
+use crate::features::{Extractors, FeaturePoint};
 use crate::options;
 
 /// A Res2Net classifier loaded from a safetensors checkpoint, running on a GPU or the CPU.
@@ -27,6 +28,7 @@ use crate::options;
 #[pyclass(frozen, module = "res2net_wgpu")]
 pub(crate) struct Model {
     classifier: Classifier,
+    extractors: Extractors,
 }
 
 impl Model {
@@ -41,7 +43,10 @@ impl Model {
         let classifier = py
             .detach(|| Ok(Classifier::new(load()?, device)?.with_precision(precision)))
             .map_err(to_py)?;
-        Ok(Model { classifier })
+        Ok(Model {
+            classifier,
+            extractors: Extractors::new(),
+        })
     }
 }
 
@@ -130,6 +135,68 @@ impl Model {
             "probs",
             array::matrix(py, out.probs, out.batch, out.classes)?,
         )?;
+        Ok(dict)
+    }
+
+    /// Every feature point of the network, by index (as `out_indices` counts them): a list of
+    /// FeaturePoint (index, name, channels, reduction).
+    #[getter]
+    fn points(&self) -> Vec<FeaturePoint> {
+        let config = self.classifier.model().config();
+        config
+            .feature_points()
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+
+    /// The feature points `features` returns when `out_indices` is None.
+    #[getter]
+    fn default_out_indices(&self) -> Vec<usize> {
+        self.classifier.model().config().default_out_indices()
+    }
+
+    /// Runs the network as a backbone (timm's `features_only=True`) on a normalized batch
+    /// [N, 3, H, W] (converted as `infer` converts it) and returns {index: float32 array [N, C, H',
+    /// W']} for the feature points `out_indices` (distinct indices into `points`; None: the
+    /// architecture's defaults, `default_out_indices`), in ascending index order; `points[index]`
+    /// names each map. The network stops at the last point asked for. A bad index list or input
+    /// raises ValueError.
+    #[pyo3(signature = (x, out_indices = None))]
+    fn features<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        out_indices: Option<Vec<i64>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let indices = match out_indices {
+            None => None,
+            Some(v) => Some(
+                v.iter()
+                    .map(|&i| {
+                        usize::try_from(i).map_err(|_| {
+                            bad_input(
+                                "out indices",
+                                "indices of `points` (0 or more)",
+                                i.to_string(),
+                            )
+                        })
+                    })
+                    .collect::<PyResult<Vec<usize>>>()?,
+            ),
+        };
+        let b = array::batch(x)?;
+        let maps = py
+            .detach(|| {
+                let shape = (b.n, b.h, b.w);
+                self.extractors
+                    .run(&self.classifier, indices.as_deref(), &b.data, shape)
+            })
+            .map_err(to_py)?;
+        let dict = PyDict::new(py);
+        for m in maps {
+            dict.set_item(m.point.index, array::tensor4(py, m.data, m.shape)?)?;
+        }
         Ok(dict)
     }
 
