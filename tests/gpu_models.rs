@@ -84,10 +84,35 @@ fn res2net50_26w_4s_at_224_matches_cpu() {
 
 #[test]
 fn every_preset_matches_cpu_at_a_small_odd_size() {
+    presets_match_cpu(&SessionOptions::default(), 100, |_, _, _| {});
+}
+
+/// Every preset with the texture family forced (on every conv: it fits them all), at a small odd
+/// size in a batch of 2: the 7x7 stem, the chains with their adds on read, strided and grouped
+/// convs and residuals, on this adapter's subgroup variant (or the one without subgroups).
+#[test]
+fn every_preset_matches_cpu_on_the_texture_family() {
+    let options = SessionOptions {
+        conv_kernel: ConvKernel::Gp,
+        ..Default::default()
+    };
+    presets_match_cpu(&options, 200, |name, session, input| {
+        let profile = session
+            .profile(input)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for op in profile.ops.iter().filter(|o| o.kernel.starts_with("conv")) {
+            assert!(op.kernel.contains("conv_gp.wgsl"), "{name}: {}", op.kernel);
+        }
+    });
+}
+
+/// Every preset (random weights from `seed` on) at a small odd size in a batch of 2, on sessions
+/// built with `options`, against the CPU reference; `check` sees each session and input first.
+fn presets_match_cpu(options: &SessionOptions, seed: u64, check: impl Fn(&str, &Session, &[f32])) {
     let Some(ctx) = context() else { return };
     let _gpu = one_at_a_time();
     for (i, p) in arch::presets().into_iter().enumerate() {
-        let model = Model::from_config(&p.config, 100 + i as u64).unwrap();
+        let model = Model::from_config(&p.config, seed + i as u64).unwrap();
         // A DLA's sides must halve evenly down to level 5: 63 -> 32 -> .. -> 1 does, 35 does not.
         let (h, w) = match p.config.dla() {
             Some(_) => (63, 32),
@@ -96,80 +121,19 @@ fn every_preset_matches_cpu_at_a_small_odd_size() {
         let graph = model.graph(h, w).unwrap();
         let batch = 2;
         let input = random(batch * 3 * h * w, i as u64);
-        let session =
-            Session::new(&ctx, &graph, batch).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        let session = Session::with_options(&ctx, &graph, batch, options)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        check(p.name, &session, &input);
         let gpu = session
             .run(&input)
             .unwrap_or_else(|e| panic!("{}: {e}", p.name));
         let cpu = cpu::forward(&graph, &input, batch).unwrap();
-        assert_close(
-            &format!("{} logits", p.name),
-            &gpu.logits,
-            &cpu.logits,
-            ATOL,
-            RTOL,
-        );
-        assert_close(
-            &format!("{} probs", p.name),
-            &gpu.probs,
-            &cpu.probs,
-            ATOL,
-            RTOL,
-        );
-    }
-}
-
-/// Every preset with the texture family forced (on every conv: it fits them all), at a small odd
-/// size in a batch of 2: the 7x7 stem, the chains with their adds on read, strided and grouped
-/// convs and residuals, on this adapter's subgroup variant (or the one without subgroups).
-#[test]
-fn every_preset_matches_cpu_on_the_texture_family() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
-    let options = SessionOptions {
-        conv_kernel: ConvKernel::Gp,
-        ..Default::default()
-    };
-    for (i, p) in arch::presets().into_iter().enumerate() {
-        let model = Model::from_config(&p.config, 200 + i as u64).unwrap();
-        let (h, w) = match p.config.dla() {
-            Some(_) => (63, 32),
-            None => (35, 43),
-        };
-        let graph = model.graph(h, w).unwrap();
-        let batch = 2;
-        let input = random(batch * 3 * h * w, i as u64);
-        let session = Session::with_options(&ctx, &graph, batch, &options)
-            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
-        let profile = session
-            .profile(&input)
-            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
-        for op in profile.ops.iter().filter(|o| o.kernel.starts_with("conv")) {
-            assert!(
-                op.kernel.contains("conv_gp.wgsl"),
-                "{}: {}",
-                p.name,
-                op.kernel
-            );
+        for (what, a, b) in [
+            ("logits", &gpu.logits, &cpu.logits),
+            ("probs", &gpu.probs, &cpu.probs),
+        ] {
+            assert_close(&format!("{} {what}", p.name), a, b, ATOL, RTOL);
         }
-        let gpu = session
-            .run(&input)
-            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
-        let cpu = cpu::forward(&graph, &input, batch).unwrap();
-        assert_close(
-            &format!("{} logits", p.name),
-            &gpu.logits,
-            &cpu.logits,
-            ATOL,
-            RTOL,
-        );
-        assert_close(
-            &format!("{} probs", p.name),
-            &gpu.probs,
-            &cpu.probs,
-            ATOL,
-            RTOL,
-        );
     }
 }
 

@@ -60,6 +60,19 @@ impl Builder {
             .collect()
     }
 
+    /// A linear layer from `src` to `dst` with random weights (scale 1) and biases (scale 0.5).
+    fn linear(&mut self, src: View, dst: View, act: Activation) {
+        let weight = self.rand(dst.channels * src.channels, 1.0);
+        let bias = self.rand(dst.channels, 0.5);
+        self.op(Op::Linear(Linear {
+            src,
+            dst,
+            weight,
+            bias,
+            act,
+        }));
+    }
+
     fn op(&mut self, op: Op) {
         self.nodes.push(Node {
             name: format!("node{}.{}", self.nodes.len(), op.kind()),
@@ -240,6 +253,22 @@ struct ConvCase {
     batch: usize,
 }
 
+/// A plain 3x3 conv on a 9x11 plane, which the cases vary.
+const BASE_CASE: ConvCase = ConvCase {
+    cin: 8,
+    cout: 8,
+    h: 9,
+    w: 11,
+    kernel: (3, 3),
+    stride: 1,
+    pad: 1,
+    groups: 1,
+    add: false,
+    residual: false,
+    act: Activation::None,
+    batch: 1,
+};
+
 /// Input channels hold [src | src_add]; the conv reads and writes views at channel offsets, and a
 /// first conv makes the residual tensor (so residuals of strided convs have the output's size).
 fn conv_graph(c: ConvCase) -> Graph {
@@ -299,20 +328,7 @@ fn conv_graph(c: ConvCase) -> Graph {
 #[test]
 fn conv_matches_cpu() {
     use Activation::{Relu, Sigmoid};
-    let base = ConvCase {
-        cin: 8,
-        cout: 8,
-        h: 9,
-        w: 11,
-        kernel: (3, 3),
-        stride: 1,
-        pad: 1,
-        groups: 1,
-        add: false,
-        residual: false,
-        act: Activation::None,
-        batch: 1,
-    };
+    let base = BASE_CASE;
     let cases = [
         base,
         // 3x3 stride 1 with src_add (the hierarchical add), residual, relu, batch 2
@@ -521,13 +537,8 @@ fn conv_gemm_edges_match_cpu() {
         h: 8,
         w: 8,
         kernel: (1, 1),
-        stride: 1,
         pad: 0,
-        groups: 1,
-        add: false,
-        residual: false,
-        act: Activation::None,
-        batch: 1,
+        ..BASE_CASE
     };
     let cases = [
         // aligned 1x1 (8x8 plane), 3 channel blocks, src_add + residual, batch 2
@@ -606,16 +617,9 @@ fn conv_row3x3_matches_cpu() {
     let base = ConvCase {
         cin: 26,
         cout: 26,
-        h: 9,
         w: 20,
-        kernel: (3, 3),
-        stride: 1,
-        pad: 1,
-        groups: 1,
-        add: false,
-        residual: false,
         act: Relu,
-        batch: 1,
+        ..BASE_CASE
     };
     let cases = [
         base,
@@ -670,16 +674,11 @@ fn edge_cases() -> Vec<ConvCase> {
     let base = ConvCase {
         cin: 19,
         cout: 70,
-        h: 9,
-        w: 11,
-        kernel: (3, 3),
-        stride: 1,
-        pad: 1,
-        groups: 1,
         add: true,
         residual: true,
         act: Relu,
         batch: 2,
+        ..BASE_CASE
     };
     vec![
         // 2 ragged pixel tiles, a ragged second channel block, K = 171
@@ -781,20 +780,7 @@ fn conv_tiled_edges_match_cpu() {
 #[test]
 fn forced_conv_kernels_are_the_ones_that_run() {
     let Some(ctx) = context() else { return };
-    let c = ConvCase {
-        cin: 8,
-        cout: 8,
-        h: 9,
-        w: 11,
-        kernel: (3, 3),
-        stride: 1,
-        pad: 1,
-        groups: 1,
-        add: false,
-        residual: false,
-        act: Activation::None,
-        batch: 1,
-    };
+    let c = BASE_CASE;
     let g = conv_graph(c);
     let input = random(g.input_shape().numel(), 3);
     for (kernel, entry) in [
@@ -903,22 +889,8 @@ fn se_graph(c: usize, h: usize, w: usize, residual: bool, act: Activation) -> Gr
         src: view(input, 0, c),
         dst: whole(squeezed, c),
     }));
-    let (w1, b1) = (b.rand(rd * c, 1.0), b.rand(rd, 0.5));
-    b.op(Op::Linear(Linear {
-        src: whole(squeezed, c),
-        dst: whole(reduced, rd),
-        weight: w1,
-        bias: b1,
-        act: Activation::Relu,
-    }));
-    let (w2, b2) = (b.rand(c * rd, 1.0), b.rand(c, 0.5));
-    b.op(Op::Linear(Linear {
-        src: whole(reduced, rd),
-        dst: whole(gate, c),
-        weight: w2,
-        bias: b2,
-        act: Activation::Sigmoid,
-    }));
+    b.linear(whole(squeezed, c), whole(reduced, rd), Activation::Relu);
+    b.linear(whole(reduced, rd), whole(gate, c), Activation::Sigmoid);
     b.op(Op::ScaleAdd(ScaleAdd {
         src: view(input, 0, c),
         scale: whole(gate, c),
@@ -934,14 +906,7 @@ fn se_graph(c: usize, h: usize, w: usize, residual: bool, act: Activation) -> Gr
         src: whole(out, c),
         dst: whole(pooled, c),
     }));
-    let (w3, b3) = (b.rand(classes * c, 1.0), b.rand(classes, 0.5));
-    b.op(Op::Linear(Linear {
-        src: whole(pooled, c),
-        dst: whole(logits, classes),
-        weight: w3,
-        bias: b3,
-        act: Activation::None,
-    }));
+    b.linear(whole(pooled, c), whole(logits, classes), Activation::None);
     b.finish(whole(logits, classes))
 }
 
@@ -1026,18 +991,15 @@ fn softmax_handles_large_logits_and_many_classes() {
 #[test]
 fn batches_split_into_chunks_give_the_same_results() {
     let c = ConvCase {
-        cin: 8,
         cout: 12,
-        h: 9,
         w: 7,
-        kernel: (3, 3),
         stride: 2,
-        pad: 1,
         groups: 2,
         add: true,
         residual: true,
         act: Activation::Relu,
         batch: 5,
+        ..BASE_CASE
     };
     let g = conv_graph(c);
     // 5 images in chunks of 2, 2, 1: every chunk reuses the same arena and bind groups.

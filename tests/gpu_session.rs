@@ -291,3 +291,66 @@ fn a_classifier_fed_three_sizes_holds_one_copy_of_the_weights() {
         assert_eq!(*after_first.get_or_insert(bytes), bytes, "{h}x{w}");
     }
 }
+
+/// The tuner's cache: a new device (as a new process) reuses every choice without timing and runs
+/// the same kernels; `Off` times nothing and is deterministic; a corrupt file, another adapter's and
+/// one written for other shaders are ignored (timed again, then rewritten).
+#[test]
+fn tuning_choices_are_cached_and_corrupt_foreign_or_stale_files_are_ignored() {
+    let Some(ctx) = context() else { return };
+    // A CPU adapter without 8-lane subgroups has one family worth timing: nothing to tune or cache.
+    let info = ctx.adapter_info();
+    let eight_lanes = ctx.device().features().contains(wgpu::Features::SUBGROUP)
+        && (info.subgroup_min_size, info.subgroup_max_size) == (8, 8);
+    let competing = info.device_type != wgpu::DeviceType::Cpu || eight_lanes;
+    let graph = small_graph();
+    let dir = fresh_dir("tune-cache");
+    let options = |tune| SessionOptions {
+        pipeline_cache: PipelineCacheSetting::Dir(dir.clone()),
+        tune,
+        ..Default::default()
+    };
+    let build =
+        |tune| Session::with_options(&GpuContext::new().unwrap(), &graph, 1, &options(tune));
+
+    let first = build(Tune::Full).unwrap();
+    let tuned = first.build_stats().tuning.clone();
+    assert_eq!(tuned.measured > 0, competing, "{tuned:?}");
+    let off = [build(Tune::Off).unwrap(), build(Tune::Off).unwrap()];
+    for s in &off {
+        let t = &s.build_stats().tuning;
+        assert_eq!((t.measured, t.cached), (0, 0), "{t:?}");
+    }
+    assert_eq!(off[0].kernels(), off[1].kernels());
+    if !competing {
+        return;
+    }
+    let path = tuned.path.clone().unwrap();
+    let again = build(Tune::Auto).unwrap();
+    let t = &again.build_stats().tuning;
+    assert_eq!((t.measured, t.cached), (0, tuned.measured), "{t:?}");
+    assert_eq!(again.kernels(), first.kernels());
+
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let with = |key: &str| {
+        let mut v = good.clone();
+        v[key] = "something else".into();
+        v.to_string()
+    };
+    for (file, why) in [
+        ("not json".to_string(), "ignored"),
+        (with("adapter"), "another adapter"),
+        (with("shaders"), "kernels changed"),
+    ] {
+        std::fs::write(&path, file).unwrap();
+        let s = build(Tune::Auto).unwrap();
+        let t = &s.build_stats().tuning;
+        let note = t.note.clone().unwrap_or_default();
+        assert!(note.contains(why), "{why}: {t:?}");
+        assert_eq!(t.measured, tuned.measured, "timed again");
+        let reread = build(Tune::Auto).unwrap();
+        assert_eq!(reread.build_stats().tuning.measured, 0, "rewritten");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
