@@ -306,12 +306,7 @@ fn precision_f16_verifies_and_benches_or_names_the_missing_feature() {
 #[test]
 fn tune_and_conv_kernel_flags_choose_the_kernels() {
     let Some(ctx) = context() else { return };
-    // A CPU adapter without 8-lane subgroups has one family worth timing (the texture family):
-    // nothing to tune there. Everywhere else several families compete for every shape.
-    let info = ctx.adapter_info();
-    let eight_lanes = ctx.device().features().contains(wgpu::Features::SUBGROUP)
-        && (info.subgroup_min_size, info.subgroup_max_size) == (8, 8);
-    let competing = info.device_type != wgpu::DeviceType::Cpu || eight_lanes;
+    let competing = gpu_common::families_compete(&ctx);
     let dir = scratch("tune-flags");
     let weights = fixture("timm_res2net_s4.safetensors");
     let bench = |extra: &[&str]| {

@@ -298,11 +298,7 @@ fn a_classifier_fed_three_sizes_holds_one_copy_of_the_weights() {
 #[test]
 fn tuning_choices_are_cached_and_corrupt_foreign_or_stale_files_are_ignored() {
     let Some(ctx) = context() else { return };
-    // A CPU adapter without 8-lane subgroups has one family worth timing: nothing to tune or cache.
-    let info = ctx.adapter_info();
-    let eight_lanes = ctx.device().features().contains(wgpu::Features::SUBGROUP)
-        && (info.subgroup_min_size, info.subgroup_max_size) == (8, 8);
-    let competing = info.device_type != wgpu::DeviceType::Cpu || eight_lanes;
+    let competing = gpu_common::families_compete(&ctx);
     let graph = small_graph();
     let dir = fresh_dir("tune-cache");
     let options = |tune| SessionOptions {

@@ -123,3 +123,12 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     static GPU: Mutex<()> = Mutex::new(());
     GPU.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Whether several conv families are worth timing on this adapter. A CPU adapter without 8-lane
+/// subgroups has one (the texture family): the tuner has nothing to choose there.
+pub fn families_compete(ctx: &GpuContext) -> bool {
+    let info = ctx.adapter_info();
+    let eight_lanes = ctx.device().features().contains(wgpu::Features::SUBGROUP)
+        && (info.subgroup_min_size, info.subgroup_max_size) == (8, 8);
+    info.device_type != wgpu::DeviceType::Cpu || eight_lanes
+}
