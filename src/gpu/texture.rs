@@ -19,8 +19,6 @@ pub enum Texels {
     Vec4,
     /// r32float: one value per texel (any view).
     Scalar,
-    /// rgba16float: 4 values per texel stored as f16 (weights only).
-    Vec4F16,
 }
 
 impl Texels {
@@ -28,15 +26,14 @@ impl Texels {
         match self {
             Texels::Vec4 => wgpu::TextureFormat::Rgba32Float,
             Texels::Scalar => wgpu::TextureFormat::R32Float,
-            Texels::Vec4F16 => wgpu::TextureFormat::Rgba16Float,
         }
     }
 
     /// Values per texel.
     pub fn lanes(self) -> u32 {
         match self {
+            Texels::Vec4 => 4,
             Texels::Scalar => 1,
-            _ => 4,
         }
     }
 
@@ -45,7 +42,6 @@ impl Texels {
         match self {
             Texels::Vec4 => 16,
             Texels::Scalar => 4,
-            Texels::Vec4F16 => 8,
         }
     }
 

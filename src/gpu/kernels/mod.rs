@@ -61,8 +61,8 @@ pub enum Slot {
     Uniforms = 2,
     /// 3: the session's scratch space (read-write storage buffer), e.g. split-K partial sums.
     Scratch = 3,
-    /// 4: the op's packed weights as a linear read-only storage texture (rgba32float, or
-    /// rgba16float with `F16_WEIGHTS`; see [`crate::gpu::texture`]).
+    /// 4: the op's packed weights as a linear read-only storage texture (rgba32float; see
+    /// [`crate::gpu::texture`]).
     WeightTexture = 4,
     /// 5: the op's input view, copied per image into a linear rgba32float storage texture.
     Input = 5,
@@ -87,11 +87,12 @@ impl Slot {
         )
     }
 
-    /// The texel format of a texture slot (`None` for buffers); `f16` weights are rgba16float.
-    pub fn texels(self, f16: bool) -> Option<crate::gpu::texture::Texels> {
+    /// The texel format of a texture slot (`None` for buffers). Weight textures are rgba32float in
+    /// f16 sessions too (rgba16float is no read-only storage format in core WebGPU): the weights
+    /// are rounded to f16 values instead.
+    pub fn texels(self) -> Option<crate::gpu::texture::Texels> {
         use crate::gpu::texture::Texels;
         match self {
-            Slot::WeightTexture if f16 => Some(Texels::Vec4F16),
             Slot::WeightTexture | Slot::Input | Slot::AddInput => Some(Texels::Vec4),
             Slot::InputScalar | Slot::AddInputScalar => Some(Texels::Scalar),
             Slot::Arena | Slot::Weights | Slot::Uniforms | Slot::Scratch => None,

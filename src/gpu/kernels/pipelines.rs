@@ -20,20 +20,20 @@ pub(crate) struct Pipelines {
     pipelines: HashMap<KernelKey, wgpu::ComputePipeline>,
 }
 
-/// What a bind group layout depends on: the slots, and whether weight textures are f16.
-type LayoutKey = (&'static [Slot], bool);
+/// What a bind group layout depends on: the shader's slots (each slot has one binding type).
+type LayoutKey = &'static [Slot];
 
 fn layout_key(shader: &ShaderKey) -> LayoutKey {
-    (shader.file.slots(), shader.needs_f16())
+    shader.file.slots()
 }
 
-fn entry(slot: Slot, f16: bool) -> wgpu::BindGroupLayoutEntry {
+fn entry(slot: Slot) -> wgpu::BindGroupLayoutEntry {
     let buffer = |ty| wgpu::BindingType::Buffer {
         ty,
         has_dynamic_offset: false,
         min_binding_size: None,
     };
-    let ty = match slot.texels(f16) {
+    let ty = match slot.texels() {
         Some(texels) => wgpu::BindingType::StorageTexture {
             access: wgpu::StorageTextureAccess::ReadOnly,
             format: texels.format(),
@@ -55,9 +55,9 @@ fn entry(slot: Slot, f16: bool) -> wgpu::BindGroupLayoutEntry {
 
 fn layouts(
     device: &wgpu::Device,
-    (slots, f16): LayoutKey,
+    slots: LayoutKey,
 ) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
-    let entries: Vec<wgpu::BindGroupLayoutEntry> = slots.iter().map(|&s| entry(s, f16)).collect();
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = slots.iter().map(|&s| entry(s)).collect();
     let label = format!("{slots:?}");
     let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some(&label),

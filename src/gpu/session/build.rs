@@ -513,13 +513,13 @@ fn input_textures(
     // the added-input texture whether or not a conv adds a view).
     for step in steps() {
         for &slot in step.key.shader.file.slots() {
-            if let (Some(format), true) = (slot.texels(false), slot.is_input()) {
+            if let (Some(format), true) = (slot.texels(), slot.is_input()) {
                 rows.entry(slot).or_insert((format, 1));
             }
         }
     }
     for input in steps().flat_map(|s| &s.inputs) {
-        let Some(format) = input.slot.texels(false) else {
+        let Some(format) = input.slot.texels() else {
             return Err(Error::Gpu(format!(
                 "{:?} is not a texture slot",
                 input.slot

@@ -28,13 +28,9 @@ pub(crate) enum Command {
     Pass { dispatches: Range<usize>, n: u32 },
     /// Copy tensor slot `slot` of images `n0..n0 + n` out of the arena into its readback buffer.
     CopyOut { slot: usize, n0: usize, n: usize },
-    /// Copy the texture inputs of dispatch `dispatch` for images `n0..n0 + n` into the session's
-    /// input textures (image `n0` at the top).
-    Upload {
-        dispatch: usize,
-        n0: usize,
-        n: usize,
-    },
+    /// Copy the texture inputs of dispatch `dispatch` for the chunk's `n` images (the arena holds
+    /// them from image 0 on) into the session's input textures.
+    Upload { dispatch: usize, n: usize },
 }
 
 /// What one kind of run does.
@@ -90,11 +86,7 @@ impl Session {
             let mut start = 0;
             while start < ndisp {
                 if !self.dispatches[start].inputs.is_empty() {
-                    commands.push(Command::Upload {
-                        dispatch: start,
-                        n0,
-                        n,
-                    });
+                    commands.push(Command::Upload { dispatch: start, n });
                 }
                 // One pass up to the next dispatch after which a tensor must be copied out, or
                 // before which its inputs are copied into textures (copies cannot sit inside a
@@ -177,7 +169,7 @@ impl Session {
                         *n as u64 * per,
                     );
                 }
-                Command::Upload { dispatch, n, .. } => {
+                Command::Upload { dispatch, n } => {
                     for input in &self.dispatches[*dispatch].inputs {
                         self.upload(encoder, input, *n);
                     }
@@ -211,8 +203,7 @@ impl Session {
     /// image on rows of its own (the arena holds the chunk's images from 0 on, whichever images
     /// of the batch they are).
     fn upload(&self, encoder: &mut wgpu::CommandEncoder, input: &TextureInput, n: usize) {
-        let (Some(texture), Some(format)) =
-            (self.textures.get(&input.slot), input.slot.texels(false))
+        let (Some(texture), Some(format)) = (self.textures.get(&input.slot), input.slot.texels())
         else {
             return;
         };

@@ -176,7 +176,7 @@ impl ConvPlan {
     pub fn textures_fit(&self, s: &ConvShape, caps: &AdapterCaps, images: usize) -> bool {
         let values = s.groups * s.cin_g * s.in_h * s.in_w;
         self.inputs.iter().all(|(slot, _)| {
-            let Some(format) = slot.texels(false) else {
+            let Some(format) = slot.texels() else {
                 return false;
             };
             let rows = u32::try_from(values)
@@ -279,12 +279,7 @@ pub(crate) fn lower(
         inputs
             .iter()
             .find(|i| i.slot == slot)
-            .and_then(|i| {
-                Some(crate::gpu::texture::image_texels(
-                    slot.texels(false)?,
-                    i.len,
-                ))
-            })
+            .and_then(|i| Some(crate::gpu::texture::image_texels(slot.texels()?, i.len)))
             .unwrap_or(0)
     };
     let x_img = image_texels(Slot::Input).max(image_texels(Slot::InputScalar));
@@ -357,7 +352,7 @@ fn texture_inputs(cx: &Ctx, s: &ConvShape, plan: &ConvPlan) -> Result<Vec<Textur
                 Operand::Src => s.src,
                 Operand::Add => s.add.ok_or_else(|| cx.err("a texture input for an absent src_add"))?,
             };
-            let vec4 = slot.texels(false).is_some_and(|t| t.lanes() == 4);
+            let vec4 = slot.texels().is_some_and(|t| t.lanes() == 4);
             if vec4 && (offset % 4 != 0 || stride % 4 != 0) {
                 return Err(cx.err(format!(
                     "{} reads a view at element {offset} (image stride {stride}) as vec4 texels; expected multiples of 4",
