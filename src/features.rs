@@ -135,9 +135,7 @@ impl FeatureExtractor {
         out_indices: Option<&[usize]>,
         ctx: GpuContext,
     ) -> Result<Self> {
-        let mut f = Self::new(model, out_indices, DeviceChoice::Cpu)?;
-        f.weights = Some(DeviceWeights::new(&ctx));
-        Ok(f)
+        Self::with_weights(model, out_indices, DeviceWeights::new(&ctx))
     }
 
     /// Runs on the GPU with weights already on the device for this model (another extractor's, or a

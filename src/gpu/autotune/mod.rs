@@ -307,12 +307,12 @@ pub(crate) fn tune(
             .into_iter()
             .filter(|f| f.usable(s, &caps, images))
             .collect();
-        let fast_on_cpu =
-            |f: &&&ConvFamily| !conv::tiled::is_tiled(f) && f.kernel != ConvKernel::Direct;
-        let skip_slow = cpu_adapter && usable.iter().any(|f| fast_on_cpu(&f));
+        let slow_on_cpu =
+            |f: &ConvFamily| conv::tiled::is_tiled(f) || f.kernel == ConvKernel::Direct;
+        let skip_slow = cpu_adapter && usable.iter().any(|f| !slow_on_cpu(f));
         let candidates: Vec<ConvKernel> = usable
             .iter()
-            .filter(|f| !skip_slow || fast_on_cpu(f))
+            .filter(|f| !(skip_slow && slow_on_cpu(f)))
             .map(|f| f.kernel)
             .collect();
         let key = bucket.key();
