@@ -4,8 +4,9 @@
 // On CPU adapters a storage-texture load is one vector fetch, a storage-buffer or workgroup load a
 // loop over the SIMD lanes, so everything the reduction reads comes from read-only storage textures:
 // the weights (binding 4, rgba32float, texel = 4 output channels of one input channel and tap) and
-// the input view and the added view, copied per image into r32float textures (bindings 7 and 8,
-// image n at texel n * x_img / n * add_img). Only the results go to the arena.
+// the input view, the added view and the residual view, copied per image into r32float textures
+// (bindings 7, 8 and 10, image n at texel n * x_img / add_img / res_img). Only the results go to
+// the arena.
 //
 // A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = group and
 // block of M output channels (fastest, so neighbouring workgroups read the same input tile),
@@ -44,6 +45,7 @@ override HAS_RES: bool = false;
 @group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(7) var xtex: texture_storage_2d<r32float, read>;
 @group(0) @binding(8) var atex: texture_storage_2d<r32float, read>;
+@group(0) @binding(10) var rtex: texture_storage_2d<r32float, read>;
 
 // Texel t of a linear texture of 4096-texel rows.
 fn at(t: u32) -> vec2<u32> {
@@ -59,12 +61,12 @@ fn input(xi: u32, ai: u32) -> f32 {
     return v;
 }
 
-// Stores one output value (element di of the arena) with its residual (element ri).
+// Stores one output value (element di of the arena) with its residual (texel ri).
 fn store(ok: bool, di: u32, ri: u32, v: f32) {
     if (ok) {
         var r = v;
         if (HAS_RES) {
-            r += act[ri];
+            r += textureLoad(rtex, at(ri)).x;
         }
         act[di] = activate(r);
     }
@@ -140,7 +142,7 @@ fn conv_gp(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     }
     let co0 = blk * #{M}u;
     let dst = p.dst_off + n * p.dst_bs + (g * p.cout_g + co0) * out_plane;
-    let res = p.res_off + n * p.res_bs + (g * p.cout_g + co0) * out_plane;
+    let res = n * p.res_img + (g * p.cout_g + co0) * out_plane;
 #for I in 0..M
     if (co0 + #{I}u < p.cout_g) {
         let c = g * p.cout_g + co0 + #{I}u;

@@ -269,6 +269,17 @@ const BASE_CASE: ConvCase = ConvCase {
     batch: 1,
 };
 
+/// An ungrouped 1x1 conv on a plane of a multiple of 4 pixels: every view on whole vec4s.
+const POINTWISE_CASE: ConvCase = ConvCase {
+    cin: 12,
+    cout: 20,
+    h: 6,
+    w: 6,
+    kernel: (1, 1),
+    pad: 0,
+    ..BASE_CASE
+};
+
 /// Input channels hold [src | src_add]; the conv reads and writes views at channel offsets, and a
 /// first conv makes the residual tensor (so residuals of strided convs have the output's size).
 fn conv_graph(c: ConvCase) -> Graph {
@@ -780,9 +791,6 @@ fn conv_tiled_edges_match_cpu() {
 #[test]
 fn forced_conv_kernels_are_the_ones_that_run() {
     let Some(ctx) = context() else { return };
-    let c = BASE_CASE;
-    let g = conv_graph(c);
-    let input = random(g.input_shape().numel(), 3);
     for (kernel, entry) in [
         (ConvKernel::Direct, "conv_direct"),
         (ConvKernel::Gemm64x16, "conv_gemm["),
@@ -792,11 +800,21 @@ fn forced_conv_kernels_are_the_ones_that_run() {
         (ConvKernel::Tiled, "ALIGNED=0,DOUBLE=0"),
         (ConvKernel::TiledDouble, "HAS_RES=0,ALIGNED=0,DOUBLE=1"),
         (ConvKernel::Gp, "conv_gp.wgsl"),
+        (ConvKernel::Px, "conv_px.wgsl"),
+        (ConvKernel::T3, "conv_t3.wgsl"),
         (
             ConvKernel::TiledSplitK,
             "conv_tiled_partial[HAS_ADD=0,ALIGNED=0,DOUBLE=1,TILE_M=128] + ",
         ),
     ] {
+        // The pointwise and row families run aligned 1x1 and 3x3 convs only.
+        let c = match kernel {
+            ConvKernel::Px => POINTWISE_CASE,
+            ConvKernel::T3 => ConvCase { w: 8, ..BASE_CASE },
+            _ => BASE_CASE,
+        };
+        let g = conv_graph(c);
+        let input = random(g.input_shape().numel(), 3);
         let opts = SessionOptions {
             conv_kernel: kernel,
             ..Default::default()
@@ -1012,6 +1030,128 @@ fn batches_split_into_chunks_give_the_same_results() {
     let s = Session::with_options(&ctx, &g, 5, &opts).unwrap();
     assert_eq!(s.chunk(), 2);
     assert_eq!(s.dispatch_count(), 3 * g.nodes.len());
+}
+
+/// The pointwise texture family on the shapes it runs: ragged channel blocks and pixel tiles, a
+/// residual, both activations, batches and chunks, planes of one texel per channel and more than a
+/// texture row per channel, long reductions. Every case must run on `conv_px`.
+#[test]
+fn conv_px_matches_cpu() {
+    use Activation::{Relu, Sigmoid};
+    let base = POINTWISE_CASE;
+    let cases = [
+        base,
+        ConvCase {
+            cin: 36,
+            cout: 33,
+            h: 10,
+            w: 6,
+            residual: true,
+            act: Relu,
+            batch: 3,
+            ..base
+        },
+        ConvCase {
+            cin: 4,
+            cout: 17,
+            h: 2,
+            w: 2,
+            act: Sigmoid,
+            ..base
+        },
+        ConvCase {
+            cin: 8,
+            cout: 16,
+            h: 130,
+            w: 132,
+            residual: true,
+            ..base
+        },
+        ConvCase {
+            cin: 1040,
+            cout: 48,
+            h: 8,
+            w: 7,
+            act: Relu,
+            batch: 2,
+            ..base
+        },
+    ];
+    check_runs_on("px", &cases, ConvKernel::Px, "conv_px.wgsl");
+}
+
+/// The row family on the shapes it runs: the narrow and the wide tile with ragged channel blocks,
+/// the hierarchical add and a residual, rows of one texel, both activations, batches and chunks,
+/// more than a texture row per channel.
+#[test]
+fn conv_t3_matches_cpu() {
+    use Activation::{Relu, Sigmoid};
+    let base = ConvCase {
+        cin: 26,
+        cout: 26,
+        h: 9,
+        w: 12,
+        add: true,
+        act: Relu,
+        ..BASE_CASE
+    };
+    let cases = [
+        base,
+        ConvCase {
+            cin: 7,
+            cout: 30,
+            h: 5,
+            w: 4,
+            residual: true,
+            act: Sigmoid,
+            batch: 3,
+            ..base
+        },
+        ConvCase {
+            cin: 52,
+            cout: 53,
+            h: 6,
+            w: 16,
+            add: false,
+            residual: true,
+            batch: 2,
+            ..base
+        },
+        ConvCase {
+            cin: 5,
+            cout: 9,
+            h: 131,
+            w: 132,
+            ..base
+        },
+    ];
+    check_runs_on("t3", &cases, ConvKernel::T3, "conv_t3.wgsl");
+}
+
+/// Checks `cases` against the CPU with `kernel` forced (both precisions, and the second case in
+/// chunks of 2 of 5 images), and that every case really runs on `shader`.
+fn check_runs_on(label: &str, cases: &[ConvCase], kernel: ConvKernel, shader: &str) {
+    check_cases(label, cases, &[kernel]);
+    check_with(
+        &format!("{label} chunks"),
+        &conv_graph(cases[1]),
+        5,
+        Some(2),
+        kernel,
+    );
+    let Some(ctx) = context() else { return };
+    let opts = SessionOptions {
+        conv_kernel: kernel,
+        ..Default::default()
+    };
+    for c in cases {
+        let s = Session::with_options(&ctx, &conv_graph(*c), c.batch, &opts).unwrap();
+        let counts = s.kernel_counts();
+        assert!(
+            counts.iter().any(|(k, _)| k.contains(shader)),
+            "{c:?}: {counts:?}"
+        );
+    }
 }
 
 /// The texture family on the tiled families' edge cases, plus the shapes only it meets in a graph

@@ -135,11 +135,11 @@ fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
     assert!(err.to_string().contains("needs 8-lane subgroups"), "{err}");
 }
 
-/// Without exactly 8-lane subgroups the rule runs every conv on the texture family, built for the
-/// adapter's fixed width or without subgroups; where a chunk's input views do not fit the
-/// adapter's textures, on the direct kernels.
+/// Without exactly 8-lane subgroups the rule runs every conv on the texture families (the
+/// pointwise one for the aligned 1x1 stride-1 convs), built for the adapter's fixed width or without
+/// subgroups; where a chunk's input views do not fit the adapter's textures, on the direct kernels.
 #[test]
-fn the_rule_runs_the_texture_family_without_8_lane_subgroups() {
+fn the_rule_runs_the_texture_families_without_8_lane_subgroups() {
     let config = arch::preset("res2net50_26w_4s").unwrap();
     let graph = Model::from_config(&config, 1)
         .unwrap()
@@ -153,11 +153,22 @@ fn the_rule_runs_the_texture_family_without_8_lane_subgroups() {
             .filter(|k| k.shader.file.file_name().starts_with("conv"))
             .collect()
     };
-    assert!(conv_keys(&ADAPTERS[0]).iter().all(|k| k.entry != "conv_gp"));
+    let texture = ["conv_gp", "conv_px"];
+    assert!(conv_keys(&ADAPTERS[0])
+        .iter()
+        .all(|k| !texture.contains(&k.entry)));
     for caps in &ADAPTERS[1..7] {
         let width = caps.subgroup_sizes.filter(|(a, b)| a == b).map(|(a, _)| a);
-        for key in conv_keys(caps) {
-            assert_eq!(key.entry, "conv_gp", "{caps:?}: {}", key.label());
+        let keys = conv_keys(caps);
+        // The 1x1 stride-1 convs at 56x56, 28x28 and 14x14 are pointwise; the 7x7 ones are not.
+        for entry in texture {
+            assert!(
+                keys.iter().any(|k| k.entry == entry),
+                "{caps:?}: no {entry}"
+            );
+        }
+        for key in keys {
+            assert!(texture.contains(&key.entry), "{caps:?}: {}", key.label());
             let sg = key.shader.defines.get("SG");
             match width {
                 Some(w) => assert_eq!((sg, key.shader.needs_subgroups()), (Some(w), true)),

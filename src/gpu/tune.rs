@@ -51,11 +51,19 @@ pub enum ConvKernel {
     /// copied there before each dispatch), any kernel, stride, padding and groups, built for the
     /// adapter's subgroup width or without subgroups. Runs everywhere; written for CPU adapters.
     Gp,
+    /// `conv_px.wgsl`: [`ConvKernel::Gp`] for ungrouped 1x1 stride-1 convs whose planes and views
+    /// are whole vec4s, reading texels of 4 pixels and storing vec4s. Runs everywhere; written for
+    /// CPU adapters.
+    Px,
+    /// `conv_t3.wgsl`: [`ConvKernel::Gp`] for ungrouped 3x3 stride-1 padding-1 convs whose rows
+    /// are whole vec4s, assembling the 3 taps of a kernel row from a texel and its neighbours.
+    /// Runs everywhere; written for CPU adapters.
+    T3,
 }
 
 impl ConvKernel {
     /// Every family that can be forced, for tests and benchmarks.
-    pub const FORCEABLE: [ConvKernel; 9] = [
+    pub const FORCEABLE: [ConvKernel; 11] = [
         ConvKernel::Direct,
         ConvKernel::Gemm64x16,
         ConvKernel::Gemm64x16K8,
@@ -65,6 +73,8 @@ impl ConvKernel {
         ConvKernel::TiledDouble,
         ConvKernel::TiledSplitK,
         ConvKernel::Gp,
+        ConvKernel::Px,
+        ConvKernel::T3,
     ];
 
     /// The name a caller forces it by: its variant's name in lower case (`gemm32x32`, `tiled`).
@@ -195,18 +205,23 @@ impl ConvPolicy {
     }
 }
 
+/// The texture families in order of preference: the shape-specific ones first (measured on
+/// lavapipe at 4 and 8 lanes and over OpenGL: about twice as fast as the general one on the shapes
+/// they run).
+pub(crate) const TEXTURE_FAMILIES: [&ConvFamily; 3] =
+    [&conv::px::FAMILY, &conv::t3::FAMILY, &conv::gp::FAMILY];
+
 /// The rule when nothing is forced or tuned: the subgroup GEMM families where every subgroup has 8
-/// lanes, else the texture family (the direct kernels where its input textures do not fit a chunk
-/// of `images` images).
+/// lanes, else the first texture family that runs the conv (the direct kernels where their input
+/// textures do not fit a chunk of `images` images).
 pub(crate) fn automatic(s: &ConvShape, caps: &AdapterCaps, images: usize) -> &'static ConvFamily {
     if !caps.subgroups_of(gemm64::LANES) {
         // Measured on lavapipe (4 lanes, 16 lanes, no subgroups) and llvmpipe over OpenGL: the
-        // texture kernel runs at 30-60% of the FMA peak, the direct kernels at about 5%.
-        return if conv::gp::FAMILY.usable(s, caps, images) {
-            &conv::gp::FAMILY
-        } else {
-            &conv::direct::FAMILY
-        };
+        // texture kernels run at 20-60% of the FMA peak, the direct kernels at about 5%.
+        return TEXTURE_FAMILIES
+            .into_iter()
+            .find(|f| f.usable(s, caps, images))
+            .unwrap_or(&conv::direct::FAMILY);
     }
     // Measured on lavapipe (res2net50_26w_4s): the row kernel gains 10-50% on the 3x3 chains at
     // 56x56 and 14x14 (also where rows are gathered), and loses at 7x7, where a 16-pixel segment

@@ -69,7 +69,8 @@ gpu_struct! {
         add_img: u32,
         /// Reduction (K) values per split of a split-K conv, 0 for the others.
         k_split: u32,
-        _pad1: u32,
+        /// Texels from one image to the next in the residual texture (texture families).
+        res_img: u32,
         _pad2: u32,
         _pad3: u32,
     }

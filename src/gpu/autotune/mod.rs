@@ -3,7 +3,8 @@
 //! and on disk for the next process, next to the pipeline cache. On a CPU adapter (lavapipe) the
 //! direct and workgroup-tiled families are not timed where another family runs the shape: they
 //! measured 3-25x slower there on every res2net50_26w_4s shape (the tiled ones about 1% of peak),
-//! and timing them made up most of a tuning start.
+//! and timing them made up most of a tuning start. Nor is the general texture family where a
+//! shape-specific one runs the conv (about twice as fast there).
 //!
 //! The cache file is keyed by the adapter (name, vendor, device, driver, backend) and a hash of every
 //! shader source and family, so a new driver or a changed kernel starts over; a corrupt or foreign
@@ -23,7 +24,7 @@ mod measure;
 use super::kernels::conv::{self, ConvFamily, ConvShape};
 use super::kernels::{AdapterCaps, ShaderFile, LIBRARY};
 use super::pipeline_cache::{cache_dir, PipelineCacheSetting};
-use super::tune::{automatic, ConvKernel};
+use super::tune::{automatic, ConvKernel, TEXTURE_FAMILIES};
 use super::uniforms;
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -307,8 +308,15 @@ pub(crate) fn tune(
             .into_iter()
             .filter(|f| f.usable(s, &caps, images))
             .collect();
-        let slow_on_cpu =
-            |f: &ConvFamily| conv::tiled::is_tiled(f) || f.kernel == ConvKernel::Direct;
+        // On a CPU adapter the workgroup-tiled and direct kernels are far behind wherever another
+        // family runs, and the general texture family behind the shape-specific ones.
+        let specific = |f: &ConvFamily| TEXTURE_FAMILIES[..2].iter().any(|t| t.kernel == f.kernel);
+        let has_specific = usable.iter().any(|f| specific(f));
+        let slow_on_cpu = |f: &ConvFamily| {
+            conv::tiled::is_tiled(f)
+                || f.kernel == ConvKernel::Direct
+                || (has_specific && f.kernel == ConvKernel::Gp)
+        };
         let skip_slow = cpu_adapter && usable.iter().any(|f| !slow_on_cpu(f));
         let candidates: Vec<ConvKernel> = usable
             .iter()

@@ -40,6 +40,10 @@ pub enum ShaderFile {
     ConvTiledSplit,
     /// Direct convolution over linear textures (weights and inputs), any adapter and subgroup width.
     ConvGp,
+    /// 1x1 stride-1 convolution over linear textures, 4 pixels per texel.
+    ConvPx,
+    /// 3x3 stride-1 convolution over linear textures, 4 pixels of a row per texel.
+    ConvT3,
     Pool,
     GlobalPool,
     Linear,
@@ -72,6 +76,10 @@ pub enum Slot {
     InputScalar = 7,
     /// 8: the added view, likewise.
     AddInputScalar = 8,
+    /// 9: the op's residual view, copied per image into a linear rgba32float storage texture.
+    Residual = 9,
+    /// 10: the residual view in a linear r32float storage texture (any alignment).
+    ResidualScalar = 10,
 }
 
 impl Slot {
@@ -79,12 +87,9 @@ impl Slot {
         self as u32
     }
 
-    /// Whether the slot holds an op's input view (copied in per dispatch).
+    /// Whether the slot holds a view an op reads (copied in per dispatch).
     pub fn is_input(self) -> bool {
-        matches!(
-            self,
-            Slot::Input | Slot::AddInput | Slot::InputScalar | Slot::AddInputScalar
-        )
+        self.texels().is_some() && self != Slot::WeightTexture
     }
 
     /// The texel format of a texture slot (`None` for buffers). Weight textures are rgba32float in
@@ -93,15 +98,17 @@ impl Slot {
     pub fn texels(self) -> Option<crate::gpu::texture::Texels> {
         use crate::gpu::texture::Texels;
         match self {
-            Slot::WeightTexture | Slot::Input | Slot::AddInput => Some(Texels::Vec4),
-            Slot::InputScalar | Slot::AddInputScalar => Some(Texels::Scalar),
+            Slot::WeightTexture | Slot::Input | Slot::AddInput | Slot::Residual => {
+                Some(Texels::Vec4)
+            }
+            Slot::InputScalar | Slot::AddInputScalar | Slot::ResidualScalar => Some(Texels::Scalar),
             Slot::Arena | Slot::Weights | Slot::Uniforms | Slot::Scratch => None,
         }
     }
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 13] = [
+    pub const ALL: [ShaderFile; 15] = [
         ShaderFile::Conv,
         ShaderFile::ConvGemm64,
         ShaderFile::ConvGemm32,
@@ -109,6 +116,8 @@ impl ShaderFile {
         ShaderFile::ConvTiled,
         ShaderFile::ConvTiledSplit,
         ShaderFile::ConvGp,
+        ShaderFile::ConvPx,
+        ShaderFile::ConvT3,
         ShaderFile::Pool,
         ShaderFile::GlobalPool,
         ShaderFile::Linear,
@@ -126,6 +135,8 @@ impl ShaderFile {
             ShaderFile::ConvTiled => "conv_tiled.wgsl",
             ShaderFile::ConvTiledSplit => "conv_tiled_split.wgsl",
             ShaderFile::ConvGp => "conv_gp.wgsl",
+            ShaderFile::ConvPx => "conv_px.wgsl",
+            ShaderFile::ConvT3 => "conv_t3.wgsl",
             ShaderFile::Pool => "pool.wgsl",
             ShaderFile::GlobalPool => "global_pool.wgsl",
             ShaderFile::Linear => "linear.wgsl",
@@ -145,6 +156,8 @@ impl ShaderFile {
             ShaderFile::ConvTiled => include_str!("../../../shaders/conv_tiled.wgsl"),
             ShaderFile::ConvTiledSplit => include_str!("../../../shaders/conv_tiled_split.wgsl"),
             ShaderFile::ConvGp => include_str!("../../../shaders/conv_gp.wgsl"),
+            ShaderFile::ConvPx => include_str!("../../../shaders/conv_px.wgsl"),
+            ShaderFile::ConvT3 => include_str!("../../../shaders/conv_t3.wgsl"),
             ShaderFile::Pool => include_str!("../../../shaders/pool.wgsl"),
             ShaderFile::GlobalPool => include_str!("../../../shaders/global_pool.wgsl"),
             ShaderFile::Linear => include_str!("../../../shaders/linear.wgsl"),
@@ -191,6 +204,24 @@ impl ShaderFile {
                 Slot::WeightTexture,
                 Slot::InputScalar,
                 Slot::AddInputScalar,
+                Slot::ResidualScalar,
+            ]
+        } else if self == ShaderFile::ConvPx {
+            &[
+                Slot::Arena,
+                Slot::Uniforms,
+                Slot::WeightTexture,
+                Slot::Input,
+                Slot::Residual,
+            ]
+        } else if self == ShaderFile::ConvT3 {
+            &[
+                Slot::Arena,
+                Slot::Uniforms,
+                Slot::WeightTexture,
+                Slot::Input,
+                Slot::AddInput,
+                Slot::Residual,
             ]
         } else if self.has_weights() {
             &[Slot::Arena, Slot::Weights, Slot::Uniforms]

@@ -457,7 +457,12 @@ fn create(
                         Slot::WeightTexture => {
                             weight_texture.map(wgpu::BindingResource::TextureView)
                         }
-                        Slot::Input | Slot::AddInput | Slot::InputScalar | Slot::AddInputScalar => {
+                        Slot::Input
+                        | Slot::AddInput
+                        | Slot::InputScalar
+                        | Slot::AddInputScalar
+                        | Slot::Residual
+                        | Slot::ResidualScalar => {
                             views.get(&slot).map(wgpu::BindingResource::TextureView)
                         }
                     };
@@ -510,7 +515,7 @@ fn input_textures(
     let mut rows: BTreeMap<Slot, (Texels, u32)> = BTreeMap::new();
     let steps = || lowered.iter().flat_map(|l| &l.steps);
     // Every input slot a kernel binds gets a texture: one row where no op reads it (a shader binds
-    // the added-input texture whether or not a conv adds a view).
+    // the added-input and residual textures whether or not a conv has those views).
     for step in steps() {
         for &slot in step.key.shader.file.slots() {
             if let (Some(format), true) = (slot.texels(), slot.is_input()) {

@@ -88,6 +88,9 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     if s.add.is_some() {
         inputs.push((Slot::AddInputScalar, Operand::Add));
     }
+    if s.res.is_some() {
+        inputs.push((Slot::ResidualScalar, Operand::Res));
+    }
     ConvPlan {
         defines: defines(width, (m, p)),
         entry: "conv_gp",

@@ -12,13 +12,17 @@
 //!   `conv_tiled_split.wgsl`, the same with the reduction split over K ([`SplitK`]).
 //! - [`gp`]: `conv_gp.wgsl`, direct convolution reading weights and inputs from linear textures,
 //!   any adapter, one variant per subgroup width and one without subgroups.
+//! - [`px`]: `conv_px.wgsl`, the same for aligned 1x1 stride-1 convs, 4 pixels per texel.
+//! - [`t3`]: `conv_t3.wgsl`, the same for 3x3 stride-1 convs over rows of whole texels.
 
 pub mod direct;
 pub mod gemm32;
 pub mod gemm64;
 pub mod gp;
 mod packing;
+pub mod px;
 pub mod row3;
+pub mod t3;
 pub mod tiled;
 
 pub use packing::{Packing, TEXTURE_CIN_STEP, TILED_K_ROWS};
@@ -124,6 +128,26 @@ pub struct SplitK {
 pub enum Operand {
     Src,
     Add,
+    Res,
+}
+
+impl Operand {
+    /// (element offset, batch stride) of the view, `None` when the conv lacks it.
+    fn view(self, s: &ConvShape) -> Option<(u32, u32)> {
+        match self {
+            Operand::Src => Some(s.src),
+            Operand::Add => s.add,
+            Operand::Res => s.res,
+        }
+    }
+
+    /// Elements of one image's view.
+    fn values(self, s: &ConvShape) -> usize {
+        match self {
+            Operand::Src | Operand::Add => s.groups * s.cin_g * s.in_h * s.in_w,
+            Operand::Res => s.groups * s.cout_g * s.out_plane(),
+        }
+    }
 }
 
 /// Override constants by name, in key order (booleans are 0 or 1).
@@ -174,11 +198,11 @@ impl ConvFamily {
 impl ConvPlan {
     /// Whether every input texture of `images` images (each on rows of its own) fits the adapter.
     pub fn textures_fit(&self, s: &ConvShape, caps: &AdapterCaps, images: usize) -> bool {
-        let values = s.groups * s.cin_g * s.in_h * s.in_w;
-        self.inputs.iter().all(|(slot, _)| {
+        self.inputs.iter().all(|(slot, operand)| {
             let Some(format) = slot.texels() else {
                 return false;
             };
+            let values = operand.values(s);
             let rows = u32::try_from(values)
                 .map(|v| crate::gpu::texture::rows(format.texels(v)) as usize)
                 .unwrap_or(usize::MAX);
@@ -198,7 +222,7 @@ pub(crate) fn any_shape(_: &ConvShape) -> bool {
 }
 
 /// Every conv family.
-pub const FAMILIES: [&ConvFamily; 9] = [
+pub const FAMILIES: [&ConvFamily; 11] = [
     &direct::FAMILY,
     &gemm64::FAMILY,
     &gemm64::FAMILY_K8,
@@ -208,6 +232,8 @@ pub const FAMILIES: [&ConvFamily; 9] = [
     &tiled::FAMILY_DOUBLE,
     &tiled::FAMILY_SPLIT_K,
     &gp::FAMILY,
+    &px::FAMILY,
+    &t3::FAMILY,
 ];
 
 /// The family that `kernel` names (not [`ConvKernel::Auto`]).
@@ -284,6 +310,7 @@ pub(crate) fn lower(
     };
     let x_img = image_texels(Slot::Input).max(image_texels(Slot::InputScalar));
     let add_img = image_texels(Slot::AddInput).max(image_texels(Slot::AddInputScalar));
+    let res_img = image_texels(Slot::Residual).max(image_texels(Slot::ResidualScalar));
     let params = ConvParams {
         src_off: s.src.0,
         src_bs: s.src.1,
@@ -310,6 +337,7 @@ pub(crate) fn lower(
         k_split: cx.u32(plan.split_k.as_ref().map_or(0, |k| k.k_split), "reduction")?,
         x_img,
         add_img,
+        res_img,
         ..Default::default()
     };
     let f16 = policy.f16_weights && fits_f16(&c.weight) && fits_f16(&c.bias);
@@ -348,10 +376,9 @@ fn texture_inputs(cx: &Ctx, s: &ConvShape, plan: &ConvPlan) -> Result<Vec<Textur
     plan.inputs
         .iter()
         .map(|&(slot, operand)| {
-            let (offset, stride) = match operand {
-                Operand::Src => s.src,
-                Operand::Add => s.add.ok_or_else(|| cx.err("a texture input for an absent src_add"))?,
-            };
+            let (offset, stride) = operand
+                .view(s)
+                .ok_or_else(|| cx.err(format!("a texture input for an absent {operand:?} view")))?;
             let vec4 = slot.texels().is_some_and(|t| t.lanes() == 4);
             if vec4 && (offset % 4 != 0 || stride % 4 != 0) {
                 return Err(cx.err(format!(
@@ -363,7 +390,7 @@ fn texture_inputs(cx: &Ctx, s: &ConvShape, plan: &ConvPlan) -> Result<Vec<Textur
                 slot,
                 offset,
                 stride,
-                len: cx.u32(s.cin_g * s.groups * s.in_h * s.in_w, "input view")?,
+                len: cx.u32(operand.values(s), "input view")?,
             })
         })
         .collect()

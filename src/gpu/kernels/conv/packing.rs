@@ -32,6 +32,11 @@ pub enum Packing {
     /// padded channels and in slots `block / 4..slots`, which lanes of a subgroup load but never
     /// use); then one bias per output channel, padded to whole texels.
     Texture { block: usize, slots: usize },
+    /// The pointwise texture family (`conv_px.wgsl`, ungrouped 1x1 convs, `cin` a multiple of 4):
+    /// per block of `block` output channels, `[cin / 4][slots texels]`, texel `r` holding input
+    /// channels `4s..4s + 4` of output channel `r` of the block (zeros past the last channel and in
+    /// slots `block..slots`); then one bias per output channel, padded to whole texels.
+    Pointwise { block: usize, slots: usize },
     /// `linear.wgsl`: the weight `[m, k]` row-major, then the `m` biases.
     Linear,
 }
@@ -46,7 +51,7 @@ impl Packing {
     /// Whether kernels read this layout from a linear texture ([`crate::gpu::texture`]) instead of
     /// a storage buffer.
     pub fn in_texture(&self) -> bool {
-        matches!(self, Packing::Texture { .. })
+        matches!(self, Packing::Texture { .. } | Packing::Pointwise { .. })
     }
 
     /// The packed parameters of `op`.
@@ -64,6 +69,7 @@ impl Packing {
             ) => Ok(lane_blocks(c, block, lanes, cin_step, flat)),
             (&Packing::Tiled { bn }, Op::Conv(c)) => Ok(tiled(c, bn)),
             (&Packing::Texture { block, slots }, Op::Conv(c)) => Ok(texture(c, block, slots)),
+            (&Packing::Pointwise { block, slots }, Op::Conv(c)) => pointwise(c, block, slots),
             (Packing::Linear, Op::Linear(l)) => {
                 let mut out = Vec::with_capacity(l.weight.len() + l.bias.len());
                 out.extend_from_slice(&l.weight);
@@ -107,6 +113,9 @@ impl Packing {
                     * TEXTURE_CIN_STEP
                     * kernel_taps
                     * slots
+            }
+            Packing::Pointwise { block, slots } => {
+                c.groups * cout_g.div_ceil(block) * cin_g.div_ceil(4) * slots
             }
             Packing::Linear => c.weight.len(),
         }
@@ -191,6 +200,28 @@ fn texture(c: &Conv, block: usize, slots: usize) -> Vec<f32> {
     }
     out[bias_off..bias_off + c.cout()].copy_from_slice(&c.bias);
     out
+}
+
+fn pointwise(c: &Conv, block: usize, slots: usize) -> Result<Vec<f32>> {
+    let cin = c.cin();
+    if c.groups != 1 || c.kernel != (1, 1) || !cin.is_multiple_of(4) {
+        return Err(Error::Config(format!(
+            "the pointwise layout needs an ungrouped 1x1 conv with a multiple of 4 input channels; found {}x{} in {} groups of {} input channels",
+            c.kernel.0, c.kernel.1, c.groups, cin
+        )));
+    }
+    let steps = cin / 4;
+    let bias_off = 4 * Packing::Pointwise { block, slots }.bias_offset(c);
+    let mut out = vec![0.0f32; bias_off + c.cout().div_ceil(4) * 4];
+    for co in 0..c.cout() {
+        let (b, r) = (co / block, co % block);
+        for ci in 0..cin {
+            let texel = (b * steps + ci / 4) * slots + r;
+            out[texel * 4 + ci % 4] = c.weight[co * cin + ci];
+        }
+    }
+    out[bias_off..bias_off + c.cout()].copy_from_slice(&c.bias);
+    Ok(out)
 }
 
 fn lane_blocks(c: &Conv, block: usize, lanes: usize, cin_step: usize, flat: bool) -> Vec<f32> {

@@ -1,0 +1,155 @@
+// 3x3 stride-1 padding-1 convolution over linear textures, one group, for rows of a multiple of 4
+// pixels (the Res2Net chains at 56x56 and 28x28):
+//   dst = act(conv(src + src_add) + bias + residual)
+//
+// The input, added and residual views are copied per image into rgba32float textures (bindings 5,
+// 6 and 9, image n at texel n * x_img / add_img / res_img): texel c * Q + y * W4 + x holds pixels
+// 4x..4x + 4 of row y of channel c (W4 = width / 4, Q = plane / 4). For one input channel and
+// kernel row a lane loads its texel and its neighbours' and assembles the 3 taps from their
+// components, so 3 texel loads feed 12 products per vec4 accumulator write. The weights (binding 4)
+// are the texture families' layout: per block of M output channels, [input channel rounded up to
+// 4][tap][WQ texels], texel = 4 output channels.
+//
+// A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = block of M
+// output channels (fastest), y = tile of SG * PT texels, z = image. Lane l owns texels
+// tile * SG * PT + j * SG + l (j < PT) x the M channels. With SUBGROUPS each lane loads WQ / SG
+// weight texels per tap, shared with subgroupBroadcast; without, every lane loads the M / 4 texels
+// at uniform coordinates.
+//
+// Defines: SG, M (a multiple of 4), PT, WQ, SUBGROUPS (flag); the defaults below are the plain
+// variant of the narrow tile.
+#ifndef SG
+#define SG 8
+#endif
+#ifndef M
+#define M 28
+#endif
+#ifndef PT
+#define PT 2
+#endif
+#ifndef WQ
+#define WQ 7
+#endif
+#define ARENA_VEC4
+
+#import ConvParams
+
+// Whether `src_add` is added to the input while it is read.
+override HAS_ADD: bool = false;
+// Whether a residual view is added before the activation.
+override HAS_RES: bool = false;
+
+#import arena
+#import activation
+@group(0) @binding(2) var<uniform> p: ConvParams;
+@group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(5) var xtex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(6) var atex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(9) var rtex: texture_storage_2d<rgba32float, read>;
+
+// Texel t of a linear texture of 4096-texel rows.
+fn at(t: u32) -> vec2<u32> {
+    return vec2<u32>(t & 4095u, t >> 12u);
+}
+
+// Texel (src + src_add) at input texel xi, added-input texel ai.
+fn input(xi: u32, ai: u32) -> vec4<f32> {
+    var v = textureLoad(xtex, at(xi));
+    if (HAS_ADD) {
+        v += textureLoad(atex, at(ai));
+    }
+    return v;
+}
+
+// Stores 4 output pixels (vec4 di of the arena) with their residual (texel ri).
+fn store(ok: bool, di: u32, ri: u32, v: vec4<f32>) {
+    if (ok) {
+        var r = v;
+        if (HAS_RES) {
+            r += textureLoad(rtex, at(ri));
+        }
+        act[di] = activate4(r);
+    }
+}
+
+@compute @workgroup_size(#{SG})
+#ifdef SUBGROUPS
+fn conv_t3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+#else
+fn conv_t3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+#endif
+    let n = wg.z;
+    let blk = wg.x;
+    let w4 = p.in_w / 4u;
+    let q = p.in_h * w4;
+    let xb = n * p.x_img;
+    let ab = n * p.add_img;
+#for J in 0..PT
+    let t#{J} = wg.y * #{SG * PT}u + #{J * SG}u + lane;
+    let y#{J} = i32(t#{J} / w4);
+    let x#{J} = t#{J} % w4;
+    let lv#{J} = x#{J} > 0u;
+    let rv#{J} = x#{J} + 1u < w4;
+    let pv#{J} = t#{J} < q;
+#for I in 0..M
+    var a#{I}_#{J} = vec4<f32>(0.0);
+#endfor
+#endfor
+    let cin_pad = (p.cin_g + 3u) / 4u * 4u;
+#ifdef SUBGROUPS
+    let wb = blk * cin_pad * #{9 * WQ}u + lane;
+#else
+    let wb = blk * cin_pad * #{9 * WQ}u;
+#endif
+    for (var r = 0u; r < p.cin_g * 3u; r++) {
+        let ci = r / 3u;
+        let ky = i32(r % 3u);
+#for J in 0..PT
+        let yy#{J} = y#{J} + ky - 1;
+        let ok#{J} = pv#{J} && yy#{J} >= 0 && yy#{J} < i32(p.in_h);
+        let ct#{J} = ci * q + u32(yy#{J}) * w4 + x#{J};
+        let c#{J} = select(vec4<f32>(0.0), input(xb + ct#{J}, ab + ct#{J}), ok#{J});
+        let l#{J} = select(0.0, input(xb + ct#{J} - 1u, ab + ct#{J} - 1u).w, ok#{J} && lv#{J});
+        let r#{J} = select(0.0, input(xb + ct#{J} + 1u, ab + ct#{J} + 1u).x, ok#{J} && rv#{J});
+        let k0_#{J} = vec4<f32>(l#{J}, c#{J}.x, c#{J}.y, c#{J}.z);
+        let k2_#{J} = vec4<f32>(c#{J}.y, c#{J}.z, c#{J}.w, r#{J});
+#endfor
+        let wr = wb + r * #{3 * WQ}u;
+#ifdef SUBGROUPS
+#for KX in 0..3
+#for R in 0..WQ / SG
+        let w#{KX}_#{R} = textureLoad(wtex, at(wr + #{KX * WQ + R * SG}u));
+#endfor
+#endfor
+#endif
+#for Q in 0..M / 4
+        {
+#for KX in 0..3
+#ifdef SUBGROUPS
+            let v#{KX} = subgroupBroadcast(w#{KX}_#{Q / SG}, #{Q % SG}u);
+#else
+            let v#{KX} = textureLoad(wtex, at(wr + #{KX * WQ + Q}u));
+#endif
+#endfor
+#for J in 0..PT
+            a#{4 * Q}_#{J} = fma(k2_#{J}, vec4<f32>(v2.x), fma(c#{J}, vec4<f32>(v1.x), fma(k0_#{J}, vec4<f32>(v0.x), a#{4 * Q}_#{J})));
+            a#{4 * Q + 1}_#{J} = fma(k2_#{J}, vec4<f32>(v2.y), fma(c#{J}, vec4<f32>(v1.y), fma(k0_#{J}, vec4<f32>(v0.y), a#{4 * Q + 1}_#{J})));
+            a#{4 * Q + 2}_#{J} = fma(k2_#{J}, vec4<f32>(v2.z), fma(c#{J}, vec4<f32>(v1.z), fma(k0_#{J}, vec4<f32>(v0.z), a#{4 * Q + 2}_#{J})));
+            a#{4 * Q + 3}_#{J} = fma(k2_#{J}, vec4<f32>(v2.w), fma(c#{J}, vec4<f32>(v1.w), fma(k0_#{J}, vec4<f32>(v0.w), a#{4 * Q + 3}_#{J})));
+#endfor
+        }
+#endfor
+    }
+    let co0 = blk * #{M}u;
+    let dst = p.dst_off / 4u + n * (p.dst_bs / 4u) + co0 * q;
+    let res = n * p.res_img + co0 * q;
+#for I in 0..M
+    if (co0 + #{I}u < p.cout_g) {
+        let c = co0 + #{I}u;
+        let b = vec4<f32>(textureLoad(wtex, at(p.bias_off + c / 4u))[c % 4u]);
+#for J in 0..PT
+        store(pv#{J}, dst + #{I}u * q + t#{J}, res + #{I}u * q + t#{J}, a#{I}_#{J} + b);
+#endfor
+    }
+#endfor
+}

@@ -1,0 +1,208 @@
+//! `conv_px.wgsl`: 1x1 stride-1 convolution over linear textures for planes of a multiple of 4
+//! pixels, the pointwise convs that hold most of a Res2Net's work. Where [`super::gp`] reads one
+//! pixel per input load and takes 4 products per accumulator write, this family reads texels of 4
+//! pixels and takes 16 products per write of a vec4 accumulator, and stores vec4s: on lavapipe it
+//! runs the pointwise convs about twice as fast as the texture family for any shape.
+//!
+//! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `PT`
+//! texels of 4 pixels x `M` output channels of one block. Each step reduces 4 input channels. With
+//! subgroups each lane loads `ceil(M / SG)` weight texels per step, shared with `subgroupBroadcast`;
+//! without (OpenGL, adapters whose subgroup size varies) every lane loads the `M` texels at uniform
+//! coordinates. The subgroup width is a define, one variant per width.
+
+use super::{fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
+use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot, SUBGROUPS};
+use crate::gpu::tune::ConvKernel;
+use crate::gpu::wgsl::Defines;
+
+pub const FAMILY: ConvFamily = ConvFamily {
+    kernel: ConvKernel::Px,
+    shader: ShaderFile::ConvPx,
+    lanes: None,
+    fits,
+    plan,
+    variants,
+    shaders,
+};
+
+/// Invocations per workgroup of the variant without subgroups.
+const PLAIN_LANES: u32 = 8;
+
+/// Output channels per block. Measured on lavapipe at 4, 8 and 16 lanes and over OpenGL: 16
+/// channels x 2 texels per lane (32 vec4 accumulators), 1 texel at 16 lanes and wider.
+const BLOCK: usize = 16;
+
+/// Pixel texels per lane for a subgroup width (`None`: no subgroups).
+fn texels_per_lane(width: Option<u32>) -> usize {
+    match width {
+        Some(w) if w >= 16 => 1,
+        _ => 2,
+    }
+}
+
+/// Ungrouped 1x1 stride-1 convs without an added input, with 4-channel steps and every view
+/// (input, output, residual) on whole vec4s of a plane of a multiple of 4 pixels.
+fn fits(s: &ConvShape) -> bool {
+    let mut views = [Some(s.dst), s.res].into_iter().flatten();
+    s.pointwise()
+        && s.groups == 1
+        && s.add.is_none()
+        && s.cin_g.is_multiple_of(4)
+        && s.input_vec4_aligned()
+        && views.all(|(off, stride)| off.is_multiple_of(4) && stride.is_multiple_of(4))
+}
+
+/// Weight texels per step: the block's `M`, rounded up to whole subgroups where lanes load them.
+fn slots(width: Option<u32>) -> usize {
+    match width {
+        Some(w) => BLOCK.div_ceil(w as usize) * w as usize,
+        None => BLOCK,
+    }
+}
+
+fn defines(width: Option<u32>) -> Defines {
+    let d = Defines::new()
+        .value("SG", width.unwrap_or(PLAIN_LANES))
+        .value("M", BLOCK as u32)
+        .value("PT", texels_per_lane(width) as u32)
+        .value("WQ", slots(width) as u32);
+    match width {
+        Some(_) => d.flag(SUBGROUPS),
+        None => d,
+    }
+}
+
+fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
+    let width = super::gp::subgroup_width(caps);
+    let lanes = width.unwrap_or(PLAIN_LANES) as usize;
+    let cout_blocks = s.cout_g.div_ceil(BLOCK);
+    let x_blocks = (s.out_plane() / 4).div_ceil(lanes * texels_per_lane(width));
+    ConvPlan {
+        defines: defines(width),
+        entry: "conv_px",
+        constants: fusions(s)
+            .into_iter()
+            .filter(|(name, _)| *name != "HAS_ADD")
+            .collect(),
+        cout_blocks,
+        x_blocks,
+        groups: (cout_blocks, x_blocks),
+        packing: Packing::Pointwise {
+            block: BLOCK,
+            slots: slots(width),
+        },
+        split_k: None,
+        inputs: std::iter::once((Slot::Input, Operand::Src))
+            .chain(s.res.map(|_| (Slot::Residual, Operand::Res)))
+            .collect(),
+    }
+}
+
+fn variants() -> Vec<Variant> {
+    let mut all: Vec<Variant> = fusion_variants(&[])
+        .into_iter()
+        .filter(|c| c.contains(&("HAS_ADD", 0)))
+        .map(|c| {
+            let c = c.into_iter().filter(|(name, _)| *name != "HAS_ADD");
+            ("conv_px", c.collect())
+        })
+        .collect();
+    all.dedup();
+    all
+}
+
+fn shaders() -> Vec<Defines> {
+    std::iter::once(None)
+        .chain(super::gp::WIDTHS.map(Some))
+        .map(defines)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(subgroup_sizes: Option<(u32, u32)>) -> AdapterCaps {
+        AdapterCaps {
+            subgroup_sizes,
+            f16: false,
+            max_texture_rows: 8192,
+        }
+    }
+
+    const POINTWISE: ConvShape = ConvShape {
+        cin_g: 64,
+        cout_g: 104,
+        groups: 1,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        pad: 0,
+        in_h: 14,
+        in_w: 14,
+        out_h: 14,
+        out_w: 14,
+        act: 1,
+        src: (196 * 8, 196 * 64),
+        add: None,
+        dst: (0, 196 * 104),
+        res: Some((4, 196 * 104)),
+    };
+
+    #[test]
+    fn fits_aligned_pointwise_convs_only() {
+        assert!(fits(&POINTWISE));
+        let plane7 = ConvShape {
+            in_h: 7,
+            in_w: 7,
+            out_h: 7,
+            out_w: 7,
+            src: (0, 49 * 64),
+            dst: (0, 49 * 104),
+            res: None,
+            ..POINTWISE
+        };
+        assert!(!fits(&plane7));
+        assert!(!fits(&ConvShape {
+            cin_g: 62,
+            ..POINTWISE
+        }));
+        assert!(!fits(&ConvShape {
+            stride: 2,
+            ..POINTWISE
+        }));
+        assert!(!fits(&ConvShape {
+            add: Some((0, 0)),
+            ..POINTWISE
+        }));
+        assert!(!fits(&ConvShape {
+            dst: (2, 196 * 104),
+            ..POINTWISE
+        }));
+        assert!(!fits(&ConvShape {
+            res: Some((0, 6)),
+            ..POINTWISE
+        }));
+    }
+
+    #[test]
+    fn planned_defines_and_constants_are_compiled_variants() {
+        let all = shaders();
+        for sizes in [
+            None,
+            Some((4, 4)),
+            Some((8, 8)),
+            Some((16, 16)),
+            Some((4, 16)),
+        ] {
+            for res in [None, Some((0, 196 * 104))] {
+                let plan = plan(&ConvShape { res, ..POINTWISE }, &caps(sizes));
+                assert!(all.contains(&plan.defines), "{plan:?}");
+                assert!(variants().contains(&(plan.entry, plan.constants.clone())));
+                // 49 texels per channel in tiles of 8 (4 lanes x 2) or 16 texels.
+                let tiles = if sizes == Some((4, 4)) { 7 } else { 4 };
+                assert_eq!(plan.groups, (7, tiles), "{sizes:?}");
+            }
+        }
+    }
+}
