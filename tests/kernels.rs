@@ -153,14 +153,15 @@ fn the_rule_runs_the_texture_families_without_8_lane_subgroups() {
             .filter(|k| k.shader.file.file_name().starts_with("conv"))
             .collect()
     };
-    let texture = ["conv_gp", "conv_px"];
+    let texture = ["conv_gp", "conv_px", "conv_t3"];
     assert!(conv_keys(&ADAPTERS[0])
         .iter()
         .all(|k| !texture.contains(&k.entry)));
     for caps in &ADAPTERS[1..7] {
         let width = caps.subgroup_sizes.filter(|(a, b)| a == b).map(|(a, _)| a);
         let keys = conv_keys(caps);
-        // The 1x1 stride-1 convs at 56x56, 28x28 and 14x14 are pointwise; the 7x7 ones are not.
+        // The 1x1 stride-1 convs at 56x56, 28x28 and 14x14 run on the pointwise family, the 3x3
+        // stride-1 ones at 56x56 and 28x28 on the row family, the others on the general one.
         for entry in texture {
             assert!(
                 keys.iter().any(|k| k.entry == entry),
