@@ -1,7 +1,9 @@
 // Max and average pooling with a square window, PyTorch semantics (ceil_mode included).
 //
 // Views are (element offset of image 0's first channel, per-image stride) into the activation arena;
-// the image index is the dispatch's z coordinate.
+// the image index is the dispatch's z coordinate. With TEXTURE_INPUT the input view is read from
+// its copy in an r32float texture (binding 7, image n at texel n * x_img): on CPU adapters a
+// texel load costs about a tenth of a storage-buffer load.
 
 #import PoolParams
 
@@ -11,6 +13,17 @@ override KIND: u32 = 0u;
 
 #import arena
 @group(0) @binding(2) var<uniform> p: PoolParams;
+@group(0) @binding(7) var xtex: texture_storage_2d<r32float, read>;
+
+// Input value i of image n (i counted from the view's first channel).
+fn input(n: u32, i: u32) -> f32 {
+#ifdef TEXTURE_INPUT
+    let t = n * p.x_img + i;
+    return textureLoad(xtex, vec2<u32>(t & 4095u, t >> 12u)).x;
+#else
+    return act[p.src_off + n * p.src_bs + i];
+#endif
+}
 
 @compute @workgroup_size(64, 1, 1)
 fn pool(
@@ -39,13 +52,13 @@ fn pool(
     let h1 = u32(min(he, i32(p.in_h)));
     let w1 = u32(min(we, i32(p.in_w)));
 
-    let base = p.src_off + n * p.src_bs + c * p.in_h * p.in_w;
+    let base = c * p.in_h * p.in_w;
     // PyTorch's output-size rule guarantees every window holds at least one input cell.
-    var m = act[base + h0 * p.in_w + w0];
+    var m = input(n, base + h0 * p.in_w + w0);
     var sum = 0.0;
     for (var y = h0; y < h1; y++) {
         for (var x = w0; x < w1; x++) {
-            let v = act[base + y * p.in_w + x];
+            let v = input(n, base + y * p.in_w + x);
             m = max(m, v);
             sum += v;
         }

@@ -837,6 +837,58 @@ fn forced_conv_kernels_are_the_ones_that_run() {
     }
 }
 
+/// A device whose textures hold at most `rows` rows: where a chunk's input views do not fit, ops
+/// read the arena instead.
+fn short_texture_context(rows: u32) -> Option<GpuContext> {
+    context()?;
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(
+        &instance, None,
+    ))
+    .unwrap();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("short textures"),
+        required_features: adapter.features() & wgpu::Features::SUBGROUP,
+        required_limits: wgpu::Limits {
+            max_texture_dimension_2d: rows,
+            ..adapter.limits()
+        },
+        ..Default::default()
+    }))
+    .unwrap();
+    Some(GpuContext::from_device(device, queue))
+}
+
+/// A pool whose input fits the device's textures reads it from one; one that does not reads the
+/// arena; both match the CPU.
+#[test]
+fn pools_read_the_arena_where_input_textures_do_not_fit() {
+    // The least the linear textures' 4096-texel rows allow.
+    let Some(short) = short_texture_context(4096) else {
+        return;
+    };
+    let Some(ctx) = context() else { return };
+    // 17 x 1000 x 1000 values: 4151 rows of r32float texels.
+    let g = pool_graph(PoolKind::Max, (17, 1000, 1000, 3, 2, 1, false));
+    let input = random(g.input_shape().numel(), 5);
+    let cpu = cpu::forward_all(&g, &input, 1).unwrap();
+    for (ctx, texture) in [(&ctx, true), (&short, false)] {
+        let session = Session::new(ctx, &g, 1).unwrap();
+        let kernel = &session.profile(&input).unwrap().ops[0].kernel;
+        assert_eq!(kernel.contains("TEXTURE_INPUT"), texture, "{kernel}");
+        let gpu = session.run_all(&input).unwrap();
+        let out = g.nodes[0].op.writes();
+        assert_close(
+            &format!("pool, texture input {texture}"),
+            &cpu::gather(&g, out, &gpu, 1),
+            &cpu::gather(&g, out, &cpu, 1),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
 /// (channels, height, width, kernel, stride, pad, ceil_mode)
 type PoolShape = (usize, usize, usize, usize, usize, usize, bool);
 

@@ -93,7 +93,8 @@ gpu_struct! {
         pad: u32,
         /// Workgroups along x; the flat workgroup index is `y * groups_x + x`.
         groups_x: u32,
-        _pad0: u32,
+        /// Texels from one image to the next in the input texture (`TEXTURE_INPUT` variant).
+        x_img: u32,
         _pad1: u32,
         _pad2: u32,
     }

@@ -223,6 +223,8 @@ impl ShaderFile {
                 Slot::AddInput,
                 Slot::Residual,
             ]
+        } else if self == ShaderFile::Pool {
+            &[Slot::Arena, Slot::Uniforms, Slot::InputScalar]
         } else if self.has_weights() {
             &[Slot::Arena, Slot::Weights, Slot::Uniforms]
         } else {

@@ -1,10 +1,14 @@
 //! `shaders/pool.wgsl`: max and average pooling with a square window, PyTorch semantics (padding,
-//! `count_include_pad`, `ceil_mode`). One invocation per output element, 64 per workgroup.
+//! `count_include_pad`, `ceil_mode`). One invocation per output element, 64 per workgroup. The input
+//! view is read from a copy in an r32float texture wherever a chunk's images fit the adapter's
+//! textures (`TEXTURE_INPUT`; measured on lavapipe several times faster than reading the arena).
 
-use super::{KernelKey, ShaderFile, ShaderKey};
+use super::{AdapterCaps, KernelKey, ShaderFile, ShaderKey, Slot};
 use crate::error::Result;
-use crate::gpu::lower::{flat_groups, Ctx, Lowered};
+use crate::gpu::lower::{flat_groups, Ctx, Lowered, TextureInput};
+use crate::gpu::texture::{self, Texels};
 use crate::gpu::uniforms::PoolParams;
+use crate::gpu::wgsl::Defines;
 use crate::graph::{out_size, Pool, PoolKind};
 
 /// Invocations per workgroup.
@@ -23,15 +27,30 @@ fn kind_code(kind: PoolKind) -> u32 {
     }
 }
 
-fn key(kind: u32) -> KernelKey {
-    KernelKey::new(ShaderKey::new(ShaderFile::Pool), "pool", &[("KIND", kind)])
+/// The define of the variant that reads its input from a texture.
+const TEXTURE_INPUT: &str = "TEXTURE_INPUT";
+
+fn key(kind: u32, texture_input: bool) -> KernelKey {
+    let defines = if texture_input {
+        Defines::new().flag(TEXTURE_INPUT)
+    } else {
+        Defines::new()
+    };
+    let shader = ShaderKey {
+        file: ShaderFile::Pool,
+        defines,
+    };
+    KernelKey::new(shader, "pool", &[("KIND", kind)])
 }
 
 pub(crate) fn variants() -> Vec<KernelKey> {
-    (0..3).map(key).collect()
+    (0..3)
+        .flat_map(|kind| [key(kind, false), key(kind, true)])
+        .collect()
 }
 
-pub(crate) fn lower(cx: &Ctx, p: &Pool) -> Result<Lowered> {
+/// Lowers a pool for chunks of `images` images on an adapter with `caps`.
+pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Result<Lowered> {
     if p.kernel == 0 || p.stride == 0 || 2 * p.pad > p.kernel {
         return Err(cx.err(format!(
             "pool kernel {} stride {} pad {}: need kernel, stride >= 1 and pad <= kernel / 2",
@@ -70,9 +89,25 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool) -> Result<Lowered> {
         groups_x: cx.u32(gx, "workgroups")?,
         ..Default::default()
     };
-    Ok(Lowered::plain(
-        key(kind_code(p.kind)),
+    let len = cx.u32(p.src.channels * in_h * in_w, "pool input")?;
+    let rows = texture::rows(Texels::Scalar.texels(len)) as usize;
+    let texture_input = rows.saturating_mul(images) <= caps.max_texture_rows as usize;
+    let params = PoolParams {
+        x_img: texture::image_texels(Texels::Scalar, len),
+        ..params
+    };
+    let mut lowered = Lowered::plain(
+        key(kind_code(p.kind), texture_input),
         &params,
         cx.groups(gx, gy)?,
-    ))
+    );
+    if texture_input {
+        lowered.steps[0].inputs = vec![TextureInput {
+            slot: Slot::InputScalar,
+            offset: src_off,
+            stride: src_bs,
+            len,
+        }];
+    }
+    Ok(lowered)
 }
