@@ -17,10 +17,13 @@
 
 use std::collections::BTreeMap;
 
-/// Preprocessor defines of one shader variant: name -> value (flags are 1). Ordered, so that equal
-/// sets compare and hash equal.
+/// Preprocessor defines of one shader variant: name -> value (flags are 1), and which names are
+/// flags (for labels). Ordered, so that equal sets compare and hash equal.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Defines(BTreeMap<&'static str, u32>);
+pub struct Defines(
+    BTreeMap<&'static str, u32>,
+    std::collections::BTreeSet<&'static str>,
+);
 
 impl Defines {
     pub fn new() -> Self {
@@ -29,12 +32,15 @@ impl Defines {
 
     /// With flag `name` set (its value is 1).
     pub fn flag(self, name: &'static str) -> Self {
-        self.value(name, 1)
+        let mut d = self.value(name, 1);
+        d.1.insert(name);
+        d
     }
 
     /// With `name` set to `value`.
     pub fn value(mut self, name: &'static str, value: u32) -> Self {
         self.0.insert(name, value);
+        self.1.remove(name);
         self
     }
 
@@ -46,12 +52,12 @@ impl Defines {
         self.0.is_empty()
     }
 
-    /// `A,B=8`, for labels.
+    /// `A,B=8` (flags bare), for labels.
     pub fn label(&self) -> String {
         self.0
             .iter()
             .map(|(k, v)| {
-                if *v == 1 {
+                if self.1.contains(k) {
                     (*k).to_string()
                 } else {
                     format!("{k}={v}")
@@ -407,7 +413,10 @@ mod tests {
 
     #[test]
     fn labels_list_defines_in_order() {
-        let d = Defines::new().value("LANES", 8).flag("F16_WEIGHTS");
-        assert_eq!(d.label(), "F16_WEIGHTS,LANES=8");
+        let d = Defines::new()
+            .value("LANES", 8)
+            .flag("F16_WEIGHTS")
+            .value("P", 1);
+        assert_eq!(d.label(), "F16_WEIGHTS,LANES=8,P=1");
     }
 }
