@@ -51,14 +51,9 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool) -> Result<Lowered> {
     };
     cx.expect_hw(&p.dst, (out_h, out_w), "pool output")?;
     cx.expect_channels(&p.dst, p.src.channels, "pool output")?;
-    let (src_off, src_bs) = cx.view(&p.src, "pool input")?;
-    let (dst_off, dst_bs) = cx.view(&p.dst, "pool output")?;
+    let views = cx.src_dst(&p.src, &p.dst, "pool")?;
     let (gx, gy) = flat_groups((p.src.channels * out_h * out_w).div_ceil(WG));
     let params = PoolParams {
-        src_off,
-        src_bs,
-        dst_off,
-        dst_bs,
         channels: cx.u32(p.src.channels, "channels")?,
         in_h: cx.u32(in_h, "height")?,
         in_w: cx.u32(in_w, "width")?,
@@ -68,7 +63,7 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool) -> Result<Lowered> {
         stride: cx.u32(p.stride, "stride")?,
         pad: cx.u32(p.pad, "padding")?,
         groups_x: cx.u32(gx, "workgroups")?,
-        ..Default::default()
+        ..views
     };
     Ok(Lowered::plain(
         key(kind_code(p.kind)),
