@@ -272,34 +272,32 @@ fn bench_profile_svg_refuses_the_weights_file_before_touching_the_gpu() {
 fn a_missing_output_directory_is_named_before_any_work() {
     let dir = workspace("missing-dir");
     let before = snapshot(&dir);
-    let out = infer_to(&dir, "nope/out.safetensors");
-    one_error(
-        &out,
-        2,
-        &["--output nope/out.safetensors: the directory nope does not exist"],
-    );
-    let out = classify_in(&dir, &["a.png", "b.png", "--cam", "nope/deeper/cam.png"]);
-    one_error(
-        &out,
-        2,
-        &["--cam nope/deeper/cam_a.png: the directory nope/deeper does not exist"],
-    );
-    let out = bench_in(
-        &dir,
-        &["--arch", "res2net50_26w_4s", "--profile-svg", "nope/p.svg"],
-    );
-    one_error(
-        &out,
-        2,
-        &["--profile-svg nope/p.svg: the directory nope does not exist"],
-    );
-    // An output that names a directory.
-    let out = infer_to(&dir, "sub");
-    one_error(
-        &out,
-        2,
-        &["--output sub: expected a file, found a directory"],
-    );
+    // (the run, the error it gives)
+    let refused = [
+        (
+            infer_to(&dir, "nope/out.safetensors"),
+            "--output nope/out.safetensors: the directory nope does not exist",
+        ),
+        (
+            classify_in(&dir, &["a.png", "b.png", "--cam", "nope/deeper/cam.png"]),
+            "--cam nope/deeper/cam_a.png: the directory nope/deeper does not exist",
+        ),
+        (
+            bench_in(
+                &dir,
+                &["--arch", "res2net50_26w_4s", "--profile-svg", "nope/p.svg"],
+            ),
+            "--profile-svg nope/p.svg: the directory nope does not exist",
+        ),
+        // An output that names a directory.
+        (
+            infer_to(&dir, "sub"),
+            "--output sub: expected a file, found a directory",
+        ),
+    ];
+    for (out, needle) in &refused {
+        one_error(out, 2, &[needle]);
+    }
     assert_eq!(snapshot(&dir), before);
     assert!(entries(&dir.join("sub")).is_empty());
     std::fs::remove_dir_all(&dir).ok();
