@@ -20,15 +20,10 @@ fn conv_gemm_32(
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let l = gemm_lane(wg, lane);
-    let p0 = wg.x * 32u;
-    // This lane loads input channel ci0 + kq of each step, pixels p0 + 16 * half .. + 15.
-    let cin4 = (p.cin_g + 3u) & ~3u;
     let taps = p.kh * p.kw;
-    var w_idx = l.lb * taps * cin4;
-
-    var iy0: array<i32, 16>;
-    var ix0: array<i32, 16>;
-    tap_origins(p0 + l.half * 16u, l.plane, &iy0, &ix0);
+    var w_idx = l.lb * taps * l.cin4;
+    // This lane loads input channel ci0 + kq of each step, pixels px.first .. + 15.
+    var px = pixel_tile(wg, l);
 
     var acc: array<vec4<f32>, 32>;
     for (var t = 0u; t < taps; t++) {
@@ -37,21 +32,21 @@ fn conv_gemm_32(
         var off: array<u32, 16>;
         var inside: array<bool, 16>;
         for (var j = 0u; j < 16u; j++) {
-            let iy = iy0[j] + ky;
-            let ix = ix0[j] + kx;
+            let iy = px.iy0[j] + ky;
+            let ix = px.ix0[j] + kx;
             inside[j] = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
             off[j] = select(0u, u32(iy) * p.in_w + u32(ix), inside[j]);
         }
-        for (var ci0 = 0u; ci0 < cin4; ci0 += 4u) {
+        for (var ci0 = 0u; ci0 < l.cin4; ci0 += 4u) {
             let ci = min(ci0 + l.kq, l.last_c);
             var x: array<vec4<f32>, 4>;
             if (ALIGNED) {
-                let b = (l.src_base + ci * l.in_plane + p0 + l.half * 16u) >> 2u;
+                let b = (l.src_base + ci * l.in_plane + px.first) >> 2u;
                 for (var i = 0u; i < 4u; i++) {
                     x[i] = act[b + i];
                 }
                 if (HAS_ADD) {
-                    let a = (l.add_base + ci * l.in_plane + p0 + l.half * 16u) >> 2u;
+                    let a = (l.add_base + ci * l.in_plane + px.first) >> 2u;
                     for (var i = 0u; i < 4u; i++) {
                         x[i] += act[a + i];
                     }
@@ -76,17 +71,13 @@ fn conv_gemm_32(
         }
     }
 
-    let co_l = l.blk * 32u + lane * 4u;
-    if (co_l >= p.cout_g) {
+    let o = lane_out(l, lane, 4u);
+    if (o.valid == 0u) {
         return;
     }
     let b = vec4<f32>(wts[p.bias_off + l.lb]);
-    let valid = min(4u, p.cout_g - co_l);
-    let co0 = l.g * p.cout_g + co_l;
-    let dst_base = p.dst_off + l.n * p.dst_bs + co0 * l.plane + p0;
-    let res_base = p.res_off + l.n * p.res_bs + co0 * l.plane + p0;
-    let live = min(32u, l.plane - p0);
+    let live = min(32u, l.plane - px.p0);
     let vec4_ok = vec_store_ok(l.plane);
-    store16(dst_base, res_base, l.plane, valid, live, 0u, &acc, 0u, b, vec4_ok);
-    store16(dst_base, res_base, l.plane, valid, live, 16u, &acc, 16u, b, vec4_ok);
+    store16(o.dst + px.p0, o.res + px.p0, l.plane, o.valid, live, 0u, &acc, 0u, b, vec4_ok);
+    store16(o.dst + px.p0, o.res + px.p0, l.plane, o.valid, live, 16u, &acc, 16u, b, vec4_ok);
 }

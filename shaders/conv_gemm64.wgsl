@@ -52,12 +52,12 @@ fn quad8(acc: ptr<function, array<vec4<f32>, 32>>, j0: u32, w: ptr<function, arr
 }
 
 // For kernel tap (ky, kx): the offset inside a channel plane of each of this lane's 8 input values
-// (iy0, ix0: their top-left input positions) and whether it is inside the input (outside: padding,
-// reads as zero).
-fn at_tap(iy0: ptr<function, array<i32, 8>>, ix0: ptr<function, array<i32, 8>>, ky: i32, kx: i32, off: ptr<function, array<u32, 8>>, inside: ptr<function, array<bool, 8>>) {
+// (px: their top-left input positions) and whether it is inside the input (outside: padding, reads as
+// zero).
+fn at_tap(px: ptr<function, PixelTile>, ky: i32, kx: i32, off: ptr<function, array<u32, 8>>, inside: ptr<function, array<bool, 8>>) {
     for (var j = 0u; j < 8u; j++) {
-        let iy = (*iy0)[j] + ky;
-        let ix = (*ix0)[j] + kx;
+        let iy = (*px).iy0[j] + ky;
+        let ix = (*px).ix0[j] + kx;
         (*inside)[j] = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
         (*off)[j] = select(0u, u32(iy) * p.in_w + u32(ix), (*inside)[j]);
     }
@@ -129,15 +129,11 @@ fn conv_gemm(
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let l = gemm_lane(wg, lane);
-    let p0 = wg.x * 16u;
-    // This lane loads input channel ci0 + kq of each step, pixels p0 + 8 * half .. + 7.
-    let cin4 = select((p.cin_g + 3u) & ~3u, (p.cin_g + 7u) & ~7u, K8);
+    let cin4 = select(l.cin4, (p.cin_g + 7u) & ~7u, K8);
     let taps = p.kh * p.kw;
     var w_idx = l.lb * select(taps * cin4, (p.cin_g * taps + 3u) & ~3u, FLAT) * 2u;
-
-    var iy0: array<i32, 8>;
-    var ix0: array<i32, 8>;
-    tap_origins(p0 + l.half * 8u, l.plane, &iy0, &ix0);
+    // This lane loads input channel ci0 + kq of each step, pixels px.first .. + 7.
+    var px = pixel_tile(wg, l);
 
     // Zero-initialised, like every WGSL function variable; only ever indexed by constants so that it
     // stays in registers.
@@ -155,8 +151,8 @@ fn conv_gemm(
             // This lane's value positions for its (ci, tap); ALIGNED is never set with FLAT.
             var off: array<u32, 8>;
             var inside: array<bool, 8>;
-            at_tap(&iy0, &ix0, ky, kx, &off, &inside);
-            step4(&acc, w_idx, rows8(ci, l.src_base, l.add_base, l.in_plane, p0 + l.half * 8u, &off, &inside));
+            at_tap(&px, ky, kx, &off, &inside);
+            step4(&acc, w_idx, rows8(ci, l.src_base, l.add_base, l.in_plane, px.first, &off, &inside));
             w_idx += 8u;
         }
     }
@@ -166,11 +162,11 @@ fn conv_gemm(
         let kx = i32(t % p.kw);
         var off: array<u32, 8>;
         var inside: array<bool, 8>;
-        at_tap(&iy0, &ix0, ky, kx, &off, &inside);
+        at_tap(&px, ky, kx, &off, &inside);
         if (K8) {
             for (var ci0 = 0u; ci0 < cin4; ci0 += 8u) {
-                let r0 = rows8(min(ci0 + l.kq, l.last_c), l.src_base, l.add_base, l.in_plane, p0 + l.half * 8u, &off, &inside);
-                let r1 = rows8(min(ci0 + 4u + l.kq, l.last_c), l.src_base, l.add_base, l.in_plane, p0 + l.half * 8u, &off, &inside);
+                let r0 = rows8(min(ci0 + l.kq, l.last_c), l.src_base, l.add_base, l.in_plane, px.first, &off, &inside);
+                let r1 = rows8(min(ci0 + 4u + l.kq, l.last_c), l.src_base, l.add_base, l.in_plane, px.first, &off, &inside);
                 var w: array<vec4<f32>, 16>;
                 for (var i = 0u; i < 16u; i++) {
                     w[i] = vec4<f32>(wts[w_idx + i]);
@@ -190,23 +186,22 @@ fn conv_gemm(
         }
         for (var ci0 = 0u; ci0 < cin4; ci0 += 4u) {
             let ci = min(ci0 + l.kq, l.last_c);
-            step4(&acc, w_idx, rows8(ci, l.src_base, l.add_base, l.in_plane, p0 + l.half * 8u, &off, &inside));
+            step4(&acc, w_idx, rows8(ci, l.src_base, l.add_base, l.in_plane, px.first, &off, &inside));
             w_idx += 8u;
         }
     }
 
-    let co_l = l.blk * 64u + lane * 8u;
-    if (co_l >= p.cout_g) {
+    let o = lane_out(l, lane, 8u);
+    if (o.valid == 0u) {
         return;
     }
     let b0 = vec4<f32>(wts[p.bias_off + l.lb * 2u]);
     let b1 = vec4<f32>(wts[p.bias_off + l.lb * 2u + 1u]);
-    let valid = min(8u, p.cout_g - co_l);
-    let co0 = l.g * p.cout_g + co_l;
-    // Output channel co0, pixel p0.
-    let dst_base = p.dst_off + l.n * p.dst_bs + co0 * l.plane + p0;
-    let res_base = p.res_off + l.n * p.res_bs + co0 * l.plane + p0;
-    let live = min(16u, l.plane - p0);
+    let valid = o.valid;
+    // The lane's first output channel, pixel p0.
+    let dst_base = o.dst + px.p0;
+    let res_base = o.res + px.p0;
+    let live = min(16u, l.plane - px.p0);
     if (vec_store_ok(l.plane)) {
         // Constant indices only (a dynamically indexed accumulator array would leave registers).
         put4(dst_base, res_base, l.plane, valid, live, 0u, 0u, acc[0] + b0, acc[2] + b0, acc[4] + b0, acc[6] + b0);

@@ -34,8 +34,7 @@ fn conv_gemm_row3(
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let l = gemm_lane(wg, lane);
-    let cin4 = (p.cin_g + 3u) & ~3u;
-    let w_base = l.lb * 9u * cin4;
+    let w_base = l.lb * 9u * l.cin4;
 
     // This lane's segment: output row oy, columns ox0..ox0+15 (rows past the plane load nothing).
     let seg = wg.x * 2u + l.half;
@@ -54,7 +53,7 @@ fn conv_gemm_row3(
         let iy = i32(oy + ky) - 1;
         let row_ok = iy >= 0 && iy < i32(p.in_h) && oy < p.out_h;
         let row_off = u32(max(iy, 0)) * p.in_w;
-        for (var ci0 = 0u; ci0 < cin4; ci0 += 4u) {
+        for (var ci0 = 0u; ci0 < l.cin4; ci0 += 4u) {
             let ci = min(ci0 + l.kq, l.last_c);
             var win: array<vec4<f32>, 6>;
             if (ALIGNED) {
@@ -88,20 +87,18 @@ fn conv_gemm_row3(
                 }
             }
             for (var kx = 0u; kx < 3u; kx++) {
-                let w_at = w_base + (ky * 3u + kx) * cin4 + ci0;
+                let w_at = w_base + (ky * 3u + kx) * l.cin4 + ci0;
                 step32(&acc, w_at, shifted(&win, 0u, kx), shifted(&win, 1u, kx),
                     shifted(&win, 2u, kx), shifted(&win, 3u, kx));
             }
         }
     }
 
-    let co_l = l.blk * 32u + lane * 4u;
-    if (co_l >= p.cout_g) {
+    let o = lane_out(l, lane, 4u);
+    if (o.valid == 0u) {
         return;
     }
     let b = vec4<f32>(wts[p.bias_off + l.lb]);
-    let valid = min(4u, p.cout_g - co_l);
-    let co0 = l.g * p.cout_g + co_l;
     // Segment of pixels 0..15 (even lanes' half) and of 16..31 (odd lanes' half).
     let s0 = wg.x * 2u;
     let oy0 = s0 / p.x_blocks;
@@ -112,11 +109,7 @@ fn conv_gemm_row3(
     let live1 = select(0u, min(16u, p.out_w - ox01), oy1 < p.out_h);
     let q0 = oy0 * p.out_w + ox00;
     let q1 = oy1 * p.out_w + ox01;
-    let d0 = p.dst_off + l.n * p.dst_bs + co0 * l.plane + q0;
-    let r0 = p.res_off + l.n * p.res_bs + co0 * l.plane + q0;
-    let d1 = p.dst_off + l.n * p.dst_bs + co0 * l.plane + q1;
-    let r1 = p.res_off + l.n * p.res_bs + co0 * l.plane + q1;
     let vec4_ok = vec_store_ok(l.plane) && (p.out_w & 3u) == 0u;
-    store16(d0, r0, l.plane, valid, live0, 0u, &acc, 0u, b, vec4_ok);
-    store16(d1, r1, l.plane, valid, live1, 0u, &acc, 16u, b, vec4_ok);
+    store16(o.dst + q0, o.res + q0, l.plane, o.valid, live0, 0u, &acc, 0u, b, vec4_ok);
+    store16(o.dst + q1, o.res + q1, l.plane, o.valid, live1, 0u, &acc, 16u, b, vec4_ok);
 }

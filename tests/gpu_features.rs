@@ -8,7 +8,7 @@ mod gpu_common;
 
 use std::path::Path;
 
-use gpu_common::{assert_close, assert_every_op_close, context, one_at_a_time, random, ATOL, RTOL};
+use gpu_common::{assert_close, assert_every_op_close, gpu, random, ATOL, RTOL};
 use res2net_wgpu::checkpoint::Checkpoint;
 use res2net_wgpu::features::{cpu_features, gpu_features, FeatureExtractor};
 use res2net_wgpu::gpu::{GpuContext, Session};
@@ -17,8 +17,7 @@ use res2net_wgpu::{arch, Model};
 
 #[test]
 fn every_features_fixture_matches_timm_on_the_gpu() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     let all = common::features_fixtures();
     assert!(all.len() >= 6, "expected the features fixtures");
     for f in all {
@@ -45,8 +44,7 @@ fn every_features_fixture_matches_timm_on_the_gpu() {
 
 #[test]
 fn preset_feature_maps_match_cpu_at_non_square_sizes() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     for (i, (name, h, w, indices)) in [
         ("res2net50d", 67, 45, vec![1, 2, 3, 4]),
         ("res2next50", 33, 70, vec![0, 4]),
@@ -73,8 +71,7 @@ fn preset_feature_maps_match_cpu_at_non_square_sizes() {
 
 #[test]
 fn new_input_sizes_share_one_copy_of_the_weights() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     let model = Model::from_config(&arch::preset("res2net50d").unwrap(), 2).unwrap();
     let fx = FeatureExtractor::with_context(model, None, ctx.clone()).unwrap();
     let first = random(3 * 64 * 96, 1);
@@ -126,8 +123,7 @@ fn copy_out(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64, bytes: u64) ->
 
 #[test]
 fn feature_maps_can_stay_on_the_device() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     let model = Model::from_config(&arch::preset("dla60_res2next").unwrap(), 6).unwrap();
     let fx = FeatureExtractor::with_context(model, Some(&[1, 3, 5]), ctx.clone()).unwrap();
     let input = random(2 * 3 * 32 * 64, 5);
@@ -174,8 +170,7 @@ fn succeeds(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn features_and_bench_commands_run_on_the_gpu() {
-    let Some(_) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((_, _gpu)) = gpu() else { return };
     let dir = common::scratch("gpu-features");
     let name = "timm_dla60_res2next_narrow";
     let fixture = common::fixture(&format!("{name}.features.safetensors"));

@@ -9,7 +9,7 @@ mod gpu_common;
 use std::time::{Duration, Instant};
 
 use gpu_common::{
-    assert_close, assert_every_op_close, assert_threads_agree, context, one_at_a_time, random,
+    assert_close, assert_every_op_close, assert_threads_agree, context, gpu, one_at_a_time, random,
     small_graph, ATOL, RTOL,
 };
 use res2net_wgpu::gpu::{ConvKernel, GpuContext, Precision, Session, SessionOptions, Tune};
@@ -26,8 +26,7 @@ fn res2net50(size: usize, model_seed: u64, input_seed: u64) -> (Graph, Vec<f32>)
 
 #[test]
 fn res2net50_26w_4s_at_224_matches_cpu() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     let (graph, input) = res2net50(224, 11, 3);
 
     let t = Instant::now();
@@ -109,8 +108,7 @@ fn every_preset_matches_cpu_on_the_texture_family() {
 /// Every preset (random weights from `seed` on) at a small odd size in a batch of 2, on sessions
 /// built with `options`, against the CPU reference; `check` sees each session and input first.
 fn presets_match_cpu(options: &SessionOptions, seed: u64, check: impl Fn(&str, &Session, &[f32])) {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     for (i, p) in arch::presets().into_iter().enumerate() {
         let model = Model::from_config(&p.config, seed + i as u64).unwrap();
         // A DLA's sides must halve evenly down to level 5: 63 -> 32 -> .. -> 1 does, 35 does not.
@@ -139,8 +137,7 @@ fn presets_match_cpu(options: &SessionOptions, seed: u64, check: impl Fn(&str, &
 
 #[test]
 fn every_fixture_matches_pytorch() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     let fixtures = common::io_fixtures();
     assert!(!fixtures.is_empty(), "no fixtures in tests/fixtures");
     for f in fixtures {
@@ -177,8 +174,7 @@ fn every_fixture_matches_pytorch() {
 /// that asking for f16 there is a clear error.
 #[test]
 fn every_fixture_with_f16_weights_keeps_top1_and_logits_within_1e_2() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     let graph = small_graph();
     let f16 = SessionOptions {
         precision: Precision::F16,
@@ -237,8 +233,7 @@ fn every_fixture_with_f16_weights_keeps_top1_and_logits_within_1e_2() {
 
 #[test]
 fn wrong_inputs_are_input_errors() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     let graph = small_graph();
     let session = Session::new(&ctx, &graph, 2).unwrap();
     let err = session.run(&[0.0; 10]).unwrap_err();
@@ -258,8 +253,7 @@ fn wrong_inputs_are_input_errors() {
 
 #[test]
 fn a_run_that_cannot_finish_in_time_is_an_error_not_a_hang() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     let (graph, input) = res2net50(160, 1, 1);
     let options = SessionOptions {
         timeout: Duration::ZERO,
@@ -287,8 +281,7 @@ fn a_run_that_cannot_finish_in_time_is_an_error_not_a_hang() {
 
 #[test]
 fn async_run_and_threads_agree_with_the_blocking_run() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     let graph = small_graph();
     let session = Session::new(&ctx, &graph, 3).unwrap();
     let inputs: Vec<Vec<f32>> = (0..4).map(|i| random(3 * 3 * 32 * 32, 50 + i)).collect();
@@ -324,8 +317,7 @@ fn a_lost_device_is_an_error_and_a_new_session_works() {
 
 #[test]
 fn sessions_work_on_the_callers_own_device() {
-    let Some(ctx) = context() else { return };
-    let _gpu = one_at_a_time();
+    let Some((ctx, _gpu)) = gpu() else { return };
     let wrapped = GpuContext::from_device(ctx.device().clone(), ctx.queue().clone());
     let graph = small_graph();
     let input = random(3 * 32 * 32, 4);

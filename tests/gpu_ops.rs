@@ -253,6 +253,28 @@ struct ConvCase {
     batch: usize,
 }
 
+impl ConvCase {
+    /// With a 1x1 kernel and no padding.
+    const fn pointwise(self) -> Self {
+        ConvCase {
+            kernel: (1, 1),
+            pad: 0,
+            ..self
+        }
+    }
+
+    /// With every fusion (src_add, residual, relu) on two images.
+    const fn fused(self) -> Self {
+        ConvCase {
+            add: true,
+            residual: true,
+            act: Activation::Relu,
+            batch: 2,
+            ..self
+        }
+    }
+}
+
 /// A plain 3x3 conv on a 9x11 plane, which the cases vary.
 const BASE_CASE: ConvCase = ConvCase {
     cin: 8,
@@ -426,11 +448,7 @@ fn conv_matches_cpu() {
             cout: 70,
             h: 10,
             w: 7,
-            add: true,
-            residual: true,
-            act: Relu,
-            batch: 2,
-            ..base
+            ..base.fused()
         },
         ConvCase {
             cin: 10,
@@ -455,33 +473,23 @@ fn conv_matches_cpu() {
         ConvCase {
             cin: 16,
             cout: 24,
-            kernel: (1, 1),
-            pad: 0,
             act: Relu,
-            ..base
+            ..base.pointwise()
         },
         ConvCase {
             cin: 9,
             cout: 6,
             h: 5,
             w: 3,
-            kernel: (1, 1),
-            pad: 0,
-            add: true,
-            residual: true,
-            act: Relu,
-            batch: 2,
-            ..base
+            ..base.pointwise().fused()
         },
         ConvCase {
             cin: 8,
             cout: 12,
-            kernel: (1, 1),
-            pad: 0,
             groups: 2,
             residual: true,
             act: Sigmoid,
-            ..base
+            ..base.pointwise()
         },
         // 1x1 stride 2 (downsample) goes through the direct kernel
         ConvCase {
@@ -489,11 +497,9 @@ fn conv_matches_cpu() {
             cout: 16,
             h: 9,
             w: 9,
-            kernel: (1, 1),
-            pad: 0,
             stride: 2,
             residual: true,
-            ..base
+            ..base.pointwise()
         },
         // long reduction
         ConvCase {
@@ -547,19 +553,11 @@ fn conv_gemm_edges_match_cpu() {
         cout: 130,
         h: 8,
         w: 8,
-        kernel: (1, 1),
-        pad: 0,
-        ..BASE_CASE
+        ..BASE_CASE.pointwise()
     };
     let cases = [
         // aligned 1x1 (8x8 plane), 3 channel blocks, src_add + residual, batch 2
-        ConvCase {
-            add: true,
-            residual: true,
-            act: Relu,
-            batch: 2,
-            ..base
-        },
+        base.fused(),
         // unaligned plane (7x7) and a view at an odd channel offset
         ConvCase {
             h: 7,
@@ -1243,9 +1241,7 @@ fn conv_gp_edges_match_cpu() {
             cout: 33,
             h: 70,
             w: 67,
-            kernel: (1, 1),
-            pad: 0,
-            ..base
+            ..base.pointwise()
         },
     ]);
     check_cases("gp edge", &cases, &[ConvKernel::Gp]);

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use res2net_wgpu::gpu::kernels::{all_variants, AdapterCaps, KernelKey};
 use res2net_wgpu::gpu::{pipeline_keys, ConvKernel, Precision, SessionOptions};
+use res2net_wgpu::graph::Graph;
 use res2net_wgpu::{arch, Model};
 
 /// The adapters whose kernel choices differ: 8-lane subgroups (the GEMM families), the other fixed
@@ -30,6 +31,13 @@ const fn caps(subgroup_sizes: Option<(u32, u32)>, f16: bool, rows: u32) -> Adapt
         f16,
         max_texture_rows: rows,
     }
+}
+
+/// The graph of a res2net50_26w_4s (seeded weights) at `size`x`size`.
+fn res2net50(size: usize) -> Graph {
+    let config = arch::preset("res2net50_26w_4s").unwrap();
+    let model = Model::from_config(&config, 1).unwrap();
+    model.graph(size, size).unwrap()
 }
 
 #[test]
@@ -90,11 +98,7 @@ fn every_lowered_key_is_a_compiled_variant() {
 
 #[test]
 fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
-    let config = arch::preset("res2net50_26w_4s").unwrap();
-    let graph = Model::from_config(&config, 1)
-        .unwrap()
-        .graph(64, 64)
-        .unwrap();
+    let graph = res2net50(64);
     let caps = ADAPTERS[0];
     let keys = |kernel| {
         let options = SessionOptions {
@@ -140,11 +144,7 @@ fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
 /// subgroups; where a chunk's input views do not fit the adapter's textures, on the direct kernels.
 #[test]
 fn the_rule_runs_the_texture_families_without_8_lane_subgroups() {
-    let config = arch::preset("res2net50_26w_4s").unwrap();
-    let graph = Model::from_config(&config, 1)
-        .unwrap()
-        .graph(224, 224)
-        .unwrap();
+    let graph = res2net50(224);
     let options = SessionOptions::default();
     let conv_keys = |caps: &AdapterCaps| -> Vec<KernelKey> {
         pipeline_keys(&graph, 2, caps, &options)

@@ -62,6 +62,11 @@ fn infer_in(dir: &Path, weights: &str, input: &str, output: &str) -> Output {
     res2net_in(dir, &[&["infer", "--device", "cpu"], &args[..]].concat())
 }
 
+/// `infer` of the workspace's input with its weights, writing `output`.
+fn infer_to(dir: &Path, output: &str) -> Output {
+    infer_in(dir, "w.safetensors", "in.safetensors", output)
+}
+
 #[test]
 fn infer_refuses_an_output_that_is_its_weights_or_its_input() {
     let dir = workspace("infer-same");
@@ -89,7 +94,7 @@ fn infer_refuses_an_output_that_is_its_weights_or_its_input() {
         ("in-link.safetensors", "--input", ""),
     ]);
     for (output, arg, extra) in cases {
-        let out = infer_in(&dir, "w.safetensors", "in.safetensors", output);
+        let out = infer_to(&dir, output);
         let line = one_error(
             &out,
             2,
@@ -128,12 +133,7 @@ fn infer_refuses_an_output_that_is_its_weights_or_its_input() {
     one_error(&out, 2, &["the same file as --input in.safetensors"]);
     // A different file is written, and a second run replaces it whole, leaving no temporary file.
     for _ in 0..2 {
-        let out = infer_in(
-            &dir,
-            "w.safetensors",
-            "in.safetensors",
-            "sub/out.safetensors",
-        );
+        let out = infer_to(&dir, "sub/out.safetensors");
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     assert_eq!(entries(&dir.join("sub")), ["out.safetensors"]);
@@ -163,57 +163,53 @@ fn classify_cam_never_lands_on_an_input() {
         std::fs::hard_link(dir.join("a.png"), dir.join("a-hard.png")).unwrap();
     }
     let before = snapshot(&dir);
-    let check = |args: &[&str], needle: &str| {
+    // (arguments, the error they give)
+    let refused: &[(&[&str], &str)] = &[
+        // One image: the map is written to --cam itself.
+        (
+            &["a.png", "--cam", "a.png"],
+            "--cam a.png: the same file as IMAGE a.png",
+        ),
+        (
+            &["a.png", "--cam", "./sub/../a.png"],
+            "--cam ./sub/../a.png: the same file as IMAGE a.png",
+        ),
+        (
+            &["a.png", "--cam", "w.safetensors", "--weights", "w.safetensors"],
+            "--cam w.safetensors: the same file as --weights w.safetensors",
+        ),
+        #[cfg(unix)]
+        (
+            &["a.png", "--cam", "a-link.png"],
+            "--cam a-link.png: the same file as IMAGE a.png",
+        ),
+        #[cfg(unix)]
+        (
+            &["a.png", "--cam", "a-hard.png"],
+            "--cam a-hard.png: the same file as IMAGE a.png (a hard link to it)",
+        ),
+        // Several images: `cam.png` + `a.png` -> `cam_a.png`; the map of b.png would be cam_b.png,
+        // which is an input image of the same run.
+        (
+            &["a.png", "b.png", "cam_b.png", "--cam", "cam.png"],
+            "--cam cam_b.png: the same file as IMAGE cam_b.png",
+        ),
+        // A directory of images with --cam inside it, after a run that put maps there: same thing.
+        (
+            &[".", "--cam", "./cam.png"],
+            "--cam ./cam_b.png: the same file as IMAGE ./cam_b.png",
+        ),
+        // Two images with the same stem would get the same map.
+        (
+            &["a.png", "other/a.png", "--cam", "sub/cam.png"],
+            "--cam sub/cam_a.png: the maps of IMAGE a.png and IMAGE other/a.png would both be written here",
+        ),
+    ];
+    for &(args, needle) in refused {
         let out = classify_in(&dir, args);
         one_error(&out, 2, &[needle]);
         assert_eq!(snapshot(&dir), before, "{args:?} changed the directory");
-    };
-    // One image: the map is written to --cam itself.
-    check(
-        &["a.png", "--cam", "a.png"],
-        "--cam a.png: the same file as IMAGE a.png",
-    );
-    check(
-        &["a.png", "--cam", "./sub/../a.png"],
-        "--cam ./sub/../a.png: the same file as IMAGE a.png",
-    );
-    check(
-        &[
-            "a.png",
-            "--cam",
-            "w.safetensors",
-            "--weights",
-            "w.safetensors",
-        ],
-        "--cam w.safetensors: the same file as --weights w.safetensors",
-    );
-    #[cfg(unix)]
-    {
-        check(
-            &["a.png", "--cam", "a-link.png"],
-            "--cam a-link.png: the same file as IMAGE a.png",
-        );
-        check(
-            &["a.png", "--cam", "a-hard.png"],
-            "--cam a-hard.png: the same file as IMAGE a.png (a hard link to it)",
-        );
     }
-    // Several images: `cam.png` + `a.png` -> `cam_a.png`; the map of b.png would be cam_b.png, which
-    // is an input image of the same run.
-    check(
-        &["a.png", "b.png", "cam_b.png", "--cam", "cam.png"],
-        "--cam cam_b.png: the same file as IMAGE cam_b.png",
-    );
-    // A directory of images with --cam inside it, after a run that put maps there: same thing.
-    check(
-        &[".", "--cam", "./cam.png"],
-        "--cam ./cam_b.png: the same file as IMAGE ./cam_b.png",
-    );
-    // Two images with the same stem would get the same map.
-    check(
-        &["a.png", "other/a.png", "--cam", "sub/cam.png"],
-        "--cam sub/cam_a.png: the maps of IMAGE a.png and IMAGE other/a.png would both be written here",
-    );
     // Distinct names are written, nothing else (an image named twice is one map).
     let out = classify_in(&dir, &["a.png", "b.png", "./a.png", "--cam", "sub/cam.png"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -276,39 +272,32 @@ fn bench_profile_svg_refuses_the_weights_file_before_touching_the_gpu() {
 fn a_missing_output_directory_is_named_before_any_work() {
     let dir = workspace("missing-dir");
     let before = snapshot(&dir);
-    let out = infer_in(
-        &dir,
-        "w.safetensors",
-        "in.safetensors",
-        "nope/out.safetensors",
-    );
-    one_error(
-        &out,
-        2,
-        &["--output nope/out.safetensors: the directory nope does not exist"],
-    );
-    let out = classify_in(&dir, &["a.png", "b.png", "--cam", "nope/deeper/cam.png"]);
-    one_error(
-        &out,
-        2,
-        &["--cam nope/deeper/cam_a.png: the directory nope/deeper does not exist"],
-    );
-    let out = bench_in(
-        &dir,
-        &["--arch", "res2net50_26w_4s", "--profile-svg", "nope/p.svg"],
-    );
-    one_error(
-        &out,
-        2,
-        &["--profile-svg nope/p.svg: the directory nope does not exist"],
-    );
-    // An output that names a directory.
-    let out = infer_in(&dir, "w.safetensors", "in.safetensors", "sub");
-    one_error(
-        &out,
-        2,
-        &["--output sub: expected a file, found a directory"],
-    );
+    // (the run, the error it gives)
+    let refused = [
+        (
+            infer_to(&dir, "nope/out.safetensors"),
+            "--output nope/out.safetensors: the directory nope does not exist",
+        ),
+        (
+            classify_in(&dir, &["a.png", "b.png", "--cam", "nope/deeper/cam.png"]),
+            "--cam nope/deeper/cam_a.png: the directory nope/deeper does not exist",
+        ),
+        (
+            bench_in(
+                &dir,
+                &["--arch", "res2net50_26w_4s", "--profile-svg", "nope/p.svg"],
+            ),
+            "--profile-svg nope/p.svg: the directory nope does not exist",
+        ),
+        // An output that names a directory.
+        (
+            infer_to(&dir, "sub"),
+            "--output sub: expected a file, found a directory",
+        ),
+    ];
+    for (out, needle) in &refused {
+        one_error(out, 2, &[needle]);
+    }
     assert_eq!(snapshot(&dir), before);
     assert!(entries(&dir.join("sub")).is_empty());
     std::fs::remove_dir_all(&dir).ok();
@@ -359,12 +348,7 @@ fn an_unwritable_output_directory_is_named_before_any_work() {
     let before = snapshot(&dir);
     // A path through a regular file (ENOTDIR): the honest way to get an unwritable directory that
     // works as root too, since permission bits do not bind root.
-    let out = infer_in(
-        &dir,
-        "w.safetensors",
-        "in.safetensors",
-        "in.safetensors/out.safetensors",
-    );
+    let out = infer_to(&dir, "in.safetensors/out.safetensors");
     one_error(
         &out,
         2,
@@ -380,12 +364,7 @@ fn an_unwritable_output_directory_is_named_before_any_work() {
 
     // sysfs takes no new files, even from root.
     if Path::new("/sys/kernel").is_dir() {
-        let out = infer_in(
-            &dir,
-            "w.safetensors",
-            "in.safetensors",
-            "/sys/out.safetensors",
-        );
+        let out = infer_to(&dir, "/sys/out.safetensors");
         one_error(&out, 2, &["--output /sys/out.safetensors: "]);
         assert!(!Path::new("/sys/out.safetensors").exists());
     } else {
@@ -399,12 +378,7 @@ fn an_unwritable_output_directory_is_named_before_any_work() {
         let locked = dir.join("locked");
         std::fs::create_dir(&locked).unwrap();
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
-        let out = infer_in(
-            &dir,
-            "w.safetensors",
-            "in.safetensors",
-            "locked/out.safetensors",
-        );
+        let out = infer_to(&dir, "locked/out.safetensors");
         one_error(
             &out,
             2,

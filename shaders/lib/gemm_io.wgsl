@@ -1,6 +1,7 @@
 // What every subgroup GEMM conv kernel shares (conv_gemm64, conv_gemm32, conv_row3):
 //   dst = act(conv(src + src_add) + bias + residual)
-// the bindings, the fusions' override constants, and the vec4 epilogue store.
+// the bindings, the fusions' override constants, what a lane works on and where its output channels
+// go, and the vec4 epilogue store.
 #import ConvParams
 #define ARENA_VEC4
 #import arena
@@ -34,6 +35,9 @@ struct GemmLane {
     src_base: u32,
     add_base: u32,
     last_c: u32,
+    // The group's input channels rounded up to whole reduction steps of 4 (the input channels per
+    // tap of the packed weights, without K8).
+    cin4: u32,
 }
 
 fn gemm_lane(wg: vec3<u32>, lane: u32) -> GemmLane {
@@ -49,7 +53,30 @@ fn gemm_lane(wg: vec3<u32>, lane: u32) -> GemmLane {
     l.src_base = p.src_off + l.n * p.src_bs + l.g * p.cin_g * l.in_plane;
     l.add_base = p.add_off + l.n * p.add_bs + l.g * p.cin_g * l.in_plane;
     l.last_c = p.cin_g - 1u;
+    l.cin4 = (p.cin_g + 3u) & ~3u;
     return l;
+}
+
+// Where a lane's output channels go. Lane `lane` owns `per_lane` consecutive output channels of the
+// group's block of 8 * per_lane; `valid` of them exist (0: the lane is past the group's channels and
+// stores nothing). dst and res: pixel 0 of the lane's first channel in the output and the residual
+// views, image n.
+struct LaneOut {
+    valid: u32,
+    dst: u32,
+    res: u32,
+}
+
+fn lane_out(l: GemmLane, lane: u32, per_lane: u32) -> LaneOut {
+    var o: LaneOut;
+    let co_l = (l.blk * 8u + lane) * per_lane;
+    if (co_l < p.cout_g) {
+        o.valid = min(per_lane, p.cout_g - co_l);
+        let co0 = l.g * p.cout_g + co_l;
+        o.dst = p.dst_off + l.n * p.dst_bs + co0 * l.plane;
+        o.res = p.res_off + l.n * p.res_bs + co0 * l.plane;
+    }
+    return o;
 }
 
 // Whether the epilogue may store whole vec4s along the pixel axis: every output (and residual) row

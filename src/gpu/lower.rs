@@ -9,6 +9,7 @@ use super::kernels::conv::{self, Packing};
 use super::kernels::{self, AdapterCaps, KernelKey, Slot};
 use super::plan::ArenaPlan;
 use super::tune::ConvPolicy;
+use super::uniforms::SrcDst;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, Op, View};
 
@@ -131,6 +132,14 @@ impl Ctx<'_> {
         })?;
         let off = base + (v.c0 * s.plane()) as u64;
         Ok((self.u32(off, what)?, self.u32(s.numel(), what)?))
+    }
+
+    /// Uniforms with an op's input and output views set (`{op} input` and `{op} output` in errors),
+    /// for the caller to fill the rest.
+    pub fn src_dst<T: SrcDst>(&self, src: &View, dst: &View, op: &str) -> Result<T> {
+        let src = self.view(src, &format!("{op} input"))?;
+        let dst = self.view(dst, &format!("{op} output"))?;
+        Ok(T::with_views(src, dst))
     }
 
     /// (offset, batch stride) of an optional view, (0, 0) when absent.

@@ -160,6 +160,31 @@ gpu_struct! {
     }
 }
 
+/// Uniforms of an op that reads one view and writes another, both as (offset, batch stride).
+pub trait SrcDst: Default {
+    /// These uniforms with the two views set and every other field zero.
+    fn with_views(src: (u32, u32), dst: (u32, u32)) -> Self;
+}
+
+/// Implements [`SrcDst`] for structs with `src_off`, `src_bs`, `dst_off` and `dst_bs` fields.
+macro_rules! src_dst {
+    ($($t:ident),*) => {
+        $(impl SrcDst for $t {
+            fn with_views(src: (u32, u32), dst: (u32, u32)) -> Self {
+                $t {
+                    src_off: src.0,
+                    src_bs: src.1,
+                    dst_off: dst.0,
+                    dst_bs: dst.1,
+                    ..Default::default()
+                }
+            }
+        })*
+    };
+}
+
+src_dst!(PoolParams, GlobalPoolParams, LinearParams, SoftmaxParams);
+
 gpu_struct! {
     /// The FMA peak benchmark's loop count.
     PeakParams {

@@ -124,6 +124,13 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     GPU.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The device with [`one_at_a_time`]'s lock held, for a test that runs whole networks; `None` (after
+/// saying why) when there is no device.
+pub fn gpu() -> Option<(GpuContext, MutexGuard<'static, ()>)> {
+    let ctx = context()?;
+    Some((ctx, one_at_a_time()))
+}
+
 /// Whether several conv families are worth timing on this adapter. A CPU adapter without 8-lane
 /// subgroups has one (the texture family): the tuner has nothing to choose there.
 pub fn families_compete(ctx: &GpuContext) -> bool {

@@ -26,16 +26,11 @@ pub(crate) fn lower(cx: &Ctx, g: &GlobalAvgPool) -> Result<Lowered> {
     cx.expect_hw(&g.dst, (1, 1), "global pool output")?;
     cx.expect_channels(&g.dst, g.src.channels, "global pool output")?;
     let (h, w) = cx.hw(&g.src);
-    let (src_off, src_bs) = cx.view(&g.src, "global pool input")?;
-    let (dst_off, dst_bs) = cx.view(&g.dst, "global pool output")?;
+    let views = cx.src_dst(&g.src, &g.dst, "global pool")?;
     let params = GlobalPoolParams {
-        src_off,
-        src_bs,
-        dst_off,
-        dst_bs,
         channels: cx.u32(g.src.channels, "channels")?,
         plane: cx.u32(h * w, "plane")?,
-        ..Default::default()
+        ..views
     };
     Ok(Lowered::plain(
         key(),

@@ -32,17 +32,12 @@ pub(crate) fn lower(cx: &Ctx, l: &Linear, f16_weights: bool) -> Result<Lowered> 
     let (m, k) = (l.dst.channels, l.src.channels);
     cx.expect_len(l.weight.len(), m * k, "linear weight")?;
     cx.expect_len(l.bias.len(), m, "linear bias")?;
-    let (src_off, src_bs) = cx.view(&l.src, "linear input")?;
-    let (dst_off, dst_bs) = cx.view(&l.dst, "linear output")?;
+    let views = cx.src_dst(&l.src, &l.dst, "linear")?;
     let params = LinearParams {
-        src_off,
-        src_bs,
-        dst_off,
-        dst_bs,
         m: cx.u32(m, "channels")?,
         k: cx.u32(k, "channels")?,
         bias_off: cx.u32(m * k, "weights")?,
-        ..Default::default()
+        ..views
     };
     let f16 = f16_weights && fits_f16(&l.weight) && fits_f16(&l.bias);
     let weights = WeightSpec {

@@ -70,14 +70,10 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
     };
     cx.expect_hw(&p.dst, (out_h, out_w), "pool output")?;
     cx.expect_channels(&p.dst, p.src.channels, "pool output")?;
-    let (src_off, src_bs) = cx.view(&p.src, "pool input")?;
-    let (dst_off, dst_bs) = cx.view(&p.dst, "pool output")?;
+    let views = cx.src_dst(&p.src, &p.dst, "pool")?;
     let (gx, gy) = flat_groups((p.src.channels * out_h * out_w).div_ceil(WG));
+    let len = cx.u32(p.src.channels * in_h * in_w, "pool input")?;
     let params = PoolParams {
-        src_off,
-        src_bs,
-        dst_off,
-        dst_bs,
         channels: cx.u32(p.src.channels, "channels")?,
         in_h: cx.u32(in_h, "height")?,
         in_w: cx.u32(in_w, "width")?,
@@ -87,15 +83,11 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
         stride: cx.u32(p.stride, "stride")?,
         pad: cx.u32(p.pad, "padding")?,
         groups_x: cx.u32(gx, "workgroups")?,
-        ..Default::default()
+        x_img: texture::image_texels(Texels::Scalar, len),
+        ..views
     };
-    let len = cx.u32(p.src.channels * in_h * in_w, "pool input")?;
     let rows = texture::rows(Texels::Scalar.texels(len)) as usize;
     let texture_input = rows.saturating_mul(images) <= caps.max_texture_rows as usize;
-    let params = PoolParams {
-        x_img: texture::image_texels(Texels::Scalar, len),
-        ..params
-    };
     let mut lowered = Lowered::plain(
         key(kind_code(p.kind), texture_input),
         &params,
@@ -104,8 +96,8 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
     if texture_input {
         lowered.steps[0].inputs = vec![TextureInput {
             slot: Slot::InputScalar,
-            offset: src_off,
-            stride: src_bs,
+            offset: views.src_off,
+            stride: views.src_bs,
             len,
         }];
     }

@@ -19,15 +19,10 @@ pub(crate) fn lower(cx: &Ctx, s: &Softmax) -> Result<Lowered> {
     cx.expect_hw(&s.src, (1, 1), "softmax input")?;
     cx.expect_hw(&s.dst, (1, 1), "softmax output")?;
     cx.expect_channels(&s.dst, s.src.channels, "softmax output")?;
-    let (src_off, src_bs) = cx.view(&s.src, "softmax input")?;
-    let (dst_off, dst_bs) = cx.view(&s.dst, "softmax output")?;
+    let views = cx.src_dst(&s.src, &s.dst, "softmax")?;
     let params = SoftmaxParams {
-        src_off,
-        src_bs,
-        dst_off,
-        dst_bs,
         channels: cx.u32(s.src.channels, "channels")?,
-        ..Default::default()
+        ..views
     };
     Ok(Lowered::plain(key(), &params, (1, 1)))
 }

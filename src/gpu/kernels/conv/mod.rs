@@ -298,8 +298,6 @@ pub(crate) fn lower(
     cx.expect_len(c.weight.len(), c.cout() * s.cin_g * s.taps(), "conv weight")?;
     cx.expect_len(c.bias.len(), c.cout(), "conv bias")?;
     let bias_off = plan.packing.bias_offset(c);
-    let add = s.add.unwrap_or((0, 0));
-    let res = s.res.unwrap_or((0, 0));
     let inputs = texture_inputs(cx, &s, &plan)?;
     let image_texels = |slot: Slot| {
         inputs
@@ -311,34 +309,16 @@ pub(crate) fn lower(
     let x_img = image_texels(Slot::Input).max(image_texels(Slot::InputScalar));
     let add_img = image_texels(Slot::AddInput).max(image_texels(Slot::AddInputScalar));
     let res_img = image_texels(Slot::Residual).max(image_texels(Slot::ResidualScalar));
+    let shape_params = shape_params(cx, &s)?;
     let params = ConvParams {
-        src_off: s.src.0,
-        src_bs: s.src.1,
-        add_off: add.0,
-        add_bs: add.1,
-        dst_off: s.dst.0,
-        dst_bs: s.dst.1,
-        res_off: res.0,
-        res_bs: res.1,
-        in_h: cx.u32(s.in_h, "height")?,
-        in_w: cx.u32(s.in_w, "width")?,
-        out_h: cx.u32(s.out_h, "height")?,
-        out_w: cx.u32(s.out_w, "width")?,
-        cin_g: cx.u32(s.cin_g, "channels")?,
-        cout_g: cx.u32(s.cout_g, "channels")?,
         cout_blocks: cx.u32(plan.cout_blocks, "channels")?,
-        groups: cx.u32(s.groups, "groups")?,
-        kh: cx.u32(s.kh, "kernel")?,
-        kw: cx.u32(s.kw, "kernel")?,
-        stride: cx.u32(s.stride, "stride")?,
-        pad: cx.u32(s.pad, "padding")?,
         x_blocks: cx.u32(plan.x_blocks, "width")?,
         bias_off: cx.u32(bias_off, "weights")?,
         k_split: cx.u32(plan.split_k.as_ref().map_or(0, |k| k.k_split), "reduction")?,
         x_img,
         add_img,
         res_img,
-        ..Default::default()
+        ..shape_params
     };
     let f16 = policy.f16_weights && fits_f16(&c.weight) && fits_f16(&c.bias);
     let weights = WeightSpec {
@@ -368,6 +348,35 @@ pub(crate) fn lower(
     }
     lowered.steps[0].inputs = inputs;
     Ok(lowered)
+}
+
+/// The uniforms the conv's shape alone decides: its views and sizes, each checked to fit in 32 bits.
+/// [`lower`] adds what the family's plan decides (blocks, weight offsets, split, textures).
+fn shape_params(cx: &Ctx, s: &ConvShape) -> Result<ConvParams> {
+    let add = s.add.unwrap_or((0, 0));
+    let res = s.res.unwrap_or((0, 0));
+    Ok(ConvParams {
+        src_off: s.src.0,
+        src_bs: s.src.1,
+        add_off: add.0,
+        add_bs: add.1,
+        dst_off: s.dst.0,
+        dst_bs: s.dst.1,
+        res_off: res.0,
+        res_bs: res.1,
+        in_h: cx.u32(s.in_h, "height")?,
+        in_w: cx.u32(s.in_w, "width")?,
+        out_h: cx.u32(s.out_h, "height")?,
+        out_w: cx.u32(s.out_w, "width")?,
+        cin_g: cx.u32(s.cin_g, "channels")?,
+        cout_g: cx.u32(s.cout_g, "channels")?,
+        groups: cx.u32(s.groups, "groups")?,
+        kh: cx.u32(s.kh, "kernel")?,
+        kw: cx.u32(s.kw, "kernel")?,
+        stride: cx.u32(s.stride, "stride")?,
+        pad: cx.u32(s.pad, "padding")?,
+        ..Default::default()
+    })
 }
 
 /// The views the plan reads from textures, checked: a vec4 texture needs the view and the image
