@@ -32,25 +32,19 @@
 #define WQ 8
 #endif
 
+#define SCALAR_TEXELS
 #import ConvParams
 
 // Whether `src_add` is added to the input while it is read.
 override HAS_ADD: bool = false;
-// Whether a residual view is added before the activation.
-override HAS_RES: bool = false;
 
 #import arena
 #import activation
+#import texels
 @group(0) @binding(2) var<uniform> p: ConvParams;
 @group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(7) var xtex: texture_storage_2d<r32float, read>;
 @group(0) @binding(8) var atex: texture_storage_2d<r32float, read>;
-@group(0) @binding(10) var rtex: texture_storage_2d<r32float, read>;
-
-// Texel t of a linear texture of 4096-texel rows.
-fn at(t: u32) -> vec2<u32> {
-    return vec2<u32>(t & 4095u, t >> 12u);
-}
 
 // One value of (src + src_add): input texel xi, added-input texel ai.
 fn input(xi: u32, ai: u32) -> f32 {
@@ -59,17 +53,6 @@ fn input(xi: u32, ai: u32) -> f32 {
         v += textureLoad(atex, at(ai)).x;
     }
     return v;
-}
-
-// Stores one output value (element di of the arena) with its residual (texel ri).
-fn store(ok: bool, di: u32, ri: u32, v: f32) {
-    if (ok) {
-        var r = v;
-        if (HAS_RES) {
-            r += textureLoad(rtex, at(ri)).x;
-        }
-        act[di] = activate(r);
-    }
 }
 
 @compute @workgroup_size(#{SG})

@@ -14,20 +14,20 @@
 //
 // A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = block of M
 // output channels (fastest, so neighbouring workgroups read the same input texels), y = tile of
-// SG * PT texels, z = image. Lane l owns texels tile * SG * PT + j * SG + l (j < PT) x the M
-// channels: M * PT vec4 accumulators. With SUBGROUPS each lane loads WQ / SG weight texels per
+// SG * P texels, z = image. Lane l owns texels tile * SG * P + j * SG + l (j < P) x the M
+// channels: M * P vec4 accumulators. With SUBGROUPS each lane loads WQ / SG weight texels per
 // step and the lanes share them with subgroupBroadcast (never subgroupBroadcastFirst, which aborts
 // LLVM on lavapipe); without, every lane loads the M texels at uniform coordinates.
 //
-// Defines: SG, M, PT, WQ, SUBGROUPS (flag); the defaults below are the plain variant.
+// Defines: SG, M, P, WQ, SUBGROUPS (flag); the defaults below are the plain variant.
 #ifndef SG
 #define SG 8
 #endif
 #ifndef M
 #define M 16
 #endif
-#ifndef PT
-#define PT 2
+#ifndef P
+#define P 2
 #endif
 #ifndef WQ
 #define WQ 16
@@ -36,31 +36,12 @@
 
 #import ConvParams
 
-// Whether a residual view is added before the activation.
-override HAS_RES: bool = false;
-
 #import arena
 #import activation
+#import texels
 @group(0) @binding(2) var<uniform> p: ConvParams;
 @group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(5) var xtex: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(9) var rtex: texture_storage_2d<rgba32float, read>;
-
-// Texel t of a linear texture of 4096-texel rows.
-fn at(t: u32) -> vec2<u32> {
-    return vec2<u32>(t & 4095u, t >> 12u);
-}
-
-// Stores 4 output pixels (vec4 di of the arena) with their residual (texel ri).
-fn store(ok: bool, di: u32, ri: u32, v: vec4<f32>) {
-    if (ok) {
-        var r = v;
-        if (HAS_RES) {
-            r += textureLoad(rtex, at(ri));
-        }
-        act[di] = activate4(r);
-    }
-}
 
 @compute @workgroup_size(#{SG})
 #ifdef SUBGROUPS
@@ -71,7 +52,7 @@ fn conv_px(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     let n = wg.z;
     let blk = wg.x;
     let q = p.in_h * p.in_w / 4u;
-    let t0 = wg.y * #{SG * PT}u + lane;
+    let t0 = wg.y * #{SG * P}u + lane;
     let xb = n * p.x_img + t0;
     let steps = p.cin_g / 4u;
 #ifdef SUBGROUPS
@@ -80,14 +61,14 @@ fn conv_px(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     let wb = blk * steps * #{WQ}u;
 #endif
 #for I in 0..M
-#for J in 0..PT
+#for J in 0..P
     var a#{I}_#{J} = vec4<f32>(0.0);
 #endfor
 #endfor
     for (var s = 0u; s < steps; s++) {
         let xs = xb + s * 4u * q;
 #for C in 0..4
-#for J in 0..PT
+#for J in 0..P
         let x#{C}_#{J} = textureLoad(xtex, at(xs + #{C}u * q + #{J * SG}u));
 #endfor
 #endfor
@@ -104,7 +85,7 @@ fn conv_px(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
 #else
             let v = textureLoad(wtex, at(ws + #{I}u));
 #endif
-#for J in 0..PT
+#for J in 0..P
             a#{I}_#{J} = fma(x3_#{J}, vec4<f32>(v.w), fma(x2_#{J}, vec4<f32>(v.z), fma(x1_#{J}, vec4<f32>(v.y), fma(x0_#{J}, vec4<f32>(v.x), a#{I}_#{J}))));
 #endfor
         }
@@ -117,7 +98,7 @@ fn conv_px(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     if (co0 + #{I}u < p.cout_g) {
         let c = co0 + #{I}u;
         let b = vec4<f32>(textureLoad(wtex, at(p.bias_off + c / 4u))[c % 4u]);
-#for J in 0..PT
+#for J in 0..P
         store(t0 + #{J * SG}u < q, dst + #{I}u * q + t0 + #{J * SG}u, res + #{I}u * q + t0 + #{J * SG}u, a#{I}_#{J} + b);
 #endfor
     }

@@ -11,12 +11,12 @@
 // 4][tap][WQ texels], texel = 4 output channels.
 //
 // A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = block of M
-// output channels (fastest), y = tile of SG * PT texels, z = image. Lane l owns texels
-// tile * SG * PT + j * SG + l (j < PT) x the M channels. With SUBGROUPS each lane loads WQ / SG
+// output channels (fastest), y = tile of SG * P texels, z = image. Lane l owns texels
+// tile * SG * P + j * SG + l (j < P) x the M channels. With SUBGROUPS each lane loads WQ / SG
 // weight texels per tap, shared with subgroupBroadcast; without, every lane loads the M / 4 texels
 // at uniform coordinates.
 //
-// Defines: SG, M (a multiple of 4), PT, WQ, SUBGROUPS (flag); the defaults below are the plain
+// Defines: SG, M (a multiple of 4), P, WQ, SUBGROUPS (flag); the defaults below are the plain
 // variant of the narrow tile.
 #ifndef SG
 #define SG 8
@@ -24,8 +24,8 @@
 #ifndef M
 #define M 28
 #endif
-#ifndef PT
-#define PT 2
+#ifndef P
+#define P 2
 #endif
 #ifndef WQ
 #define WQ 7
@@ -36,21 +36,14 @@
 
 // Whether `src_add` is added to the input while it is read.
 override HAS_ADD: bool = false;
-// Whether a residual view is added before the activation.
-override HAS_RES: bool = false;
 
 #import arena
 #import activation
+#import texels
 @group(0) @binding(2) var<uniform> p: ConvParams;
 @group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(5) var xtex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(6) var atex: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(9) var rtex: texture_storage_2d<rgba32float, read>;
-
-// Texel t of a linear texture of 4096-texel rows.
-fn at(t: u32) -> vec2<u32> {
-    return vec2<u32>(t & 4095u, t >> 12u);
-}
 
 // Texel (src + src_add) at input texel xi, added-input texel ai.
 fn input(xi: u32, ai: u32) -> vec4<f32> {
@@ -59,17 +52,6 @@ fn input(xi: u32, ai: u32) -> vec4<f32> {
         v += textureLoad(atex, at(ai));
     }
     return v;
-}
-
-// Stores 4 output pixels (vec4 di of the arena) with their residual (texel ri).
-fn store(ok: bool, di: u32, ri: u32, v: vec4<f32>) {
-    if (ok) {
-        var r = v;
-        if (HAS_RES) {
-            r += textureLoad(rtex, at(ri));
-        }
-        act[di] = activate4(r);
-    }
 }
 
 @compute @workgroup_size(#{SG})
@@ -84,8 +66,8 @@ fn conv_t3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     let q = p.in_h * w4;
     let xb = n * p.x_img;
     let ab = n * p.add_img;
-#for J in 0..PT
-    let t#{J} = wg.y * #{SG * PT}u + #{J * SG}u + lane;
+#for J in 0..P
+    let t#{J} = wg.y * #{SG * P}u + #{J * SG}u + lane;
     let y#{J} = i32(t#{J} / w4);
     let x#{J} = t#{J} % w4;
     let lv#{J} = x#{J} > 0u;
@@ -104,7 +86,7 @@ fn conv_t3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     for (var r = 0u; r < p.cin_g * 3u; r++) {
         let ci = r / 3u;
         let ky = i32(r % 3u);
-#for J in 0..PT
+#for J in 0..P
         let yy#{J} = y#{J} + ky - 1;
         let ok#{J} = pv#{J} && yy#{J} >= 0 && yy#{J} < i32(p.in_h);
         let ct#{J} = ci * q + u32(yy#{J}) * w4 + x#{J};
@@ -131,7 +113,7 @@ fn conv_t3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
             let v#{KX} = textureLoad(wtex, at(wr + #{KX * WQ + Q}u));
 #endif
 #endfor
-#for J in 0..PT
+#for J in 0..P
             a#{4 * Q}_#{J} = fma(k2_#{J}, vec4<f32>(v2.x), fma(c#{J}, vec4<f32>(v1.x), fma(k0_#{J}, vec4<f32>(v0.x), a#{4 * Q}_#{J})));
             a#{4 * Q + 1}_#{J} = fma(k2_#{J}, vec4<f32>(v2.y), fma(c#{J}, vec4<f32>(v1.y), fma(k0_#{J}, vec4<f32>(v0.y), a#{4 * Q + 1}_#{J})));
             a#{4 * Q + 2}_#{J} = fma(k2_#{J}, vec4<f32>(v2.z), fma(c#{J}, vec4<f32>(v1.z), fma(k0_#{J}, vec4<f32>(v0.z), a#{4 * Q + 2}_#{J})));
@@ -147,7 +129,7 @@ fn conv_t3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     if (co0 + #{I}u < p.cout_g) {
         let c = co0 + #{I}u;
         let b = vec4<f32>(textureLoad(wtex, at(p.bias_off + c / 4u))[c % 4u]);
-#for J in 0..PT
+#for J in 0..P
         store(pv#{J}, dst + #{I}u * q + t#{J}, res + #{I}u * q + t#{J}, a#{I}_#{J} + b);
 #endfor
     }

@@ -234,7 +234,7 @@ impl ShaderFile {
 }
 
 /// The shared modules of `shaders/lib/`, by import name.
-pub const LIBRARY: [(&str, &str); 7] = [
+pub const LIBRARY: [(&str, &str); 8] = [
     ("arena", include_str!("../../../shaders/lib/arena.wgsl")),
     ("weights", include_str!("../../../shaders/lib/weights.wgsl")),
     (
@@ -245,6 +245,7 @@ pub const LIBRARY: [(&str, &str); 7] = [
     ("tile32", include_str!("../../../shaders/lib/tile32.wgsl")),
     ("origins", include_str!("../../../shaders/lib/origins.wgsl")),
     ("tiled", include_str!("../../../shaders/lib/tiled.wgsl")),
+    ("texels", include_str!("../../../shaders/lib/texels.wgsl")),
 ];
 
 /// The text of an `#import`: a file of `shaders/lib/` or a module generated from Rust.

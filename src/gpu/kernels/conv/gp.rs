@@ -12,9 +12,10 @@
 //! `M / 4` texels at uniform coordinates. The subgroup width is a define, one variant per width.
 
 use super::{
-    any_shape, fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant,
+    any_shape, fusion_variants, fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing,
+    Variant,
 };
-use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot, SUBGROUPS};
+use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
 
@@ -28,24 +29,12 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shaders,
 };
 
-/// Subgroup widths with a variant of their own (adapters reporting one fixed width).
-pub const WIDTHS: [u32; 5] = [4, 8, 16, 32, 64];
-
-/// Invocations per workgroup of the variant without subgroups.
-const PLAIN_LANES: u32 = 8;
-
 /// (output channels per block, pixels per lane). Measured on lavapipe: 64 x 2 on the wide convs;
 /// 4 pixels per lane where a group has few output channels, and a 28-channel block for the
 /// 26-channel Res2Net chains (a 32-channel one would compute 6 idle channels).
 const WIDE: (usize, usize) = (64, 2);
 const NARROW: (usize, usize) = (32, 4);
 const CHAIN: (usize, usize) = (28, 4);
-
-/// The subgroup width the kernel is built for on this adapter, `None` for the variant without
-/// subgroups.
-pub fn subgroup_width(caps: &AdapterCaps) -> Option<u32> {
-    caps.fixed_subgroup().filter(|w| WIDTHS.contains(w))
-}
 
 fn tile(s: &ConvShape) -> (usize, usize) {
     if s.cout_g <= CHAIN.0 {
@@ -57,33 +46,15 @@ fn tile(s: &ConvShape) -> (usize, usize) {
     }
 }
 
-/// Weight texels per (input channel, tap): the block's `m / 4`, rounded up to whole subgroups
-/// where lanes load them.
-fn slots(width: Option<u32>, m: usize) -> usize {
-    match width {
-        Some(w) => (m / 4).div_ceil(w as usize) * w as usize,
-        None => m / 4,
-    }
-}
-
 fn defines(width: Option<u32>, (m, p): (usize, usize)) -> Defines {
-    let d = Defines::new()
-        .value("SG", width.unwrap_or(PLAIN_LANES))
-        .value("M", m as u32)
-        .value("P", p as u32)
-        .value("WQ", slots(width, m) as u32);
-    match width {
-        Some(_) => d.flag(SUBGROUPS),
-        None => d,
-    }
+    lanes::defines(width, m, p, m / 4)
 }
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
-    let width = subgroup_width(caps);
+    let width = lanes::subgroup_width(caps);
     let (m, p) = tile(s);
-    let lanes = width.unwrap_or(PLAIN_LANES) as usize;
     let cout_blocks = s.cout_g.div_ceil(m);
-    let x_blocks = s.out_plane().div_ceil(lanes * p);
+    let x_blocks = s.out_plane().div_ceil(lanes::lanes(width) * p);
     let mut inputs = vec![(Slot::InputScalar, Operand::Src)];
     if s.add.is_some() {
         inputs.push((Slot::AddInputScalar, Operand::Add));
@@ -100,7 +71,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         groups: (s.groups * cout_blocks, x_blocks),
         packing: Packing::Texture {
             block: m,
-            slots: slots(width, m),
+            slots: lanes::slots(width, m / 4),
         },
         split_k: None,
         inputs,
@@ -115,8 +86,7 @@ fn variants() -> Vec<Variant> {
 }
 
 fn shaders() -> Vec<Defines> {
-    let widths = std::iter::once(None).chain(WIDTHS.map(Some));
-    widths
+    lanes::widths()
         .flat_map(|w| [WIDE, NARROW, CHAIN].map(|t| defines(w, t)))
         .collect()
 }
@@ -124,35 +94,15 @@ fn shaders() -> Vec<Defines> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::kernels::conv::lanes::caps;
     use crate::gpu::texture::TEXELS_PER_ROW;
-
-    fn caps(subgroup_sizes: Option<(u32, u32)>) -> AdapterCaps {
-        AdapterCaps {
-            subgroup_sizes,
-            f16: false,
-            max_texture_rows: 8192,
-        }
-    }
 
     #[test]
     fn the_shader_addresses_rows_of_the_texture_layout() {
-        // conv_gp.wgsl splits a texel index with a mask and a shift.
+        // The texture families split a texel index with a mask and a shift.
         assert_eq!(TEXELS_PER_ROW, 1 << 12);
-        let text = ShaderFile::ConvGp.text();
+        let text = crate::gpu::kernels::import("texels").unwrap_or_default();
         assert!(text.contains("t & 4095u, t >> 12u"));
-    }
-
-    #[test]
-    fn the_width_follows_fixed_subgroups_only() {
-        assert_eq!(subgroup_width(&caps(Some((8, 8)))), Some(8));
-        assert_eq!(subgroup_width(&caps(Some((4, 4)))), Some(4));
-        assert_eq!(subgroup_width(&caps(Some((4, 16)))), None);
-        assert_eq!(subgroup_width(&caps(Some((128, 128)))), None);
-        assert_eq!(subgroup_width(&caps(None)), None);
-        // 7 quads of a 28-channel block: one texel per lane at 8 lanes, two at 4.
-        assert_eq!(slots(Some(8), 28), 8);
-        assert_eq!(slots(Some(4), 28), 8);
-        assert_eq!(slots(None, 28), 7);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod direct;
 pub mod gemm32;
 pub mod gemm64;
 pub mod gp;
+pub mod lanes;
 mod packing;
 pub mod px;
 pub mod row3;

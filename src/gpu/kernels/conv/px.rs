@@ -10,8 +10,10 @@
 //! without (OpenGL, adapters whose subgroup size varies) every lane loads the `M` texels at uniform
 //! coordinates. The subgroup width is a define, one variant per width.
 
-use super::{fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
-use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot, SUBGROUPS};
+use super::{
+    fusion_variants, fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant,
+};
+use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
 
@@ -24,9 +26,6 @@ pub const FAMILY: ConvFamily = ConvFamily {
     variants,
     shaders,
 };
-
-/// Invocations per workgroup of the variant without subgroups.
-const PLAIN_LANES: u32 = 8;
 
 /// Output channels per block. Measured on lavapipe at 4, 8 and 16 lanes and over OpenGL: 16
 /// channels x 2 texels per lane (32 vec4 accumulators), 1 texel at 16 lanes and wider.
@@ -52,31 +51,14 @@ fn fits(s: &ConvShape) -> bool {
         && views.all(|(off, stride)| off.is_multiple_of(4) && stride.is_multiple_of(4))
 }
 
-/// Weight texels per step: the block's `M`, rounded up to whole subgroups where lanes load them.
-fn slots(width: Option<u32>) -> usize {
-    match width {
-        Some(w) => BLOCK.div_ceil(w as usize) * w as usize,
-        None => BLOCK,
-    }
-}
-
 fn defines(width: Option<u32>) -> Defines {
-    let d = Defines::new()
-        .value("SG", width.unwrap_or(PLAIN_LANES))
-        .value("M", BLOCK as u32)
-        .value("PT", texels_per_lane(width) as u32)
-        .value("WQ", slots(width) as u32);
-    match width {
-        Some(_) => d.flag(SUBGROUPS),
-        None => d,
-    }
+    lanes::defines(width, BLOCK, texels_per_lane(width), BLOCK)
 }
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
-    let width = super::gp::subgroup_width(caps);
-    let lanes = width.unwrap_or(PLAIN_LANES) as usize;
+    let width = lanes::subgroup_width(caps);
     let cout_blocks = s.cout_g.div_ceil(BLOCK);
-    let x_blocks = (s.out_plane() / 4).div_ceil(lanes * texels_per_lane(width));
+    let x_blocks = (s.out_plane() / 4).div_ceil(lanes::lanes(width) * texels_per_lane(width));
     ConvPlan {
         defines: defines(width),
         entry: "conv_px",
@@ -89,7 +71,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         groups: (cout_blocks, x_blocks),
         packing: Packing::Pointwise {
             block: BLOCK,
-            slots: slots(width),
+            slots: lanes::slots(width, BLOCK),
         },
         split_k: None,
         inputs: std::iter::once((Slot::Input, Operand::Src))
@@ -112,23 +94,13 @@ fn variants() -> Vec<Variant> {
 }
 
 fn shaders() -> Vec<Defines> {
-    std::iter::once(None)
-        .chain(super::gp::WIDTHS.map(Some))
-        .map(defines)
-        .collect()
+    lanes::widths().map(defines).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn caps(subgroup_sizes: Option<(u32, u32)>) -> AdapterCaps {
-        AdapterCaps {
-            subgroup_sizes,
-            f16: false,
-            max_texture_rows: 8192,
-        }
-    }
+    use crate::gpu::kernels::conv::lanes::caps;
 
     const POINTWISE: ConvShape = ConvShape {
         cin_g: 64,

@@ -8,8 +8,10 @@
 //! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `PT`
 //! texels x `M` output channels of one block.
 
-use super::{fusion_variants, fusions, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
-use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot, SUBGROUPS};
+use super::{
+    fusion_variants, fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant,
+};
+use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
 
@@ -22,9 +24,6 @@ pub const FAMILY: ConvFamily = ConvFamily {
     variants,
     shaders,
 };
-
-/// Invocations per workgroup of the variant without subgroups.
-const PLAIN_LANES: u32 = 8;
 
 /// (output channels per block, texels per lane). Measured on lavapipe: 28 x 2 for the 26-channel
 /// chains, 52 x 1 for the 52-channel ones (about 56 vec4 accumulators either way).
@@ -50,32 +49,15 @@ fn fits(s: &ConvShape) -> bool {
         && views.all(|(off, stride)| off.is_multiple_of(4) && stride.is_multiple_of(4))
 }
 
-/// Weight texels per tap: the block's `M / 4`, rounded up to whole subgroups where lanes load them.
-fn slots(width: Option<u32>, m: usize) -> usize {
-    match width {
-        Some(w) => (m / 4).div_ceil(w as usize) * w as usize,
-        None => m / 4,
-    }
-}
-
-fn defines(width: Option<u32>, (m, pt): (usize, usize)) -> Defines {
-    let d = Defines::new()
-        .value("SG", width.unwrap_or(PLAIN_LANES))
-        .value("M", m as u32)
-        .value("PT", pt as u32)
-        .value("WQ", slots(width, m) as u32);
-    match width {
-        Some(_) => d.flag(SUBGROUPS),
-        None => d,
-    }
+fn defines(width: Option<u32>, (m, p): (usize, usize)) -> Defines {
+    lanes::defines(width, m, p, m / 4)
 }
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
-    let width = super::gp::subgroup_width(caps);
+    let width = lanes::subgroup_width(caps);
     let (m, pt) = tile(s);
-    let lanes = width.unwrap_or(PLAIN_LANES) as usize;
     let cout_blocks = s.cout_g.div_ceil(m);
-    let x_blocks = (s.out_plane() / 4).div_ceil(lanes * pt);
+    let x_blocks = (s.out_plane() / 4).div_ceil(lanes::lanes(width) * pt);
     let inputs = [
         Some((Slot::Input, Operand::Src)),
         s.add.map(|_| (Slot::AddInput, Operand::Add)),
@@ -90,7 +72,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         groups: (cout_blocks, x_blocks),
         packing: Packing::Texture {
             block: m,
-            slots: slots(width, m),
+            slots: lanes::slots(width, m / 4),
         },
         split_k: None,
         inputs: inputs.into_iter().flatten().collect(),
@@ -105,8 +87,7 @@ fn variants() -> Vec<Variant> {
 }
 
 fn shaders() -> Vec<Defines> {
-    let widths = std::iter::once(None).chain(super::gp::WIDTHS.map(Some));
-    widths
+    lanes::widths()
         .flat_map(|w| [NARROW, WIDE].map(|t| defines(w, t)))
         .collect()
 }
@@ -114,6 +95,7 @@ fn shaders() -> Vec<Defines> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::kernels::conv::lanes::caps;
 
     const CHAIN: ConvShape = ConvShape {
         cin_g: 26,
@@ -162,11 +144,6 @@ mod tests {
 
     #[test]
     fn planned_defines_are_compiled_shaders() {
-        let caps = |subgroup_sizes| AdapterCaps {
-            subgroup_sizes,
-            f16: false,
-            max_texture_rows: 8192,
-        };
         let all = shaders();
         for sizes in [
             None,
