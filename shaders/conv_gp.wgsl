@@ -17,59 +17,23 @@
 // the lanes share them with subgroupBroadcast (never subgroupBroadcastFirst, which aborts LLVM on
 // lavapipe); without, every lane loads the M / 4 texels at uniform coordinates.
 //
-// Defines: SG, M (a multiple of 4), P, WQ, SUBGROUPS (flag); the defaults below are the plain
-// variant of the narrow tile.
-#ifndef SG
-#define SG 8
-#endif
-#ifndef M
-#define M 32
-#endif
-#ifndef P
-#define P 4
-#endif
-#ifndef WQ
-#define WQ 8
-#endif
+// Defines: the tile (lib/tile.wgsl) and SUBGROUPS (flag).
+#import tile
 
 #define SCALAR_TEXELS
-#import ConvParams
-
-// Whether `src_add` is added to the input while it is read.
-override HAS_ADD: bool = false;
-
-#import arena
-#import activation
 #import texels
-@group(0) @binding(2) var<uniform> p: ConvParams;
-@group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(7) var xtex: texture_storage_2d<r32float, read>;
-@group(0) @binding(8) var atex: texture_storage_2d<r32float, read>;
-
-// One value of (src + src_add): input texel xi, added-input texel ai.
-fn input(xi: u32, ai: u32) -> f32 {
-    var v = textureLoad(xtex, at(xi)).x;
-    if (HAS_ADD) {
-        v += textureLoad(atex, at(ai)).x;
-    }
-    return v;
-}
 
 @compute @workgroup_size(#{SG})
-#ifdef SUBGROUPS
-fn conv_gp(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-#else
-fn conv_gp(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-#endif
-    let n = wg.z;
-    let g = wg.x / p.cout_blocks;
-    let blk = wg.x % p.cout_blocks;
+fn conv_gp(id: Invocation) {
+    let n = id.wg.z;
+    let g = id.wg.x / p.cout_blocks;
+    let blk = id.wg.x % p.cout_blocks;
     let in_plane = p.in_h * p.in_w;
     let out_plane = p.out_h * p.out_w;
     let xbase = n * p.x_img + g * p.cin_g * in_plane;
     let abase = n * p.add_img + g * p.cin_g * in_plane;
 #for J in 0..P
-    let pix#{J} = wg.y * #{SG * P}u + #{J * SG}u + lane;
+    let pix#{J} = id.wg.y * #{SG * P}u + #{J * SG}u + id.lane;
     let pok#{J} = pix#{J} < out_plane;
     let iy#{J} = i32(pix#{J} / p.out_w * p.stride) - i32(p.pad);
     let ix#{J} = i32(pix#{J} % p.out_w * p.stride) - i32(p.pad);
@@ -101,7 +65,7 @@ fn conv_gp(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
         let wt#{C} = wb + ((ci0 + #{C}u) * taps + t) * #{WQ}u;
 #ifdef SUBGROUPS
 #for R in 0..WQ / SG
-        let w#{C}_#{R} = textureLoad(wtex, at(wt#{C} + #{R * SG}u + lane));
+        let w#{C}_#{R} = textureLoad(wtex, at(wt#{C} + #{R * SG}u + id.lane));
 #endfor
 #endif
 #endfor
@@ -128,8 +92,7 @@ fn conv_gp(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     let res = n * p.res_img + (g * p.cout_g + co0) * out_plane;
 #for I in 0..M
     if (co0 + #{I}u < p.cout_g) {
-        let c = g * p.cout_g + co0 + #{I}u;
-        let b = textureLoad(wtex, at(p.bias_off + c / 4u))[c % 4u];
+        let b = bias(g * p.cout_g + co0 + #{I}u);
 #for J in 0..P
         store(pok#{J}, dst + #{I}u * out_plane + pix#{J}, res + #{I}u * out_plane + pix#{J}, a#{I}_#{J} + b);
 #endfor

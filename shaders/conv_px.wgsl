@@ -19,44 +19,22 @@
 // step and the lanes share them with subgroupBroadcast (never subgroupBroadcastFirst, which aborts
 // LLVM on lavapipe); without, every lane loads the M texels at uniform coordinates.
 //
-// Defines: SG, M, P, WQ, SUBGROUPS (flag); the defaults below are the plain variant.
-#ifndef SG
-#define SG 8
-#endif
-#ifndef M
-#define M 16
-#endif
-#ifndef P
-#define P 2
-#endif
-#ifndef WQ
-#define WQ 16
-#endif
+// Defines: the tile (lib/tile.wgsl) and SUBGROUPS (flag).
+#import tile
 #define ARENA_VEC4
 
-#import ConvParams
-
-#import arena
-#import activation
 #import texels
-@group(0) @binding(2) var<uniform> p: ConvParams;
-@group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(5) var xtex: texture_storage_2d<rgba32float, read>;
 
 @compute @workgroup_size(#{SG})
-#ifdef SUBGROUPS
-fn conv_px(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-#else
-fn conv_px(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-#endif
-    let n = wg.z;
-    let blk = wg.x;
+fn conv_px(id: Invocation) {
+    let n = id.wg.z;
+    let blk = id.wg.x;
     let q = p.in_h * p.in_w / 4u;
-    let t0 = wg.y * #{SG * P}u + lane;
-    let xb = n * p.x_img + t0;
+    let tb = id.wg.y * #{SG * P}u + id.lane;
+    let xb = n * p.x_img + tb;
     let steps = p.cin_g / 4u;
 #ifdef SUBGROUPS
-    let wb = blk * steps * #{WQ}u + lane;
+    let wb = blk * steps * #{WQ}u + id.lane;
 #else
     let wb = blk * steps * #{WQ}u;
 #endif
@@ -91,16 +69,9 @@ fn conv_px(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
         }
 #endfor
     }
-    let co0 = blk * #{M}u;
-    let dst = p.dst_off / 4u + n * (p.dst_bs / 4u) + co0 * q;
-    let res = n * p.res_img + co0 * q;
-#for I in 0..M
-    if (co0 + #{I}u < p.cout_g) {
-        let c = co0 + #{I}u;
-        let b = vec4<f32>(textureLoad(wtex, at(p.bias_off + c / 4u))[c % 4u]);
 #for J in 0..P
-        store(t0 + #{J * SG}u < q, dst + #{I}u * q + t0 + #{J * SG}u, res + #{I}u * q + t0 + #{J * SG}u, a#{I}_#{J} + b);
+    let t#{J} = tb + #{J * SG}u;
+    let pv#{J} = t#{J} < q;
 #endfor
-    }
-#endfor
+#import store_texels
 }

@@ -16,58 +16,22 @@
 // weight texels per tap, shared with subgroupBroadcast; without, every lane loads the M / 4 texels
 // at uniform coordinates.
 //
-// Defines: SG, M (a multiple of 4), P, WQ, SUBGROUPS (flag); the defaults below are the plain
-// variant of the narrow tile.
-#ifndef SG
-#define SG 8
-#endif
-#ifndef M
-#define M 28
-#endif
-#ifndef P
-#define P 2
-#endif
-#ifndef WQ
-#define WQ 7
-#endif
+// Defines: the tile (lib/tile.wgsl) and SUBGROUPS (flag).
+#import tile
 #define ARENA_VEC4
 
-#import ConvParams
-
-// Whether `src_add` is added to the input while it is read.
-override HAS_ADD: bool = false;
-
-#import arena
-#import activation
 #import texels
-@group(0) @binding(2) var<uniform> p: ConvParams;
-@group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(5) var xtex: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(6) var atex: texture_storage_2d<rgba32float, read>;
-
-// Texel (src + src_add) at input texel xi, added-input texel ai.
-fn input(xi: u32, ai: u32) -> vec4<f32> {
-    var v = textureLoad(xtex, at(xi));
-    if (HAS_ADD) {
-        v += textureLoad(atex, at(ai));
-    }
-    return v;
-}
 
 @compute @workgroup_size(#{SG})
-#ifdef SUBGROUPS
-fn conv_t3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-#else
-fn conv_t3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-#endif
-    let n = wg.z;
-    let blk = wg.x;
+fn conv_t3(id: Invocation) {
+    let n = id.wg.z;
+    let blk = id.wg.x;
     let w4 = p.in_w / 4u;
     let q = p.in_h * w4;
     let xb = n * p.x_img;
     let ab = n * p.add_img;
 #for J in 0..P
-    let t#{J} = wg.y * #{SG * P}u + #{J * SG}u + lane;
+    let t#{J} = id.wg.y * #{SG * P}u + #{J * SG}u + id.lane;
     let y#{J} = i32(t#{J} / w4);
     let x#{J} = t#{J} % w4;
     let lv#{J} = x#{J} > 0u;
@@ -79,7 +43,7 @@ fn conv_t3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
 #endfor
     let cin_pad = (p.cin_g + 3u) / 4u * 4u;
 #ifdef SUBGROUPS
-    let wb = blk * cin_pad * #{9 * WQ}u + lane;
+    let wb = blk * cin_pad * #{9 * WQ}u + id.lane;
 #else
     let wb = blk * cin_pad * #{9 * WQ}u;
 #endif
@@ -122,16 +86,5 @@ fn conv_t3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
         }
 #endfor
     }
-    let co0 = blk * #{M}u;
-    let dst = p.dst_off / 4u + n * (p.dst_bs / 4u) + co0 * q;
-    let res = n * p.res_img + co0 * q;
-#for I in 0..M
-    if (co0 + #{I}u < p.cout_g) {
-        let c = co0 + #{I}u;
-        let b = vec4<f32>(textureLoad(wtex, at(p.bias_off + c / 4u))[c % 4u]);
-#for J in 0..P
-        store(pv#{J}, dst + #{I}u * q + t#{J}, res + #{I}u * q + t#{J}, a#{I}_#{J} + b);
-#endfor
-    }
-#endfor
+#import store_texels
 }

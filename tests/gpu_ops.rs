@@ -297,10 +297,9 @@ const POINTWISE_CASE: ConvCase = ConvCase {
     cout: 20,
     h: 6,
     w: 6,
-    kernel: (1, 1),
-    pad: 0,
     ..BASE_CASE
-};
+}
+.pointwise();
 
 /// Input channels hold [src | src_add]; the conv reads and writes views at channel offsets, and a
 /// first conv makes the residual tensor (so residuals of strided convs have the output's size).

@@ -234,7 +234,7 @@ impl ShaderFile {
 }
 
 /// The shared modules of `shaders/lib/`, by import name.
-pub const LIBRARY: [(&str, &str); 8] = [
+pub const LIBRARY: [(&str, &str); 10] = [
     ("arena", include_str!("../../../shaders/lib/arena.wgsl")),
     ("weights", include_str!("../../../shaders/lib/weights.wgsl")),
     (
@@ -246,6 +246,11 @@ pub const LIBRARY: [(&str, &str); 8] = [
     ("origins", include_str!("../../../shaders/lib/origins.wgsl")),
     ("tiled", include_str!("../../../shaders/lib/tiled.wgsl")),
     ("texels", include_str!("../../../shaders/lib/texels.wgsl")),
+    ("tile", include_str!("../../../shaders/lib/tile.wgsl")),
+    (
+        "store_texels",
+        include_str!("../../../shaders/lib/store_texels.wgsl"),
+    ),
 ];
 
 /// The text of an `#import`: a file of `shaders/lib/` or a module generated from Rust.

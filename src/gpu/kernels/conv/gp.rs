@@ -12,8 +12,7 @@
 //! `M / 4` texels at uniform coordinates. The subgroup width is a define, one variant per width.
 
 use super::{
-    any_shape, fusion_variants, fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing,
-    Variant,
+    any_shape, fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant,
 };
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
@@ -46,15 +45,10 @@ fn tile(s: &ConvShape) -> (usize, usize) {
     }
 }
 
-fn defines(width: Option<u32>, (m, p): (usize, usize)) -> Defines {
-    lanes::defines(width, m, p, m / 4)
-}
-
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
     let (m, p) = tile(s);
-    let cout_blocks = s.cout_g.div_ceil(m);
-    let x_blocks = s.out_plane().div_ceil(lanes::lanes(width) * p);
+    let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane(), width, p);
     let mut inputs = vec![(Slot::InputScalar, Operand::Src)];
     if s.add.is_some() {
         inputs.push((Slot::AddInputScalar, Operand::Add));
@@ -63,7 +57,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         inputs.push((Slot::ResidualScalar, Operand::Res));
     }
     ConvPlan {
-        defines: defines(width, (m, p)),
+        defines: lanes::quad_defines(width, (m, p)),
         entry: "conv_gp",
         constants: fusions(s),
         cout_blocks,
@@ -79,16 +73,11 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
 }
 
 fn variants() -> Vec<Variant> {
-    fusion_variants(&[])
-        .into_iter()
-        .map(|c| ("conv_gp", c))
-        .collect()
+    lanes::fused("conv_gp")
 }
 
 fn shaders() -> Vec<Defines> {
-    lanes::widths()
-        .flat_map(|w| [WIDE, NARROW, CHAIN].map(|t| defines(w, t)))
-        .collect()
+    lanes::quad_tile_shaders(&[WIDE, NARROW, CHAIN])
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! (output channels per block), `P` (pixels or texels per lane), `WQ` (weight texels per step)
 //! and the `SUBGROUPS` flag.
 
+use super::{fusion_variants, Variant};
 use crate::gpu::kernels::{AdapterCaps, SUBGROUPS};
 use crate::gpu::wgsl::Defines;
 
@@ -51,6 +52,68 @@ pub fn defines(width: Option<u32>, m: usize, p: usize, texels: usize) -> Defines
         None => d,
     }
 }
+
+/// The defines of a tile `(m, p)` whose block loads one weight texel per 4 output channels.
+pub fn quad_defines(width: Option<u32>, (m, p): (usize, usize)) -> Defines {
+    defines(width, m, p, m / 4)
+}
+
+/// [`quad_defines`] of every tile in `tiles` at every width.
+pub fn quad_tile_shaders(tiles: &[(usize, usize)]) -> Vec<Defines> {
+    widths()
+        .flat_map(|w| tiles.iter().map(move |&t| quad_defines(w, t)))
+        .collect()
+}
+
+/// (output-channel blocks, pixel tiles) of a group of `cout_g` channels in blocks of `m` over
+/// `units` pixels (or texels), `p` per lane.
+pub fn grid(cout_g: usize, m: usize, units: usize, width: Option<u32>, p: usize) -> (usize, usize) {
+    (cout_g.div_ceil(m), units.div_ceil(lanes(width) * p))
+}
+
+/// A conv of `cin -> cout` channels with a `k x k` kernel (padding `k / 2`) on a `side x side`
+/// plane, reading channels from 8 of a 64-channel tensor and writing a whole one, for the
+/// families' tests.
+#[cfg(test)]
+pub const fn test_shape(k: usize, side: usize, cin: usize, cout: usize) -> super::ConvShape {
+    let plane = (side * side) as u32;
+    super::ConvShape {
+        cin_g: cin,
+        cout_g: cout,
+        groups: 1,
+        kh: k,
+        kw: k,
+        stride: 1,
+        pad: k / 2,
+        in_h: side,
+        in_w: side,
+        out_h: side,
+        out_w: side,
+        act: 1,
+        src: (plane * 8, plane * 64),
+        add: None,
+        dst: (0, plane * cout as u32),
+        res: None,
+    }
+}
+
+/// `entry` with every combination of the fusion constants.
+pub fn fused(entry: &'static str) -> Vec<Variant> {
+    fusion_variants(&[])
+        .into_iter()
+        .map(|c| (entry, c))
+        .collect()
+}
+
+/// Subgroup sizes the families' tests plan for: fixed widths of 4, 8 and 16, a range, none.
+#[cfg(test)]
+pub const TEST_SIZES: [Option<(u32, u32)>; 5] = [
+    None,
+    Some((4, 4)),
+    Some((8, 8)),
+    Some((16, 16)),
+    Some((4, 16)),
+];
 
 /// An adapter with these subgroup sizes and room for any texture, for the families' tests.
 #[cfg(test)]

@@ -57,8 +57,13 @@ fn defines(width: Option<u32>) -> Defines {
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
-    let cout_blocks = s.cout_g.div_ceil(BLOCK);
-    let x_blocks = (s.out_plane() / 4).div_ceil(lanes::lanes(width) * texels_per_lane(width));
+    let (cout_blocks, x_blocks) = lanes::grid(
+        s.cout_g,
+        BLOCK,
+        s.out_plane() / 4,
+        width,
+        texels_per_lane(width),
+    );
     ConvPlan {
         defines: defines(width),
         entry: "conv_px",
@@ -100,73 +105,49 @@ fn shaders() -> Vec<Defines> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::kernels::conv::lanes::caps;
+    use crate::gpu::kernels::conv::lanes::{self, caps};
 
     const POINTWISE: ConvShape = ConvShape {
-        cin_g: 64,
-        cout_g: 104,
-        groups: 1,
-        kh: 1,
-        kw: 1,
-        stride: 1,
-        pad: 0,
-        in_h: 14,
-        in_w: 14,
-        out_h: 14,
-        out_w: 14,
-        act: 1,
-        src: (196 * 8, 196 * 64),
-        add: None,
-        dst: (0, 196 * 104),
         res: Some((4, 196 * 104)),
+        ..lanes::test_shape(1, 14, 64, 104)
     };
 
     #[test]
     fn fits_aligned_pointwise_convs_only() {
         assert!(fits(&POINTWISE));
-        let plane7 = ConvShape {
-            in_h: 7,
-            in_w: 7,
-            out_h: 7,
-            out_w: 7,
-            src: (0, 49 * 64),
-            dst: (0, 49 * 104),
-            res: None,
-            ..POINTWISE
-        };
-        assert!(!fits(&plane7));
-        assert!(!fits(&ConvShape {
-            cin_g: 62,
-            ..POINTWISE
-        }));
-        assert!(!fits(&ConvShape {
-            stride: 2,
-            ..POINTWISE
-        }));
-        assert!(!fits(&ConvShape {
-            add: Some((0, 0)),
-            ..POINTWISE
-        }));
-        assert!(!fits(&ConvShape {
-            dst: (2, 196 * 104),
-            ..POINTWISE
-        }));
-        assert!(!fits(&ConvShape {
-            res: Some((0, 6)),
-            ..POINTWISE
-        }));
+        let plane7 = lanes::test_shape(1, 7, 64, 104);
+        let refused = [
+            plane7,
+            ConvShape {
+                cin_g: 62,
+                ..POINTWISE
+            },
+            ConvShape {
+                stride: 2,
+                ..POINTWISE
+            },
+            ConvShape {
+                add: Some((0, 0)),
+                ..POINTWISE
+            },
+            ConvShape {
+                dst: (2, 196 * 104),
+                ..POINTWISE
+            },
+            ConvShape {
+                res: Some((0, 6)),
+                ..POINTWISE
+            },
+        ];
+        for s in refused {
+            assert!(!fits(&s), "{s:?}");
+        }
     }
 
     #[test]
     fn planned_defines_and_constants_are_compiled_variants() {
         let all = shaders();
-        for sizes in [
-            None,
-            Some((4, 4)),
-            Some((8, 8)),
-            Some((16, 16)),
-            Some((4, 16)),
-        ] {
+        for sizes in lanes::TEST_SIZES {
             for res in [None, Some((0, 196 * 104))] {
                 let plan = plan(&ConvShape { res, ..POINTWISE }, &caps(sizes));
                 assert!(all.contains(&plan.defines), "{plan:?}");

@@ -8,9 +8,7 @@
 //! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `PT`
 //! texels x `M` output channels of one block.
 
-use super::{
-    fusion_variants, fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant,
-};
+use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
@@ -30,12 +28,12 @@ pub const FAMILY: ConvFamily = ConvFamily {
 const NARROW: (usize, usize) = (28, 2);
 const WIDE: (usize, usize) = (52, 1);
 
+/// The narrowest tile that holds a group's output channels.
 fn tile(s: &ConvShape) -> (usize, usize) {
-    if s.cout_g <= NARROW.0 {
-        NARROW
-    } else {
-        WIDE
-    }
+    [NARROW, WIDE]
+        .into_iter()
+        .find(|t| s.cout_g <= t.0)
+        .unwrap_or(WIDE)
 }
 
 /// Ungrouped 3x3 stride-1 padding-1 convs whose rows are whole texels and whose views (input,
@@ -49,22 +47,17 @@ fn fits(s: &ConvShape) -> bool {
         && views.all(|(off, stride)| off.is_multiple_of(4) && stride.is_multiple_of(4))
 }
 
-fn defines(width: Option<u32>, (m, p): (usize, usize)) -> Defines {
-    lanes::defines(width, m, p, m / 4)
-}
-
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
     let (m, pt) = tile(s);
-    let cout_blocks = s.cout_g.div_ceil(m);
-    let x_blocks = (s.out_plane() / 4).div_ceil(lanes::lanes(width) * pt);
+    let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane() / 4, width, pt);
     let inputs = [
         Some((Slot::Input, Operand::Src)),
         s.add.map(|_| (Slot::AddInput, Operand::Add)),
         s.res.map(|_| (Slot::Residual, Operand::Res)),
     ];
     ConvPlan {
-        defines: defines(width, (m, pt)),
+        defines: lanes::quad_defines(width, (m, pt)),
         entry: "conv_t3",
         constants: fusions(s),
         cout_blocks,
@@ -80,78 +73,49 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
 }
 
 fn variants() -> Vec<Variant> {
-    fusion_variants(&[])
-        .into_iter()
-        .map(|c| ("conv_t3", c))
-        .collect()
+    lanes::fused("conv_t3")
 }
 
 fn shaders() -> Vec<Defines> {
-    lanes::widths()
-        .flat_map(|w| [NARROW, WIDE].map(|t| defines(w, t)))
-        .collect()
+    lanes::quad_tile_shaders(&[NARROW, WIDE])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::kernels::conv::lanes::caps;
+    use crate::gpu::kernels::conv::lanes::{self, caps};
 
     const CHAIN: ConvShape = ConvShape {
-        cin_g: 26,
-        cout_g: 26,
-        groups: 1,
-        kh: 3,
-        kw: 3,
-        stride: 1,
-        pad: 1,
-        in_h: 56,
-        in_w: 56,
-        out_h: 56,
-        out_w: 56,
-        act: 1,
-        src: (3136 * 26, 3136 * 104),
         add: Some((0, 3136 * 104)),
-        dst: (3136 * 26, 3136 * 104),
-        res: None,
+        ..lanes::test_shape(3, 56, 26, 26)
     };
 
     #[test]
     fn fits_aligned_rows_of_3x3_stride_1_convs() {
         assert!(fits(&CHAIN));
-        let row14 = ConvShape {
-            in_h: 14,
-            in_w: 14,
-            out_h: 14,
-            out_w: 14,
-            src: (0, 0),
-            add: None,
-            dst: (0, 0),
-            ..CHAIN
-        };
-        assert!(!fits(&row14));
-        assert!(!fits(&ConvShape { groups: 2, ..CHAIN }));
-        assert!(!fits(&ConvShape { stride: 2, ..CHAIN }));
-        assert!(!fits(&ConvShape {
-            add: Some((2, 0)),
-            ..CHAIN
-        }));
-        assert!(!fits(&ConvShape {
-            res: Some((1, 0)),
-            ..CHAIN
-        }));
+        let row14 = lanes::test_shape(3, 14, 26, 26);
+        let refused = [
+            row14,
+            ConvShape { groups: 2, ..CHAIN },
+            ConvShape { stride: 2, ..CHAIN },
+            ConvShape {
+                add: Some((2, 0)),
+                ..CHAIN
+            },
+            ConvShape {
+                res: Some((1, 0)),
+                ..CHAIN
+            },
+        ];
+        for s in refused {
+            assert!(!fits(&s), "{s:?}");
+        }
     }
 
     #[test]
     fn planned_defines_are_compiled_shaders() {
         let all = shaders();
-        for sizes in [
-            None,
-            Some((4, 4)),
-            Some((8, 8)),
-            Some((16, 16)),
-            Some((4, 16)),
-        ] {
+        for sizes in lanes::TEST_SIZES {
             for cout_g in [26, 52, 100] {
                 let plan = plan(&ConvShape { cout_g, ..CHAIN }, &caps(sizes));
                 assert!(all.contains(&plan.defines), "{plan:?}");
