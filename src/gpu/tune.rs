@@ -1,12 +1,14 @@
 //! Which convolution kernel family each conv runs on, per adapter.
 //!
 //! lavapipe (and other CPU adapters) and real GPUs reward different kernels: on lavapipe a storage load
-//! is a loop over the SIMD lanes, so the subgroup-sharing implicit GEMM families
-//! (`shaders/conv_gemm64.wgsl`, `conv_gemm32.wgsl`, `conv_row3.wgsl`) win by loading each value once
-//! per subgroup; they are written for 8-lane subgroups and only run where the adapter reports exactly
-//! that. Everywhere else the register-blocked kernels of `shaders/conv.wgsl` run. The workgroup-tiled
-//! families (`shaders/conv_tiled.wgsl`, written for discrete GPUs) run on any adapter when forced;
-//! this rule does not pick them.
+//! is a loop over the SIMD lanes, so the kernels that read textures (`shaders/conv_px.wgsl`,
+//! `conv_t3.wgsl`, `conv_gp.wgsl`) or share loads through subgroups (`conv_gemm64.wgsl`,
+//! `conv_gemm32.wgsl`, `conv_row3.wgsl`, written for exactly 8 lanes) win. The rule takes the
+//! subgroup GEMMs where every subgroup has 8 lanes and the texture families everywhere else; the
+//! autotuner ([`super::autotune`]) replaces it per conv shape with what it measured fastest. The
+//! workgroup-tiled families (`shaders/conv_tiled.wgsl`, written for discrete GPUs) run when forced
+//! or tuned, the direct kernels (`conv.wgsl`) also where a texture family's inputs do not fit the
+//! adapter's textures.
 
 use std::collections::BTreeMap;
 
