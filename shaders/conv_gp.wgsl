@@ -17,7 +17,10 @@
 // the lanes share them with subgroupBroadcast (never subgroupBroadcastFirst, which aborts LLVM on
 // lavapipe); without, every lane loads the M / 4 texels at uniform coordinates.
 //
-// Defines: the tile (lib/tile.wgsl) and SUBGROUPS (flag).
+// With POINTWISE_WEIGHTS (ungrouped 1x1 convs with a multiple of 4 input channels) the weights
+// are in the pointwise family's layout instead, so that one copy serves both families.
+//
+// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, POINTWISE_WEIGHTS (flags).
 #import tile
 
 #define SCALAR_TEXELS
@@ -44,7 +47,13 @@ fn conv_gp(id: Invocation) {
     let taps = p.kh * p.kw;
     let steps = (p.cin_g + 3u) / 4u;
     // Weights of this block: [input channel rounded up to 4][tap][WQ texels].
+#ifdef POINTWISE_WEIGHTS
+    // The pointwise family's layout (ungrouped 1x1 convs): per step, one texel per output channel
+    // of the block holding its 4 input channels.
+    let wb = blk * steps * #{WQ}u;
+#else
     let wb = (g * p.cout_blocks + blk) * steps * 4u * taps * #{WQ}u;
+#endif
     for (var r = 0u; r < steps * taps; r++) {
         let ci0 = (r / taps) * 4u;
         let t = r % taps;
@@ -62,13 +71,35 @@ fn conv_gp(id: Invocation) {
 #for J in 0..P
         let v#{C}_#{J} = select(0.0, input(xbase + c#{C} + o#{J}, abase + c#{C} + o#{J}), in#{J} && cok#{C});
 #endfor
+#ifndef POINTWISE_WEIGHTS
         let wt#{C} = wb + ((ci0 + #{C}u) * taps + t) * #{WQ}u;
 #ifdef SUBGROUPS
 #for R in 0..WQ / SG
         let w#{C}_#{R} = textureLoad(wtex, at(wt#{C} + #{R * SG}u + id.lane));
 #endfor
 #endif
+#endif
 #endfor
+#ifdef POINTWISE_WEIGHTS
+        let ws = wb + r * #{WQ}u;
+#ifdef SUBGROUPS
+#for R in 0..WQ / SG
+        let w#{R} = textureLoad(wtex, at(ws + #{R * SG}u + id.lane));
+#endfor
+#endif
+#for I in 0..M
+        {
+#ifdef SUBGROUPS
+            let u = subgroupBroadcast(w#{I / SG}, #{I % SG}u);
+#else
+            let u = textureLoad(wtex, at(ws + #{I}u));
+#endif
+#for J in 0..P
+            a#{I}_#{J} += u.x * v0_#{J} + u.y * v1_#{J} + u.z * v2_#{J} + u.w * v3_#{J};
+#endfor
+        }
+#endfor
+#else
 #for Q in 0..M / 4
         {
 #for C in 0..4
@@ -86,6 +117,7 @@ fn conv_gp(id: Invocation) {
 #endfor
         }
 #endfor
+#endif
     }
     let co0 = blk * #{M}u;
     let dst = p.dst_off + n * p.dst_bs + (g * p.cout_g + co0) * out_plane;

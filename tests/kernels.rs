@@ -115,7 +115,8 @@ fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
     assert!(!entries(ConvKernel::Gemm32x32).contains("conv_1x1"));
     // The row kernel only fits 3x3 stride-1 convs: the others get the automatic choice.
     let row3 = entries(ConvKernel::GemmRow3x3);
-    assert!(row3.contains("conv_gemm_row3") && row3.contains("conv_gemm"));
+    assert!(row3.contains("conv_gemm_row3") && row3.contains("conv_px"));
+    assert!(!row3.contains("conv_t3"));
     // The tiled families run everywhere; split-K runs every conv with K over 16 in two
     // dispatches (partial tiles, then their sum), and leaves the rest to the rule.
     let tiled = entries(ConvKernel::Tiled);
@@ -139,11 +140,12 @@ fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
     assert!(err.to_string().contains("needs 8-lane subgroups"), "{err}");
 }
 
-/// Without exactly 8-lane subgroups the rule runs every conv on the texture families (the
-/// pointwise one for the aligned 1x1 stride-1 convs), built for the adapter's fixed width or without
-/// subgroups; where a chunk's input views do not fit the adapter's textures, on the direct kernels.
+/// On every adapter the rule runs every conv on the texture families (the pointwise one for the
+/// aligned 1x1 stride-1 convs, the row one for the aligned 3x3 stride-1 ones), built for the
+/// adapter's fixed width or without subgroups; where a chunk's input views do not fit the adapter's
+/// textures, on the direct kernels.
 #[test]
-fn the_rule_runs_the_texture_families_without_8_lane_subgroups() {
+fn the_rule_runs_the_texture_families() {
     let graph = res2net50(224);
     let options = SessionOptions::default();
     let conv_keys = |caps: &AdapterCaps| -> Vec<KernelKey> {
@@ -154,10 +156,7 @@ fn the_rule_runs_the_texture_families_without_8_lane_subgroups() {
             .collect()
     };
     let texture = ["conv_gp", "conv_px", "conv_t3"];
-    assert!(conv_keys(&ADAPTERS[0])
-        .iter()
-        .all(|k| !texture.contains(&k.entry)));
-    for caps in &ADAPTERS[1..7] {
+    for caps in &ADAPTERS[..7] {
         let width = caps.subgroup_sizes.filter(|(a, b)| a == b).map(|(a, _)| a);
         let keys = conv_keys(caps);
         // The 1x1 stride-1 convs at 56x56, 28x28 and 14x14 run on the pointwise family, the 3x3

@@ -4,16 +4,15 @@
 //! is a loop over the SIMD lanes, so the kernels that read textures (`shaders/conv_px.wgsl`,
 //! `conv_t3.wgsl`, `conv_gp.wgsl`) or share loads through subgroups (`conv_gemm64.wgsl`,
 //! `conv_gemm32.wgsl`, `conv_row3.wgsl`, written for exactly 8 lanes) win. The rule takes the
-//! subgroup GEMMs where every subgroup has 8 lanes and the texture families everywhere else; the
-//! autotuner ([`super::autotune`]) replaces it per conv shape with what it measured fastest. The
-//! workgroup-tiled families (`shaders/conv_tiled.wgsl`, written for discrete GPUs) run when forced
-//! or tuned, the direct kernels (`conv.wgsl`) also where a texture family's inputs do not fit the
-//! adapter's textures.
+//! texture families; the autotuner ([`super::autotune`]) replaces it per conv shape with what it
+//! measured fastest. The subgroup GEMMs and the workgroup-tiled families (`shaders/conv_tiled.wgsl`,
+//! written for discrete GPUs) run when forced or tuned, the direct kernels (`conv.wgsl`) also
+//! where a texture family's inputs do not fit the adapter's textures.
 
 use std::collections::BTreeMap;
 
 use super::autotune::Bucket;
-use super::kernels::conv::{self, gemm64, ConvFamily, ConvShape, Packing};
+use super::kernels::conv::{self, ConvFamily, ConvShape, Packing};
 use super::kernels::AdapterCaps;
 
 /// A conv kernel family, for [`SessionOptions::conv_kernel`](super::SessionOptions::conv_kernel).
@@ -213,35 +212,15 @@ impl ConvPolicy {
 pub(crate) const TEXTURE_FAMILIES: [&ConvFamily; 3] =
     [&conv::px::FAMILY, &conv::t3::FAMILY, &conv::gp::FAMILY];
 
-/// The rule when nothing is forced or tuned: the subgroup GEMM families where every subgroup has 8
-/// lanes, else the first texture family that runs the conv (the direct kernels where their input
-/// textures do not fit a chunk of `images` images).
+/// The rule when nothing is forced or tuned: the first texture family that runs the conv (the
+/// direct kernels where their input textures do not fit a chunk of `images` images). Measured on
+/// lavapipe at 4 and 8 lanes and llvmpipe over OpenGL (res2net50_26w_4s, every conv shape at batch
+/// 1 and 8): the texture families run 3-10 times faster than the 8-lane subgroup GEMMs and about 20
+/// times faster than the direct kernels; the tuner still times the GEMMs where only the general
+/// texture family runs a conv.
 pub(crate) fn automatic(s: &ConvShape, caps: &AdapterCaps, images: usize) -> &'static ConvFamily {
-    if !caps.subgroups_of(gemm64::LANES) {
-        // Measured on lavapipe (4 lanes, 16 lanes, no subgroups) and llvmpipe over OpenGL: the
-        // texture kernels run at 20-60% of the FMA peak, the direct kernels at about 5%.
-        return TEXTURE_FAMILIES
-            .into_iter()
-            .find(|f| f.usable(s, caps, images))
-            .unwrap_or(&conv::direct::FAMILY);
-    }
-    // Measured on lavapipe (res2net50_26w_4s): the row kernel gains 10-50% on the 3x3 chains at
-    // 56x56 and 14x14 (also where rows are gathered), and loses at 7x7, where a 16-pixel segment
-    // leaves 9 of 16 pixels idle: it is chosen where segments are at least 3/4 used.
-    let segments_used = s.out_w * 4 >= 3 * 16 * s.out_w.div_ceil(16);
-    if s.row3() && segments_used {
-        &conv::row3::FAMILY
-    } else if s.cout_g <= 32 {
-        // 32 x 32 wins on groups of at most 32 output channels (the 26-channel Res2Net chain),
-        // where 64-channel tiles leave most lanes idle.
-        &conv::gemm32::FAMILY
-    } else {
-        // 64 x 16 wins on the wide convs; reducing 8 input channels per step gained 3-8% on the
-        // 1x1 convs and nothing clear on the others.
-        if s.pointwise() {
-            &conv::gemm64::FAMILY_K8
-        } else {
-            &conv::gemm64::FAMILY
-        }
-    }
+    TEXTURE_FAMILIES
+        .into_iter()
+        .find(|f| f.usable(s, caps, images))
+        .unwrap_or(&conv::direct::FAMILY)
 }

@@ -3,8 +3,9 @@
 //! and on disk for the next process, next to the pipeline cache. On a CPU adapter (lavapipe) the
 //! direct and workgroup-tiled families are not timed where another family runs the shape: they
 //! measured 3-25x slower there on every res2net50_26w_4s shape (the tiled ones about 1% of peak),
-//! and timing them made up most of a tuning start. Nor is the general texture family where a
-//! shape-specific one runs the conv (about twice as fast there).
+//! and timing them made up most of a tuning start. Where a shape-specific texture family (`px`,
+//! `t3`) runs the conv, nothing else is timed there: the general texture family ran about half as
+//! fast on those shapes, the 8-lane subgroup GEMMs 3-10 times slower.
 //!
 //! The cache file is keyed by the adapter (name, vendor, device, driver, backend) and a hash of every
 //! shader source and family, so a new driver or a changed kernel starts over; a corrupt or foreign
@@ -309,13 +310,13 @@ pub(crate) fn tune(
             .filter(|f| f.usable(s, &caps, images))
             .collect();
         // On a CPU adapter the workgroup-tiled and direct kernels are far behind wherever another
-        // family runs, and the general texture family behind the shape-specific ones.
+        // family runs, and every other family behind a shape-specific texture family.
         let specific = |f: &ConvFamily| TEXTURE_FAMILIES[..2].iter().any(|t| t.kernel == f.kernel);
         let has_specific = usable.iter().any(|f| specific(f));
         let slow_on_cpu = |f: &ConvFamily| {
             conv::tiled::is_tiled(f)
                 || f.kernel == ConvKernel::Direct
-                || (has_specific && f.kernel == ConvKernel::Gp)
+                || (has_specific && !specific(f))
         };
         let skip_slow = cpu_adapter && usable.iter().any(|f| !slow_on_cpu(f));
         let candidates: Vec<ConvKernel> = usable

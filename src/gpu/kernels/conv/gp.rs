@@ -12,7 +12,7 @@
 //! `M / 4` texels at uniform coordinates. The subgroup width is a define, one variant per width.
 
 use super::{
-    any_shape, fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant,
+    any_shape, fusions, lanes, px, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant,
 };
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
@@ -34,6 +34,24 @@ pub const FAMILY: ConvFamily = ConvFamily {
 const WIDE: (usize, usize) = (64, 2);
 const NARROW: (usize, usize) = (32, 4);
 const CHAIN: (usize, usize) = (28, 4);
+/// The tile of convs whose weights are in the pointwise family's layout (blocks of its 16 output
+/// channels): 8 pixels per lane keep the accumulators as many as in the wide tile.
+const POINTWISE: (usize, usize) = (px::BLOCK, 8);
+
+/// The define that reads the pointwise family's weight layout.
+const POINTWISE_WEIGHTS: &str = "POINTWISE_WEIGHTS";
+
+/// Whether the conv's weights take the pointwise family's layout: ungrouped 1x1 stride-1 convs
+/// with a multiple of 4 input channels, which that family runs wherever the planes allow. At other
+/// input sizes this family runs them from the same copy of the weights.
+fn pointwise_weights(s: &ConvShape) -> bool {
+    s.pointwise() && s.groups == 1 && s.cin_g.is_multiple_of(4)
+}
+
+fn pointwise_defines(width: Option<u32>) -> Defines {
+    let (m, p) = POINTWISE;
+    lanes::defines(width, m, p, m).flag(POINTWISE_WEIGHTS)
+}
 
 fn tile(s: &ConvShape) -> (usize, usize) {
     if s.cout_g <= CHAIN.0 {
@@ -47,7 +65,8 @@ fn tile(s: &ConvShape) -> (usize, usize) {
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
-    let (m, p) = tile(s);
+    let pointwise = pointwise_weights(s);
+    let (m, p) = if pointwise { POINTWISE } else { tile(s) };
     let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane(), width, p);
     let mut inputs = vec![(Slot::InputScalar, Operand::Src)];
     if s.add.is_some() {
@@ -57,15 +76,23 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         inputs.push((Slot::ResidualScalar, Operand::Res));
     }
     ConvPlan {
-        defines: lanes::quad_defines(width, (m, p)),
+        defines: if pointwise {
+            pointwise_defines(width)
+        } else {
+            lanes::quad_defines(width, (m, p))
+        },
         entry: "conv_gp",
         constants: fusions(s),
         cout_blocks,
         x_blocks,
         groups: (s.groups * cout_blocks, x_blocks),
-        packing: Packing::Texture {
-            block: m,
-            slots: lanes::slots(width, m / 4),
+        packing: if pointwise {
+            px::packing(width)
+        } else {
+            Packing::Texture {
+                block: m,
+                slots: lanes::slots(width, m / 4),
+            }
         },
         split_k: None,
         inputs,
@@ -77,7 +104,9 @@ fn variants() -> Vec<Variant> {
 }
 
 fn shaders() -> Vec<Defines> {
-    lanes::quad_tile_shaders(&[WIDE, NARROW, CHAIN])
+    let mut all = lanes::quad_tile_shaders(&[WIDE, NARROW, CHAIN]);
+    all.extend(lanes::widths().map(pointwise_defines));
+    all
 }
 
 #[cfg(test)]

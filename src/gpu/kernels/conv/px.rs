@@ -29,7 +29,7 @@ pub const FAMILY: ConvFamily = ConvFamily {
 
 /// Output channels per block. Measured on lavapipe at 4, 8 and 16 lanes and over OpenGL: 16
 /// channels x 2 texels per lane (32 vec4 accumulators), 1 texel at 16 lanes and wider.
-const BLOCK: usize = 16;
+pub(super) const BLOCK: usize = 16;
 
 /// Pixel texels per lane for a subgroup width (`None`: no subgroups).
 fn texels_per_lane(width: Option<u32>) -> usize {
@@ -74,14 +74,19 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         cout_blocks,
         x_blocks,
         groups: (cout_blocks, x_blocks),
-        packing: Packing::Pointwise {
-            block: BLOCK,
-            slots: lanes::slots(width, BLOCK),
-        },
+        packing: packing(width),
         split_k: None,
         inputs: std::iter::once((Slot::Input, Operand::Src))
             .chain(s.res.map(|_| (Slot::Residual, Operand::Res)))
             .collect(),
+    }
+}
+
+/// The weight layout of this family's plans (and of the general family's on the same convs).
+pub(super) fn packing(width: Option<u32>) -> Packing {
+    Packing::Pointwise {
+        block: BLOCK,
+        slots: lanes::slots(width, BLOCK),
     }
 }
 
