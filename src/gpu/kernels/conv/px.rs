@@ -2,9 +2,9 @@
 //! pixels, the pointwise convs that hold most of a Res2Net's work. Where [`super::gp`] reads one
 //! pixel per input load and takes 4 products per accumulator write, this family reads texels of 4
 //! pixels and takes 16 products per write of a vec4 accumulator, and stores vec4s: on lavapipe it
-//! runs the pointwise convs about twice as fast as the texture family for any shape.
+//! runs the pointwise convs about twice as fast as the general texture family does.
 //!
-//! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `PT`
+//! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `P`
 //! texels of 4 pixels x `M` output channels of one block. Each step reduces 4 input channels. With
 //! subgroups each lane loads `ceil(M / SG)` weight texels per step, shared with `subgroupBroadcast`;
 //! without (OpenGL, adapters whose subgroup size varies) every lane loads the `M` texels at uniform

@@ -5,7 +5,7 @@
 //! write. Weights use the texture family's layout ([`Packing::Texture`]), so the two share a
 //! packing where their blocks agree.
 //!
-//! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `PT`
+//! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `P`
 //! texels x `M` output channels of one block.
 
 use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
