@@ -206,11 +206,13 @@ impl ConvPolicy {
     }
 }
 
-/// The texture families in order of preference: the shape-specific ones first (measured on
-/// lavapipe at 4 and 8 lanes and over OpenGL: about twice as fast as the general one on the shapes
-/// they run).
+/// The shape-specific texture families (measured on lavapipe at 4 and 8 lanes and over OpenGL:
+/// about twice as fast as the general one on the shapes they run).
+pub(crate) const SHAPE_SPECIFIC: [&ConvFamily; 2] = [&conv::px::FAMILY, &conv::t3::FAMILY];
+
+/// The texture families in order of preference: the shape-specific ones, then the general one.
 pub(crate) const TEXTURE_FAMILIES: [&ConvFamily; 3] =
-    [&conv::px::FAMILY, &conv::t3::FAMILY, &conv::gp::FAMILY];
+    [SHAPE_SPECIFIC[0], SHAPE_SPECIFIC[1], &conv::gp::FAMILY];
 
 /// The rule when nothing is forced or tuned: the first texture family that runs the conv (the
 /// direct kernels where their input textures do not fit a chunk of `images` images). Measured on

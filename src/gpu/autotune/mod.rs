@@ -25,7 +25,7 @@ mod measure;
 use super::kernels::conv::{self, ConvFamily, ConvShape};
 use super::kernels::{AdapterCaps, ShaderFile, LIBRARY};
 use super::pipeline_cache::{cache_dir, PipelineCacheSetting};
-use super::tune::{automatic, ConvKernel, TEXTURE_FAMILIES};
+use super::tune::{automatic, ConvKernel, SHAPE_SPECIFIC};
 use super::uniforms;
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -311,7 +311,7 @@ pub(crate) fn tune(
             .collect();
         // On a CPU adapter the workgroup-tiled and direct kernels are far behind wherever another
         // family runs, and every other family behind a shape-specific texture family.
-        let specific = |f: &ConvFamily| TEXTURE_FAMILIES[..2].iter().any(|t| t.kernel == f.kernel);
+        let specific = |f: &ConvFamily| SHAPE_SPECIFIC.iter().any(|t| t.kernel == f.kernel);
         let has_specific = usable.iter().any(|f| specific(f));
         let slow_on_cpu = |f: &ConvFamily| {
             conv::tiled::is_tiled(f)

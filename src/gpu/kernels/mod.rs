@@ -393,6 +393,20 @@ impl AdapterCaps {
         self.subgroup_sizes.filter(|(a, b)| a == b).map(|(a, _)| a)
     }
 
+    /// Whether a linear texture of `format` holds `values` values per image for `images` images,
+    /// each image on rows of its own.
+    pub fn texture_holds(
+        &self,
+        format: crate::gpu::texture::Texels,
+        values: usize,
+        images: usize,
+    ) -> bool {
+        let rows = u32::try_from(values)
+            .map(|v| crate::gpu::texture::rows(format.texels(v)) as usize)
+            .unwrap_or(usize::MAX);
+        rows.saturating_mul(images) <= self.max_texture_rows as usize
+    }
+
     /// Whether every subgroup has exactly `lanes` lanes.
     pub fn subgroups_of(&self, lanes: u32) -> bool {
         self.subgroup_sizes == Some((lanes, lanes))

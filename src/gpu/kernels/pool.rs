@@ -72,7 +72,8 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
     cx.expect_channels(&p.dst, p.src.channels, "pool output")?;
     let views = cx.src_dst(&p.src, &p.dst, "pool")?;
     let (gx, gy) = flat_groups((p.src.channels * out_h * out_w).div_ceil(WG));
-    let len = cx.u32(p.src.channels * in_h * in_w, "pool input")?;
+    let values = p.src.channels * in_h * in_w;
+    let len = cx.u32(values, "pool input")?;
     let params = PoolParams {
         channels: cx.u32(p.src.channels, "channels")?,
         in_h: cx.u32(in_h, "height")?,
@@ -86,8 +87,7 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
         x_img: texture::image_texels(Texels::Scalar, len),
         ..views
     };
-    let rows = texture::rows(Texels::Scalar.texels(len)) as usize;
-    let texture_input = rows.saturating_mul(images) <= caps.max_texture_rows as usize;
+    let texture_input = caps.texture_holds(Texels::Scalar, values, images);
     let mut lowered = Lowered::plain(
         key(kind_code(p.kind), texture_input),
         &params,

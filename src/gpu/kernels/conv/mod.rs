@@ -200,14 +200,8 @@ impl ConvPlan {
     /// Whether every input texture of `images` images (each on rows of its own) fits the adapter.
     pub fn textures_fit(&self, s: &ConvShape, caps: &AdapterCaps, images: usize) -> bool {
         self.inputs.iter().all(|(slot, operand)| {
-            let Some(format) = slot.texels() else {
-                return false;
-            };
-            let values = operand.values(s);
-            let rows = u32::try_from(values)
-                .map(|v| crate::gpu::texture::rows(format.texels(v)) as usize)
-                .unwrap_or(usize::MAX);
-            rows.saturating_mul(images) <= caps.max_texture_rows as usize
+            slot.texels()
+                .is_some_and(|format| caps.texture_holds(format, operand.values(s), images))
         })
     }
 }

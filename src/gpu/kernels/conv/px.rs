@@ -10,9 +10,7 @@
 //! without (OpenGL, adapters whose subgroup size varies) every lane loads the `M` texels at uniform
 //! coordinates. The subgroup width is a define, one variant per width.
 
-use super::{
-    fusion_variants, fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant,
-};
+use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
@@ -67,10 +65,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     ConvPlan {
         defines: defines(width),
         entry: "conv_px",
-        constants: fusions(s)
-            .into_iter()
-            .filter(|(name, _)| *name != "HAS_ADD")
-            .collect(),
+        constants: fusions(s),
         cout_blocks,
         x_blocks,
         groups: (cout_blocks, x_blocks),
@@ -90,17 +85,12 @@ pub(super) fn packing(width: Option<u32>) -> Packing {
     }
 }
 
+/// The fused variants without an added input (which [`fits`] refuses).
 fn variants() -> Vec<Variant> {
-    let mut all: Vec<Variant> = fusion_variants(&[])
+    lanes::fused("conv_px")
         .into_iter()
-        .filter(|c| c.contains(&("HAS_ADD", 0)))
-        .map(|c| {
-            let c = c.into_iter().filter(|(name, _)| *name != "HAS_ADD");
-            ("conv_px", c.collect())
-        })
-        .collect();
-    all.dedup();
-    all
+        .filter(|(_, c)| c.contains(&("HAS_ADD", 0)))
+        .collect()
 }
 
 fn shaders() -> Vec<Defines> {
