@@ -1,38 +1,73 @@
-// Fully connected layer over [K, 1, 1] views: dst = act(weight . src + bias), weight [M, K] row-major
-// followed by the M biases in one read-only buffer. Used for the classifier and for the SE
-// excitation (ReLU after the reduction, Sigmoid after the expansion).
+// Fully connected layer over [K, 1, 1] views: dst = act(weight . src + bias). Used for the
+// classifier and for the SE excitation (ReLU after the reduction, Sigmoid after the expansion).
+//
+// The weights are a linear rgba32float texture (binding 4): per block of ROWS output rows,
+// [ceil(K / 4) steps][ROWS texels], texel r holding the 4 inputs of the step for row r of the
+// block (zeros past K); then the biases, 4 per texel, from texel bias_off. One invocation per row:
+// each step reads one weight texel per lane, neighbouring lanes neighbouring texels, and the same 4
+// input values in every lane. With TEXTURE_INPUT those come from the input view's copy in an
+// r32float texture (binding 7, image n at texel n * x_img): on CPU adapters a storage-buffer load
+// is a loop over the SIMD lanes, a texel load one vector fetch.
+//
+// Grid: x = block of ROWS rows, z = image.
 
-#ifdef F16_WEIGHTS
-enable f16;
-#endif
 #import LinearParams
 
 #import arena
 #import activation
-#import weights
+#import texel_at
 @group(0) @binding(2) var<uniform> p: LinearParams;
+@group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(7) var xtex: texture_storage_2d<r32float, read>;
 
-// x: output rows, z: image.
-@compute @workgroup_size(64, 1, 1)
-fn linear(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row = gid.x;
-    if (row >= p.m) {
-        return;
+// Rows per workgroup, set by src/gpu/kernels/linear.rs; the default makes the file valid alone.
+#ifndef ROWS
+#define ROWS 64
+#endif
+const ROWS: u32 = #{ROWS}u;
+
+// Input i of image n.
+fn input(n: u32, i: u32) -> f32 {
+#ifdef TEXTURE_INPUT
+    return textureLoad(xtex, at(n * p.x_img + i)).x;
+#else
+    return act[p.src_off + n * p.src_bs + i];
+#endif
+}
+
+// Inputs 4s..4s + 4 of image n, zero past K.
+fn inputs(n: u32, s: u32) -> vec4<f32> {
+    let i = 4u * s;
+    var x = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        if (i + c < p.k) {
+            x[c] = input(n, i + c);
+        }
     }
-    let n = gid.z;
-    let src = p.src_off + n * p.src_bs;
-    let w = row * p.k;
+    return x;
+}
+
+@compute @workgroup_size(#{ROWS}, 1, 1)
+fn linear(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let row = wg.x * ROWS + lane;
+    let n = wg.z;
+    let full = p.k / 4u;
+    let steps = (p.k + 3u) / 4u;
+    let wb = wg.x * steps * ROWS + lane;
     var s = vec4<f32>(0.0);
-    let full = p.k / 4u * 4u;
-    for (var i = 0u; i < full; i += 4u) {
-        let x = vec4<f32>(act[src + i], act[src + i + 1u], act[src + i + 2u], act[src + i + 3u]);
-        let y = vec4<f32>(f32(wts[w + i]), f32(wts[w + i + 1u]), f32(wts[w + i + 2u]), f32(wts[w + i + 3u]));
-        s += x * y;
+    for (var i = 0u; i < full; i++) {
+        let j = 4u * i;
+        let x = vec4<f32>(input(n, j), input(n, j + 1u), input(n, j + 2u), input(n, j + 3u));
+        s = fma(x, textureLoad(wtex, at(wb + i * ROWS)), s);
     }
-    var tail = 0.0;
-    for (var i = full; i < p.k; i++) {
-        tail += act[src + i] * f32(wts[w + i]);
+    if (full < steps) {
+        s = fma(inputs(n, full), textureLoad(wtex, at(wb + full * ROWS)), s);
     }
-    let total = (s.x + s.y) + (s.z + s.w) + tail + f32(wts[p.bias_off + row]);
-    act[p.dst_off + n * p.dst_bs + row] = activate(total);
+    let b = textureLoad(wtex, at(p.bias_off + row / 4u))[row % 4u];
+    if (row < p.m) {
+        act[p.dst_off + n * p.dst_bs + row] = activate((s.x + s.y) + (s.z + s.w) + b);
+    }
 }

@@ -14,12 +14,13 @@ override KIND: u32 = 0u;
 #import arena
 @group(0) @binding(2) var<uniform> p: PoolParams;
 @group(0) @binding(7) var xtex: texture_storage_2d<r32float, read>;
+#import texel_at
 
 // Input value i of image n (i counted from the view's first channel).
 fn input(n: u32, i: u32) -> f32 {
 #ifdef TEXTURE_INPUT
     let t = n * p.x_img + i;
-    return textureLoad(xtex, vec2<u32>(t & 4095u, t >> 12u)).x;
+    return textureLoad(xtex, at(t)).x;
 #else
     return act[p.src_off + n * p.src_bs + i];
 #endif

@@ -886,6 +886,38 @@ fn pools_read_the_arena_where_input_textures_do_not_fit() {
     }
 }
 
+/// A linear layer whose chunk of inputs fits the device's textures reads them from one; one that
+/// does not (more images than texture rows) reads the arena; both match the CPU.
+#[test]
+fn linear_layers_read_the_arena_where_input_textures_do_not_fit() {
+    let Some(short) = short_texture_context(4096) else {
+        return;
+    };
+    let Some(ctx) = context() else { return };
+    // 6 inputs (a step and a tail of 2) -> 70 rows (two blocks); one texture row per image.
+    let (k, m, batch) = (6, 70, 4097);
+    let mut b = Builder::new(Shape::new(k, 1, 1));
+    let out = b.tensor(m, 1, 1);
+    b.linear(whole(TensorId(0), k), whole(out, m), Activation::Relu);
+    let g = b.finish(whole(out, m));
+    let input = random(k * batch, 8);
+    let cpu = cpu::forward_all(&g, &input, batch).unwrap();
+    for (ctx, texture) in [(&ctx, true), (&short, false)] {
+        let session = Session::new(ctx, &g, batch).unwrap();
+        let kernel = &session.profile(&input).unwrap().ops[0].kernel;
+        assert_eq!(kernel.contains("TEXTURE_INPUT"), texture, "{kernel}");
+        let gpu = session.run_all(&input).unwrap();
+        let out = g.nodes[0].op.writes();
+        assert_close(
+            &format!("linear, texture input {texture}"),
+            &cpu::gather(&g, out, &gpu, batch),
+            &cpu::gather(&g, out, &cpu, batch),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
 /// (channels, height, width, kernel, stride, pad, ceil_mode)
 type PoolShape = (usize, usize, usize, usize, usize, usize, bool);
 
@@ -998,8 +1030,8 @@ fn se_pieces_linear_and_softmax_match_cpu() {
     }
 }
 
-/// The SE pieces and the linear layers with f16 weights (`linear.wgsl+F16_WEIGHTS`), against the CPU
-/// reference on the same weights rounded to f16.
+/// The SE pieces and the linear layers with f16 weights (stored rounded to f16 in the linear
+/// layer's weight texture), against the CPU reference on the same weights rounded to f16.
 #[test]
 fn se_pieces_and_linear_with_f16_weights_match_cpu() {
     for (c, h, w) in [(16, 7, 5), (130, 1, 1)] {

@@ -15,10 +15,7 @@ override HAS_RES: bool = false;
 @group(0) @binding(2) var<uniform> p: ConvParams;
 @group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
 
-// Texel t of a linear texture.
-fn at(t: u32) -> vec2<u32> {
-    return vec2<u32>(t & 4095u, t >> 12u);
-}
+#import texel_at
 
 // The bias of output channel c (of the whole conv).
 fn bias(c: u32) -> f32 {

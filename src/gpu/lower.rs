@@ -219,7 +219,9 @@ pub(crate) fn lower(graph: &Graph, node: &Node, lcx: &LowerCtx) -> Result<Lowere
         Op::Conv(c) => conv::lower(&cx, c, lcx.policy, lcx.caps),
         Op::Pool(p) => kernels::pool::lower(&cx, p, lcx.caps, lcx.policy.images),
         Op::GlobalAvgPool(g) => kernels::global_pool::lower(&cx, g),
-        Op::Linear(l) => kernels::linear::lower(&cx, l, lcx.policy.f16_weights),
+        Op::Linear(l) => {
+            kernels::linear::lower(&cx, l, lcx.policy.f16_weights, lcx.caps, lcx.policy.images)
+        }
         Op::ScaleAdd(s) => kernels::scale_add::lower(&cx, s),
         Op::Softmax(s) => kernels::softmax::lower(&cx, s),
     }

@@ -12,6 +12,17 @@
 /// Texels per texture row.
 pub const TEXELS_PER_ROW: u32 = 4096;
 
+/// `#import texel_at`: the WGSL function that maps texel `t` of a linear texture to its
+/// coordinates (`TEXELS_PER_ROW` a power of two, so a mask and a shift).
+pub fn texel_at_wgsl() -> String {
+    const { assert!(TEXELS_PER_ROW.is_power_of_two()) };
+    format!(
+        "// Texel t of a linear texture (rows of {TEXELS_PER_ROW} texels).\nfn at(t: u32) -> vec2<u32> {{\n    return vec2<u32>(t & {}u, t >> {}u);\n}}\n",
+        TEXELS_PER_ROW - 1,
+        TEXELS_PER_ROW.trailing_zeros()
+    )
+}
+
 /// The texel format of a linear texture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Texels {

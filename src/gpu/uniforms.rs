@@ -115,7 +115,7 @@ gpu_struct! {
 }
 
 gpu_struct! {
-    /// Fully connected layer: weight `[m, k]` then `m` biases from `bias_off`.
+    /// Fully connected layer: `m` rows of `k` inputs, the biases from texel `bias_off`.
     LinearParams {
         src_off: u32,
         src_bs: u32,
@@ -124,7 +124,8 @@ gpu_struct! {
         m: u32,
         k: u32,
         bias_off: u32,
-        _pad0: u32,
+        /// Texels from one image to the next in the input texture (`TEXTURE_INPUT` variant).
+        x_img: u32,
     }
 }
 
@@ -252,6 +253,9 @@ pub const ACTIVATIONS: [Activation; 3] = [Activation::None, Activation::Relu, Ac
 pub fn generated_module(name: &str) -> Option<String> {
     if name == "activation_codes" {
         return Some(activation_codes_wgsl());
+    }
+    if name == "texel_at" {
+        return Some(crate::gpu::texture::texel_at_wgsl());
     }
     all()
         .into_iter()

@@ -83,7 +83,7 @@ impl DeviceWeights {
             .lock()
             .map(|b| {
                 b.keys()
-                    .filter(|k| k.f16 == f16 && k.packing != Packing::Linear)
+                    .filter(|k| k.f16 == f16 && !matches!(k.packing, Packing::Linear { .. }))
                     .map(|k| (k.node.clone(), k.packing))
                     .collect()
             })

@@ -177,8 +177,8 @@ impl ShaderFile {
         )
     }
 
-    /// Whether the shader reads a weight buffer (and can store it as f16). The texture families
-    /// read rgba32float weight textures in every precision (rgba16float is no core WebGPU
+    /// Whether the shader reads a weight buffer (and can store it as f16). The texture families and
+    /// the linear layer read rgba32float weight textures in every precision (rgba16float is no core WebGPU
     /// read-only storage format); f16 weights are stored there rounded to f16.
     pub fn has_weights(self) -> bool {
         matches!(
@@ -189,7 +189,6 @@ impl ShaderFile {
                 | ShaderFile::ConvRow3
                 | ShaderFile::ConvTiled
                 | ShaderFile::ConvTiledSplit
-                | ShaderFile::Linear
         )
     }
 
@@ -222,6 +221,13 @@ impl ShaderFile {
                 Slot::Input,
                 Slot::AddInput,
                 Slot::Residual,
+            ]
+        } else if self == ShaderFile::Linear {
+            &[
+                Slot::Arena,
+                Slot::Uniforms,
+                Slot::WeightTexture,
+                Slot::InputScalar,
             ]
         } else if self == ShaderFile::Pool {
             &[Slot::Arena, Slot::Uniforms, Slot::InputScalar]

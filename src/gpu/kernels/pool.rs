@@ -28,7 +28,7 @@ fn kind_code(kind: PoolKind) -> u32 {
 }
 
 /// The define of the variant that reads its input from a texture.
-const TEXTURE_INPUT: &str = "TEXTURE_INPUT";
+pub(crate) const TEXTURE_INPUT: &str = "TEXTURE_INPUT";
 
 fn key(kind: u32, texture_input: bool) -> KernelKey {
     let defines = if texture_input {

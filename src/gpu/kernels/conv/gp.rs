@@ -117,10 +117,13 @@ mod tests {
 
     #[test]
     fn the_shader_addresses_rows_of_the_texture_layout() {
-        // The texture families split a texel index with a mask and a shift.
-        assert_eq!(TEXELS_PER_ROW, 1 << 12);
-        let text = crate::gpu::kernels::import("texels").unwrap_or_default();
-        assert!(text.contains("t & 4095u, t >> 12u"));
+        // The texture families split a texel index with the mask and shift made from the layout's
+        // row length.
+        let texels = crate::gpu::kernels::import("texels").unwrap_or_default();
+        assert!(texels.contains("#import texel_at"));
+        let at = crate::gpu::kernels::import("texel_at").unwrap_or_default();
+        let shift = TEXELS_PER_ROW.trailing_zeros();
+        assert!(at.contains(&format!("t & {}u, t >> {shift}u", (1 << shift) - 1)));
     }
 
     #[test]

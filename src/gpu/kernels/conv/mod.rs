@@ -26,7 +26,7 @@ pub mod row3;
 pub mod t3;
 pub mod tiled;
 
-pub use packing::{Packing, TEXTURE_CIN_STEP, TILED_K_ROWS};
+pub use packing::{linear_bias_texel, Packing, TEXTURE_CIN_STEP, TILED_K_ROWS};
 
 use super::{AdapterCaps, KernelKey, ShaderFile, ShaderKey, Slot};
 use crate::error::Result;

@@ -2,7 +2,7 @@
 //! (and pads with zeros); families with equal packings share one weight buffer per node.
 
 use crate::error::{Error, Result};
-use crate::graph::{Conv, Op};
+use crate::graph::{Conv, Linear, Op};
 
 /// How a family lays out a node's parameters in its read-only weight buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,8 +37,10 @@ pub enum Packing {
     /// channels `4s..4s + 4` of output channel `r` of the block (zeros past the last channel and in
     /// slots `block..slots`); then one bias per output channel, padded to whole texels.
     Pointwise { block: usize, slots: usize },
-    /// `linear.wgsl`: the weight `[m, k]` row-major, then the `m` biases.
-    Linear,
+    /// `linear.wgsl` (a linear rgba32float texture): per block of `rows` output rows,
+    /// `[ceil(k / 4)][rows texels]`, texel `r` holding the 4 inputs of the step for row `r` of the
+    /// block (zeros past `k` and past the last row); then the biases, padded to whole texels.
+    Linear { rows: usize },
 }
 
 /// Input channels the texture families reduce per step: the texture layout pads `cin_g` to it.
@@ -51,7 +53,10 @@ impl Packing {
     /// Whether kernels read this layout from a linear texture ([`crate::gpu::texture`]) instead of
     /// a storage buffer.
     pub fn in_texture(&self) -> bool {
-        matches!(self, Packing::Texture { .. } | Packing::Pointwise { .. })
+        matches!(
+            self,
+            Packing::Texture { .. } | Packing::Pointwise { .. } | Packing::Linear { .. }
+        )
     }
 
     /// The packed parameters of `op`.
@@ -70,12 +75,7 @@ impl Packing {
             (&Packing::Tiled { bn }, Op::Conv(c)) => Ok(tiled(c, bn)),
             (&Packing::Texture { block, slots }, Op::Conv(c)) => Ok(texture(c, block, slots)),
             (&Packing::Pointwise { block, slots }, Op::Conv(c)) => pointwise(c, block, slots),
-            (Packing::Linear, Op::Linear(l)) => {
-                let mut out = Vec::with_capacity(l.weight.len() + l.bias.len());
-                out.extend_from_slice(&l.weight);
-                out.extend_from_slice(&l.bias);
-                Ok(out)
-            }
+            (&Packing::Linear { rows }, Op::Linear(l)) => Ok(linear(l, rows)),
             (p, op) => Err(Error::Config(format!(
                 "a {} op has no {p:?} weight layout",
                 op.kind()
@@ -83,8 +83,7 @@ impl Packing {
         }
     }
 
-    /// Where the biases start in the packed conv weights, in vec4s (in values for `Linear`, where
-    /// the kernel finds them through its own uniform).
+    /// Where the biases start in the packed conv weights, in vec4s (texels).
     pub fn bias_offset(&self, c: &Conv) -> usize {
         let cout_g = c.cout() / c.groups;
         let cin_g = c.cin() / c.groups;
@@ -117,7 +116,7 @@ impl Packing {
             Packing::Pointwise { block, slots } => {
                 c.groups * cout_g.div_ceil(block) * cin_g.div_ceil(4) * slots
             }
-            Packing::Linear => c.weight.len(),
+            Packing::Linear { rows } => linear_bias_texel(c.cout(), c.cin(), rows),
         }
     }
 }
@@ -202,6 +201,29 @@ fn texture(c: &Conv, block: usize, slots: usize) -> Vec<f32> {
     out
 }
 
+/// The texel where a linear layer's biases start: `m` rows in blocks of `rows`, `k` inputs.
+pub fn linear_bias_texel(m: usize, k: usize, rows: usize) -> usize {
+    m.div_ceil(rows) * k.div_ceil(4) * rows
+}
+
+fn linear(l: &Linear, rows: usize) -> Vec<f32> {
+    let (m, k) = (l.bias.len(), l.weight.len() / l.bias.len().max(1));
+    let steps = k.div_ceil(4);
+    let bias_off = 4 * linear_bias_texel(m, k, rows);
+    let mut out = vec![0.0f32; bias_off + m.div_ceil(4) * 4];
+    for (row, weights) in l.weight.chunks_exact(k.max(1)).enumerate().take(m) {
+        let (b, r) = (row / rows, row % rows);
+        for (i, &w) in weights.iter().enumerate() {
+            out[((b * steps + i / 4) * rows + r) * 4 + i % 4] = w;
+        }
+    }
+    out[bias_off..]
+        .iter_mut()
+        .zip(&l.bias)
+        .for_each(|(o, &b)| *o = b);
+    out
+}
+
 fn pointwise(c: &Conv, block: usize, slots: usize) -> Result<Vec<f32>> {
     let cin = c.cin();
     if c.groups != 1 || c.kernel != (1, 1) || !cin.is_multiple_of(4) {
@@ -261,12 +283,15 @@ mod tests {
     use super::*;
     use crate::graph::{Activation, TensorId, View};
 
-    fn conv(cin: usize, cout: usize, groups: usize, kernel: usize) -> Conv {
-        let v = |c| View {
+    fn v(channels: usize) -> View {
+        View {
             tensor: TensorId(0),
             c0: 0,
-            channels: c,
-        };
+            channels,
+        }
+    }
+
+    fn conv(cin: usize, cout: usize, groups: usize, kernel: usize) -> Conv {
         let wlen = cout * cin / groups * kernel * kernel;
         Conv {
             src: v(cin),
@@ -296,6 +321,34 @@ mod tests {
         assert_eq!(&packed[12..16], &[7.0, 9.0, 11.0, 0.0]);
         assert_eq!(&packed[16..20], &[100.0, 101.0, 102.0, 0.0]);
         assert_eq!(&packed[20..24], &[103.0, 104.0, 105.0, 0.0]);
+    }
+
+    #[test]
+    fn linear_rows_hold_four_inputs_of_one_row_per_texel() {
+        // 5 rows of 6 inputs in blocks of 4 rows: 2 blocks x 2 steps x 4 texels, then 2 bias texels.
+        let (m, k) = (5, 6);
+        let l = Linear {
+            src: v(k),
+            dst: v(m),
+            weight: (0..m * k).map(|i| i as f32).collect(),
+            bias: (0..m).map(|i| 100.0 + i as f32).collect(),
+            act: Activation::None,
+        };
+        let p = Packing::Linear { rows: 4 };
+        let packed = p.pack(&Op::Linear(l)).unwrap();
+        assert_eq!(linear_bias_texel(m, k, 4), 16);
+        assert_eq!(packed.len(), 4 * 18);
+        // block 0, step 0, row 1: inputs 0..4 of row 1
+        assert_eq!(&packed[4..8], &[6.0, 7.0, 8.0, 9.0]);
+        // block 0, step 1, row 2: inputs 4, 5 of row 2, then zeros past k
+        assert_eq!(&packed[24..28], &[16.0, 17.0, 0.0, 0.0]);
+        // block 1, step 1: row 4, then zero rows past m
+        assert_eq!(&packed[48..52], &[28.0, 29.0, 0.0, 0.0]);
+        assert!(packed[52..64].iter().all(|&v| v == 0.0));
+        assert_eq!(
+            &packed[64..72],
+            &[100.0, 101.0, 102.0, 103.0, 104.0, 0.0, 0.0, 0.0]
+        );
     }
 
     #[test]
