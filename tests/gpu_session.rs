@@ -294,20 +294,23 @@ fn a_classifier_fed_three_sizes_holds_one_copy_of_the_weights() {
 
 /// The tuner's cache: a new device (as a new process) reuses every choice without timing and runs
 /// the same kernels; `Off` times nothing and is deterministic; a corrupt file, another adapter's and
-/// one written for other shaders are ignored (timed again, then rewritten).
+/// one written for other shaders are ignored (`Auto` times what it times without a file, `Full`
+/// rewrites it).
 #[test]
 fn tuning_choices_are_cached_and_corrupt_foreign_or_stale_files_are_ignored() {
     let Some(ctx) = context() else { return };
     let competing = gpu_common::families_compete(&ctx);
     let graph = small_graph();
     let dir = fresh_dir("tune-cache");
-    let options = |tune| SessionOptions {
-        pipeline_cache: PipelineCacheSetting::Dir(dir.clone()),
+    let options = |tune, dir: &std::path::Path| SessionOptions {
+        pipeline_cache: PipelineCacheSetting::Dir(dir.to_path_buf()),
         tune,
         ..Default::default()
     };
-    let build =
-        |tune| Session::with_options(&GpuContext::new().unwrap(), &graph, 1, &options(tune));
+    let build_in = |tune, dir: &std::path::Path| {
+        Session::with_options(&GpuContext::new().unwrap(), &graph, 1, &options(tune, dir))
+    };
+    let build = |tune| build_in(tune, &dir);
 
     let first = build(Tune::Full).unwrap();
     let tuned = first.build_stats().tuning.clone();
@@ -326,6 +329,10 @@ fn tuning_choices_are_cached_and_corrupt_foreign_or_stale_files_are_ignored() {
     let t = &again.build_stats().tuning;
     assert_eq!((t.measured, t.cached), (0, tuned.measured), "{t:?}");
     assert_eq!(again.kernels(), first.kernels());
+    let empty = fresh_dir("tune-cache-empty");
+    let without_file = build_in(Tune::Auto, &empty).unwrap();
+    let auto_measures = without_file.build_stats().tuning.measured;
+    let _ = std::fs::remove_dir_all(&empty);
 
     let good: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -344,9 +351,12 @@ fn tuning_choices_are_cached_and_corrupt_foreign_or_stale_files_are_ignored() {
         let t = &s.build_stats().tuning;
         let note = t.note.clone().unwrap_or_default();
         assert!(note.contains(why), "{why}: {t:?}");
-        assert_eq!(t.measured, tuned.measured, "timed again");
+        assert_eq!((t.measured, t.cached), (auto_measures, 0), "timed again");
+        let full = build(Tune::Full).unwrap();
+        assert_eq!(full.build_stats().tuning.measured, tuned.measured);
         let reread = build(Tune::Auto).unwrap();
-        assert_eq!(reread.build_stats().tuning.measured, 0, "rewritten");
+        let t = &reread.build_stats().tuning;
+        assert_eq!((t.measured, t.cached), (0, tuned.measured), "rewritten");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

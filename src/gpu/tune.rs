@@ -218,8 +218,7 @@ pub(crate) const TEXTURE_FAMILIES: [&ConvFamily; 3] =
 /// direct kernels where their input textures do not fit a chunk of `images` images). Measured on
 /// lavapipe at 4 and 8 lanes and llvmpipe over OpenGL (res2net50_26w_4s, every conv shape at batch
 /// 1 and 8): the texture families run 3-10 times faster than the 8-lane subgroup GEMMs and about 20
-/// times faster than the direct kernels; the tuner still times the GEMMs where only the general
-/// texture family runs a conv.
+/// times faster than the direct kernels. On other adapters the tuner times every usable family.
 pub(crate) fn automatic(s: &ConvShape, caps: &AdapterCaps, images: usize) -> &'static ConvFamily {
     TEXTURE_FAMILIES
         .into_iter()

@@ -131,8 +131,9 @@ pub fn gpu() -> Option<(GpuContext, MutexGuard<'static, ()>)> {
     Some((ctx, one_at_a_time()))
 }
 
-/// Whether several conv families are worth timing on this adapter. A CPU adapter without 8-lane
-/// subgroups has one (the texture family): the tuner has nothing to choose there.
+/// Whether `Tune::Full` times several conv families on this adapter. A CPU adapter without 8-lane
+/// subgroups has one worth timing per conv (a texture family): the tuner has nothing to choose
+/// there. (`Tune::Auto` times nothing on any CPU adapter.)
 pub fn families_compete(ctx: &GpuContext) -> bool {
     let info = ctx.adapter_info();
     let eight_lanes = ctx.device().features().contains(wgpu::Features::SUBGROUP)

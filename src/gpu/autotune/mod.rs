@@ -25,7 +25,7 @@ mod measure;
 use super::kernels::conv::{self, ConvFamily, ConvShape};
 use super::kernels::{AdapterCaps, ShaderFile, LIBRARY};
 use super::pipeline_cache::{cache_dir, PipelineCacheSetting};
-use super::tune::{automatic, ConvKernel, SHAPE_SPECIFIC};
+use super::tune::{automatic, ConvKernel, SHAPE_SPECIFIC, TEXTURE_FAMILIES};
 use super::uniforms;
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -309,28 +309,20 @@ pub(crate) fn tune(
             .into_iter()
             .filter(|f| f.usable(s, &caps, images))
             .collect();
-        // On a CPU adapter the workgroup-tiled and direct kernels are far behind wherever another
-        // family runs, and every other family behind a shape-specific texture family.
-        let specific = |f: &ConvFamily| SHAPE_SPECIFIC.iter().any(|t| t.kernel == f.kernel);
-        let has_specific = usable.iter().any(|f| specific(f));
-        let slow_on_cpu = |f: &ConvFamily| {
-            conv::tiled::is_tiled(f)
-                || f.kernel == ConvKernel::Direct
-                || (has_specific && !specific(f))
-        };
-        let skip_slow = cpu_adapter && usable.iter().any(|f| !slow_on_cpu(f));
-        let candidates: Vec<ConvKernel> = usable
-            .iter()
-            .filter(|f| !(skip_slow && slow_on_cpu(f)))
+        let candidates: Vec<ConvKernel> = cpu_candidates(&usable, tune, cpu_adapter)
+            .into_iter()
             .map(|f| f.kernel)
             .collect();
         let key = bucket.key();
-        let cached = store
-            .choices
-            .get(&key)
-            .and_then(|e| candidates.iter().find(|k| format!("{k:?}") == e.family));
+        // Any usable family a cached choice names stays chosen (`Full` times more than `Auto`).
+        let cached = store.choices.get(&key).and_then(|e| {
+            usable
+                .iter()
+                .map(|f| f.kernel)
+                .find(|k| format!("{k:?}") == e.family)
+        });
         let kernel = match cached {
-            Some(&k) if tune == Tune::Auto => {
+            Some(k) if tune == Tune::Auto => {
                 report.cached += 1;
                 k
             }
@@ -364,6 +356,44 @@ pub(crate) fn tune(
     Ok((chosen, report))
 }
 
+/// Where a family stands on a CPU adapter, best first: a shape-specific texture family, the
+/// general one, the subgroup GEMMs, then the workgroup-tiled and direct kernels.
+fn cpu_tier(f: &ConvFamily) -> usize {
+    if SHAPE_SPECIFIC.iter().any(|t| t.kernel == f.kernel) {
+        0
+    } else if TEXTURE_FAMILIES.iter().any(|t| t.kernel == f.kernel) {
+        1
+    } else if conv::tiled::is_tiled(f) || f.kernel == ConvKernel::Direct {
+        3
+    } else {
+        2
+    }
+}
+
+/// The families worth timing among `usable`. On a CPU adapter a storage-buffer load is a loop over
+/// the SIMD lanes and a texel load one vector fetch, so the tiers of [`cpu_tier`] are far apart:
+/// on lavapipe at 8 lanes the subgroup GEMMs ran 2.4 to 13 times slower than the general texture
+/// family on each of res2net50's 22 conv shapes where it ran, and the direct kernels about 20
+/// times. There [`Tune::Auto`] times only the best tier usable, [`Tune::Full`] also the GEMMs.
+/// Other adapters time every usable family.
+fn cpu_candidates<'a>(
+    usable: &[&'a ConvFamily],
+    tune: Tune,
+    cpu_adapter: bool,
+) -> Vec<&'a ConvFamily> {
+    let best = usable.iter().map(|f| cpu_tier(f)).min().unwrap_or(0);
+    let last = if tune == Tune::Full {
+        best.max(2)
+    } else {
+        best
+    };
+    usable
+        .iter()
+        .filter(|f| !cpu_adapter || cpu_tier(f) <= last)
+        .copied()
+        .collect()
+}
+
 /// The fastest family, except that `rule`'s stays when it is within [`KEEP_RULE_WITHIN`].
 pub(crate) fn pick(ms: &[(ConvKernel, f64)], rule: ConvKernel) -> ConvKernel {
     let Some(&(fastest, best)) = ms.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else {
@@ -386,6 +416,44 @@ mod tests {
         let ms = [(ConvKernel::Direct, 10.0), (ConvKernel::Gemm32x32, 11.0)];
         assert_eq!(pick(&ms, ConvKernel::Gemm32x32), ConvKernel::Direct);
         assert_eq!(pick(&[], ConvKernel::Direct), ConvKernel::Direct);
+    }
+
+    #[test]
+    fn cpu_adapters_time_only_the_best_tier_unless_full() {
+        use conv::{direct, gemm32, gemm64, gp, px, tiled};
+        let kernels = |fs: Vec<&ConvFamily>| fs.iter().map(|f| f.kernel).collect::<Vec<_>>();
+        let general = [
+            &direct::FAMILY,
+            &gemm64::FAMILY,
+            &gemm32::FAMILY,
+            &tiled::FAMILY,
+            &gp::FAMILY,
+        ];
+        let pointwise = [&gemm32::FAMILY, &gp::FAMILY, &px::FAMILY];
+        let buffers = [&direct::FAMILY, &gemm32::FAMILY, &tiled::FAMILY];
+        let cases: [(&[&ConvFamily], Tune, bool, Vec<ConvKernel>); 7] = [
+            (&general, Tune::Auto, true, vec![ConvKernel::Gp]),
+            (
+                &general,
+                Tune::Full,
+                true,
+                vec![ConvKernel::Gemm64x16, ConvKernel::Gemm32x32, ConvKernel::Gp],
+            ),
+            (&general, Tune::Auto, false, kernels(general.to_vec())),
+            (&pointwise, Tune::Auto, true, vec![ConvKernel::Px]),
+            (
+                &pointwise,
+                Tune::Full,
+                true,
+                vec![ConvKernel::Gemm32x32, ConvKernel::Gp, ConvKernel::Px],
+            ),
+            (&buffers, Tune::Auto, true, vec![ConvKernel::Gemm32x32]),
+            (&buffers[..1], Tune::Auto, true, vec![ConvKernel::Direct]),
+        ];
+        for (usable, tune, cpu, expected) in cases {
+            let got = kernels(cpu_candidates(usable, tune, cpu));
+            assert_eq!(got, expected, "{tune:?} cpu {cpu}");
+        }
     }
 
     #[test]
