@@ -1237,8 +1237,8 @@ fn check_runs_on(label: &str, cases: &[ConvCase], kernel: ConvKernel, shader: &s
 
 /// The texture family on the tiled families' edge cases, plus the shapes only it meets in a graph
 /// on some adapters: a stem-like 7x7 stride-2 conv on 3 channels (padded to a 4-channel step), a
-/// grouped 3x3 stride-2 conv, more pixels than one texture row per channel, and a batch split into
-/// chunks (every chunk's views copied into the input textures from row 0).
+/// grouped 3x3 stride-2 conv, more pixels than one texture row per channel, a 7x7 map in the
+/// pointwise layout, and a batch split into chunks (every chunk's views copied into the input textures from row 0).
 #[test]
 fn conv_gp_edges_match_cpu() {
     use Activation::Relu;
@@ -1272,6 +1272,15 @@ fn conv_gp_edges_match_cpu() {
             cout: 33,
             h: 70,
             w: 67,
+            ..base.pointwise()
+        },
+        // The pointwise layout on a 49-pixel plane (7 or 4 pixels per lane).
+        ConvCase {
+            cin: 8,
+            cout: 20,
+            h: 7,
+            w: 7,
+            residual: true,
             ..base.pointwise()
         },
     ]);

@@ -32,11 +32,15 @@ pub const FAMILY: ConvFamily = ConvFamily {
 /// 4 pixels per lane where a group has few output channels, and a 28-channel block for the
 /// 26-channel Res2Net chains (a 32-channel one would compute 6 idle channels).
 const WIDE: (usize, usize) = (64, 2);
+/// The wide tile with 52 channels, for groups of 52, 104 or 208 channels (Res2Net's 26w-4s widths
+/// at stages 2-4), which 64-channel blocks would pad by 19%.
+const WIDE_52: (usize, usize) = (52, 2);
 const NARROW: (usize, usize) = (32, 4);
 const CHAIN: (usize, usize) = (28, 4);
-/// The tile of convs whose weights are in the pointwise family's layout (blocks of its 16 output
-/// channels): 8 pixels per lane keep the accumulators as many as in the wide tile.
-const POINTWISE: (usize, usize) = (px::BLOCK, 8);
+/// The pixels per lane of convs whose weights are in the pointwise family's layout (blocks of its
+/// 16 output channels), best first: 8 keep the accumulators as many as in the wide tile; 7 and 4
+/// fit the 49-pixel planes of 7x7 maps (at 4 and 8 lanes, at 16) with fewer idle lanes.
+const POINTWISE_PIXELS: [usize; 3] = [8, 7, 4];
 
 /// The define that reads the pointwise family's weight layout.
 const POINTWISE_WEIGHTS: &str = "POINTWISE_WEIGHTS";
@@ -48,9 +52,18 @@ fn pointwise_weights(s: &ConvShape) -> bool {
     s.pointwise() && s.groups == 1 && s.cin_g.is_multiple_of(4)
 }
 
-fn pointwise_defines(width: Option<u32>) -> Defines {
-    let (m, p) = POINTWISE;
-    lanes::defines(width, m, p, m).flag(POINTWISE_WEIGHTS)
+fn pointwise_defines(width: Option<u32>, p: usize) -> Defines {
+    lanes::defines(width, px::BLOCK, p, px::BLOCK).flag(POINTWISE_WEIGHTS)
+}
+
+/// Of `options` (pixels per lane), the one whose tiles of `lanes * p` pixels pad a plane of `units`
+/// least (the first on ties).
+fn least_padding(options: &[usize], units: usize, lanes: usize) -> usize {
+    options
+        .iter()
+        .copied()
+        .min_by_key(|&p| units.div_ceil(lanes * p) * lanes * p)
+        .unwrap_or(1)
 }
 
 fn tile(s: &ConvShape) -> (usize, usize) {
@@ -59,14 +72,24 @@ fn tile(s: &ConvShape) -> (usize, usize) {
     } else if s.cout_g <= NARROW.0 {
         NARROW
     } else {
-        WIDE
+        let padded = |m: usize| s.cout_g.div_ceil(m) * m;
+        if padded(WIDE_52.0) < padded(WIDE.0) {
+            WIDE_52
+        } else {
+            WIDE
+        }
     }
 }
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
     let pointwise = pointwise_weights(s);
-    let (m, p) = if pointwise { POINTWISE } else { tile(s) };
+    let (m, p) = if pointwise {
+        let p = least_padding(&POINTWISE_PIXELS, s.out_plane(), lanes::lanes(width));
+        (px::BLOCK, p)
+    } else {
+        tile(s)
+    };
     let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane(), width, p);
     let mut inputs = vec![(Slot::InputScalar, Operand::Src)];
     if s.add.is_some() {
@@ -77,7 +100,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     }
     ConvPlan {
         defines: if pointwise {
-            pointwise_defines(width)
+            pointwise_defines(width, p)
         } else {
             lanes::quad_defines(width, (m, p))
         },
@@ -104,8 +127,10 @@ fn variants() -> Vec<Variant> {
 }
 
 fn shaders() -> Vec<Defines> {
-    let mut all = lanes::quad_tile_shaders(&[WIDE, NARROW, CHAIN]);
-    all.extend(lanes::widths().map(pointwise_defines));
+    let mut all = lanes::quad_tile_shaders(&[WIDE, WIDE_52, NARROW, CHAIN]);
+    for p in POINTWISE_PIXELS {
+        all.extend(lanes::widths().map(|w| pointwise_defines(w, p)));
+    }
     all
 }
 
@@ -154,13 +179,34 @@ mod tests {
             Some((64, 64)),
             Some((4, 16)),
         ] {
-            for cout_g in [26, 30, 64, 130] {
+            for cout_g in [26, 30, 64, 104, 130] {
                 let s = ConvShape { cout_g, ..s };
                 let plan = plan(&s, &caps(sizes));
                 assert!(all.contains(&plan.defines), "{plan:?}");
                 assert!(variants().contains(&(plan.entry, plan.constants.clone())));
                 assert_eq!(plan.inputs.len(), 2);
             }
+            for side in [7, 14, 56] {
+                let plan = plan(&lanes::test_shape(1, side, 64, 104), &caps(sizes));
+                assert!(all.contains(&plan.defines), "{plan:?}");
+                assert_eq!(plan.defines.get(POINTWISE_WEIGHTS), Some(1));
+            }
         }
+    }
+
+    #[test]
+    fn tiles_pad_few_channels_and_pixels() {
+        let channels = |cout_g| tile(&lanes::test_shape(3, 14, 64, cout_g)).0;
+        assert_eq!(channels(104), 52);
+        assert_eq!(channels(208), 52);
+        assert_eq!(channels(512), 64);
+        assert_eq!(channels(96), 52);
+        assert_eq!(channels(128), 64);
+        assert_eq!(channels(26), 28);
+        // 49 pixels: 7 per lane at 4 and 8 lanes (56), 4 at 16 (64); 8 where it pads no more.
+        assert_eq!(least_padding(&POINTWISE_PIXELS, 49, 8), 7);
+        assert_eq!(least_padding(&POINTWISE_PIXELS, 49, 4), 7);
+        assert_eq!(least_padding(&POINTWISE_PIXELS, 49, 16), 4);
+        assert_eq!(least_padding(&POINTWISE_PIXELS, 3136, 8), 8);
     }
 }
