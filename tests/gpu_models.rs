@@ -196,19 +196,17 @@ fn every_fixture_with_f16_weights_keeps_top1_and_logits_within_1e_2() {
         let (name, input, graph) = (&f.name, &f.input, f.graph());
         let half = Session::with_options(&ctx, &graph, input.n, &f16)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(
-            half.profile(&input.data)
-                .unwrap()
-                .ops
-                .iter()
-                .any(|o| o.kernel.contains("+F16_WEIGHTS")),
-            "{name}: no f16-weight kernel ran"
-        );
         let out16 = half.run(&input.data).unwrap();
         let out32 = Session::new(&ctx, &graph, input.n)
             .unwrap()
             .run(&input.data)
             .unwrap();
+        // Buffer kernels store f16 weights, texture kernels f32 texels rounded to f16: either way
+        // the logits change.
+        assert_ne!(
+            out16.logits, out32.logits,
+            "{name}: f16 weights changed nothing"
+        );
         let (_, torch) = f.torch("logits");
         let scale = torch.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let err = out16
