@@ -1,5 +1,6 @@
 // 3x3 stride-1 padding-1 convolution over linear textures, one group, for rows of a multiple of 4
-// pixels (the Res2Net chains at 56x56 and 28x28):
+// pixels (the Res2Net chains at 56x56 and 28x28) and, with FLAT_ROWS, for any planes of a multiple
+// of 4 pixels (14x14):
 //   dst = act(conv(src + src_add) + bias + residual)
 //
 // The input, added and residual views are copied per image into rgba32float textures (bindings 5,
@@ -16,20 +17,61 @@
 // weight texels per tap, shared with subgroupBroadcast; without, every lane loads the M / 4 texels
 // at uniform coordinates.
 //
-// Defines: the tile (lib/tile.wgsl) and SUBGROUPS (flag).
+// With FLAT_ROWS a texel holds pixels 4t..4t + 4 of the flattened plane, which may straddle two
+// rows. A kernel row ky reads the plane shifted by d = (ky - 1) * width, a shift of s = d mod 4
+// pixels within texels that is the same in every lane, so the 3 texels around the shifted one
+// still give the 3 taps (assembled by s); the edges are masked per pixel.
+//
+// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, FLAT_ROWS (flags).
 #import tile
 #define ARENA_VEC4
 
 #import texels
 
+#ifdef FLAT_ROWS
+// The 3 taps of one kernel row for the 4 pixels of a texel: the pixels shifted by -1, 0 and +1
+// within the window [a.w, b, c] that starts s pixels before the shifted texel's first one.
+fn taps(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, s: u32) -> array<vec4<f32>, 3> {
+    switch s {
+        case 0u: {
+            return array<vec4<f32>, 3>(vec4(a.w, b.xyz), b, vec4(b.yzw, c.x));
+        }
+        case 1u: {
+            return array<vec4<f32>, 3>(b, vec4(b.yzw, c.x), vec4(b.zw, c.xy));
+        }
+        case 2u: {
+            return array<vec4<f32>, 3>(vec4(b.yzw, c.x), vec4(b.zw, c.xy), vec4(b.w, c.xyz));
+        }
+        default: {
+            return array<vec4<f32>, 3>(vec4(b.zw, c.xy), vec4(b.w, c.xyz), c);
+        }
+    }
+}
+#endif
+
 @compute @workgroup_size(#{SG})
 fn conv_t3(id: Invocation) {
     let n = id.wg.z;
     let blk = id.wg.x;
-    let w4 = p.in_w / 4u;
-    let q = p.in_h * w4;
     let xb = n * p.x_img;
     let ab = n * p.add_img;
+#ifdef FLAT_ROWS
+    let q = p.in_h * p.in_w / 4u;
+    let w = vec4<u32>(p.in_w);
+#for J in 0..P
+    let t#{J} = id.wg.y * #{SG * P}u + #{J * SG}u + id.lane;
+    let f#{J} = 4u * t#{J} + vec4<u32>(0u, 1u, 2u, 3u);
+    let y#{J} = vec4<i32>(f#{J} / w);
+    let lv#{J} = (f#{J} % w) > vec4<u32>(0u);
+    let rv#{J} = (f#{J} % w + 1u) < w;
+    let pv#{J} = t#{J} < q;
+#for I in 0..M
+    var a#{I}_#{J} = vec4<f32>(0.0);
+#endfor
+#endfor
+#else
+    let w4 = p.in_w / 4u;
+    let q = p.in_h * w4;
 #for J in 0..P
     let t#{J} = id.wg.y * #{SG * P}u + #{J * SG}u + id.lane;
     let y#{J} = i32(t#{J} / w4);
@@ -41,6 +83,7 @@ fn conv_t3(id: Invocation) {
     var a#{I}_#{J} = vec4<f32>(0.0);
 #endfor
 #endfor
+#endif
     let cin_pad = (p.cin_g + 3u) / 4u * 4u;
 #ifdef SUBGROUPS
     let wb = blk * cin_pad * #{9 * WQ}u + id.lane;
@@ -50,6 +93,27 @@ fn conv_t3(id: Invocation) {
     for (var r = 0u; r < p.cin_g * 3u; r++) {
         let ci = r / 3u;
         let ky = i32(r % 3u);
+#ifdef FLAT_ROWS
+        // The shifted plane's texel t + e starts s pixels into the window.
+        let d = (ky - 1) * i32(p.in_w);
+        let sh = u32(d & 3);
+        let e = (d - i32(sh)) / 4;
+#for J in 0..P
+        let yy#{J} = y#{J} + ky - 1;
+        let ok#{J} = vec4<bool>(pv#{J}) & (yy#{J} >= vec4<i32>(0)) & (yy#{J} < vec4<i32>(i32(p.in_h)));
+        // Wraps below the first texel only where every pixel is masked.
+        let ct#{J} = u32(i32(ci * q + t#{J}) + e);
+        let tp#{J} = taps(
+            input(xb + ct#{J} - 1u, ab + ct#{J} - 1u),
+            input(xb + ct#{J}, ab + ct#{J}),
+            input(xb + ct#{J} + 1u, ab + ct#{J} + 1u),
+            sh,
+        );
+        let k0_#{J} = select(vec4<f32>(0.0), tp#{J}[0], ok#{J} & lv#{J});
+        let c#{J} = select(vec4<f32>(0.0), tp#{J}[1], ok#{J});
+        let k2_#{J} = select(vec4<f32>(0.0), tp#{J}[2], ok#{J} & rv#{J});
+#endfor
+#else
 #for J in 0..P
         let yy#{J} = y#{J} + ky - 1;
         let ok#{J} = pv#{J} && yy#{J} >= 0 && yy#{J} < i32(p.in_h);
@@ -60,6 +124,7 @@ fn conv_t3(id: Invocation) {
         let k0_#{J} = vec4<f32>(l#{J}, c#{J}.x, c#{J}.y, c#{J}.z);
         let k2_#{J} = vec4<f32>(c#{J}.y, c#{J}.z, c#{J}.w, r#{J});
 #endfor
+#endif
         let wr = wb + r * #{3 * WQ}u;
 #ifdef SUBGROUPS
 #for KX in 0..3

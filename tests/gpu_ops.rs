@@ -1209,6 +1209,61 @@ fn conv_t3_matches_cpu() {
     check_runs_on("t3", &cases, ConvKernel::T3, "conv_t3.wgsl");
 }
 
+/// The row family on planes whose rows are not whole texels (`FLAT_ROWS`): Res2Net's 14x14 maps,
+/// texels that straddle two rows or hold several whole rows (widths 6, 2 and 1), with the fusions,
+/// batches and chunks, and more than a texture row per channel.
+#[test]
+fn conv_t3_flat_rows_match_cpu() {
+    use Activation::{Relu, Sigmoid};
+    let base = ConvCase {
+        cin: 26,
+        cout: 26,
+        h: 14,
+        w: 14,
+        add: true,
+        act: Relu,
+        ..BASE_CASE
+    };
+    let cases = [
+        base,
+        ConvCase {
+            cin: 7,
+            cout: 30,
+            h: 6,
+            w: 6,
+            residual: true,
+            act: Sigmoid,
+            batch: 3,
+            ..base
+        },
+        ConvCase {
+            cin: 52,
+            cout: 53,
+            h: 10,
+            w: 2,
+            add: false,
+            residual: true,
+            batch: 2,
+            ..base
+        },
+        ConvCase {
+            cin: 5,
+            cout: 9,
+            h: 8,
+            w: 1,
+            ..base
+        },
+        ConvCase {
+            cin: 5,
+            cout: 9,
+            h: 130,
+            w: 126,
+            ..base
+        },
+    ];
+    check_runs_on("t3 flat rows", &cases, ConvKernel::T3, "FLAT_ROWS");
+}
+
 /// Checks `cases` against the CPU with `kernel` forced (both precisions, and the second case in
 /// chunks of 2 of 5 images), and that every case really runs on `shader`.
 fn check_runs_on(label: &str, cases: &[ConvCase], kernel: ConvKernel, shader: &str) {

@@ -1,8 +1,9 @@
 //! `conv_t3.wgsl`: 3x3 stride-1 padding-1 convolution over linear textures for rows of a multiple
-//! of 4 pixels (the Res2Net chains at 56x56 and 28x28). Where [`super::gp`] loads one input value
-//! per tap, this family loads a texel of 4 pixels and its two neighbours per input channel and
-//! kernel row and assembles the 3 taps from their components: 12 products per vec4 accumulator
-//! write. Weights use the texture family's layout ([`Packing::Texture`]), so the two share a
+//! of 4 pixels (the Res2Net chains at 56x56 and 28x28) and, with the `FLAT_ROWS` define, for other
+//! planes of a multiple of 4 pixels (14x14), whose texels may straddle two rows. Where
+//! [`super::gp`] loads one input value per tap, this family loads a texel of 4 pixels and its two
+//! neighbours per input channel and kernel row and assembles the 3 taps from their components: 12
+//! products per vec4 accumulator write. Weights use the texture family's layout ([`Packing::Texture`]), so the two share a
 //! packing where their blocks agree.
 //!
 //! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `P`
@@ -36,20 +37,32 @@ fn tile(s: &ConvShape) -> (usize, usize) {
         .unwrap_or(WIDE)
 }
 
-/// Ungrouped 3x3 stride-1 padding-1 convs whose rows are whole texels and whose views (input,
-/// added input, output, residual) all start on whole vec4s.
+/// The define for planes whose rows are not whole texels.
+const FLAT_ROWS: &str = "FLAT_ROWS";
+
+/// Ungrouped 3x3 stride-1 padding-1 convs over planes of whole texels whose views (input, added
+/// input, output, residual) all start on whole vec4s.
 fn fits(s: &ConvShape) -> bool {
     let mut views = [Some(s.dst), s.res].into_iter().flatten();
     s.row3()
         && s.groups == 1
-        && s.in_w.is_multiple_of(4)
         && s.input_vec4_aligned()
         && views.all(|(off, stride)| off.is_multiple_of(4) && stride.is_multiple_of(4))
+}
+
+fn defines(width: Option<u32>, tile: (usize, usize), flat: bool) -> Defines {
+    let d = lanes::quad_defines(width, tile);
+    if flat {
+        d.flag(FLAT_ROWS)
+    } else {
+        d
+    }
 }
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
     let (m, pt) = tile(s);
+    let flat = !s.in_w.is_multiple_of(4);
     let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane() / 4, width, pt);
     let inputs = [
         Some((Slot::Input, Operand::Src)),
@@ -57,7 +70,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         s.res.map(|_| (Slot::Residual, Operand::Res)),
     ];
     ConvPlan {
-        defines: lanes::quad_defines(width, (m, pt)),
+        defines: defines(width, (m, pt), flat),
         entry: "conv_t3",
         constants: fusions(s),
         cout_blocks,
@@ -77,7 +90,13 @@ fn variants() -> Vec<Variant> {
 }
 
 fn shaders() -> Vec<Defines> {
-    lanes::quad_tile_shaders(&[NARROW, WIDE])
+    lanes::widths()
+        .flat_map(|w| {
+            [NARROW, WIDE]
+                .into_iter()
+                .flat_map(move |t| [false, true].map(|flat| defines(w, t, flat)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -91,11 +110,13 @@ mod tests {
     };
 
     #[test]
-    fn fits_aligned_rows_of_3x3_stride_1_convs() {
+    fn fits_aligned_planes_of_3x3_stride_1_convs() {
         assert!(fits(&CHAIN));
         let row14 = lanes::test_shape(3, 14, 26, 26);
+        assert!(fits(&row14));
+        let plane7 = lanes::test_shape(3, 7, 26, 26);
         let refused = [
-            row14,
+            plane7,
             ConvShape { groups: 2, ..CHAIN },
             ConvShape { stride: 2, ..CHAIN },
             ConvShape {
@@ -124,7 +145,11 @@ mod tests {
             }
         }
         // 784 texels per channel: 49 tiles of 16 at 8 lanes x 2 texels.
-        let plan = plan(&CHAIN, &caps(Some((8, 8))));
-        assert_eq!(plan.groups, (1, 49));
+        let aligned = plan(&CHAIN, &caps(Some((8, 8))));
+        assert_eq!(aligned.groups, (1, 49));
+        assert_eq!(aligned.defines.get(FLAT_ROWS), None);
+        let flat = plan(&lanes::test_shape(3, 14, 26, 26), &caps(Some((8, 8))));
+        assert!(all.contains(&flat.defines), "{flat:?}");
+        assert_eq!(flat.defines.get(FLAT_ROWS), Some(1));
     }
 }
