@@ -19,17 +19,47 @@
 // step and the lanes share them with subgroupBroadcast (never subgroupBroadcastFirst, which aborts
 // LLVM on lavapipe); without, every lane loads the M texels at uniform coordinates.
 //
-// Defines: the tile (lib/tile.wgsl) and SUBGROUPS (flag).
+// With RAGGED_PLANE the plane need not be a multiple of 4 pixels (7x7 maps): the views are still
+// whole texels (a multiple of 4 channels, starting on vec4s), so channel c of a view starts
+// c * plane values in, s = (c * plane) mod 4 values into a texel, the same shift in every lane.
+// A lane's pixels 4t..4t + 4 of that channel are assembled from two neighbouring texels; its last
+// texel's pixels past the plane are computed from whatever follows and never stored. Results are
+// stored as single values.
+//
+// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, RAGGED_PLANE (flags).
 #import tile
+#ifndef RAGGED_PLANE
 #define ARENA_VEC4
+#endif
 
 #import texels
+
+#ifdef RAGGED_PLANE
+// The 4 values from s values into texel lo, continuing into hi.
+fn shifted(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {
+    switch s {
+        case 0u: {
+            return lo;
+        }
+        case 1u: {
+            return vec4(lo.yzw, hi.x);
+        }
+        case 2u: {
+            return vec4(lo.zw, hi.xy);
+        }
+        default: {
+            return vec4(lo.w, hi.xyz);
+        }
+    }
+}
+#endif
 
 @compute @workgroup_size(#{SG})
 fn conv_px(id: Invocation) {
     let n = id.wg.z;
     let blk = id.wg.x;
-    let q = p.in_h * p.in_w / 4u;
+    let plane = p.in_h * p.in_w;
+    let q = (plane + 3u) / 4u;
     let tb = id.wg.y * #{SG * P}u + id.lane;
     let xb = n * p.x_img + tb;
     let steps = p.cin_g / 4u;
@@ -44,12 +74,26 @@ fn conv_px(id: Invocation) {
 #endfor
 #endfor
     for (var s = 0u; s < steps; s++) {
+#ifdef RAGGED_PLANE
+#for C in 0..4
+        let o#{C} = (4u * s + #{C}u) * plane;
+        let xs#{C} = xb + o#{C} / 4u;
+#for J in 0..P
+        let x#{C}_#{J} = shifted(
+            textureLoad(xtex, at(xs#{C} + #{J * SG}u)),
+            textureLoad(xtex, at(xs#{C} + #{J * SG + 1}u)),
+            o#{C} % 4u,
+        );
+#endfor
+#endfor
+#else
         let xs = xb + s * 4u * q;
 #for C in 0..4
 #for J in 0..P
         let x#{C}_#{J} = textureLoad(xtex, at(xs + #{C}u * q + #{J * SG}u));
 #endfor
 #endfor
+#endif
         let ws = wb + s * #{WQ}u;
 #ifdef SUBGROUPS
 #for R in 0..WQ / SG
@@ -73,5 +117,32 @@ fn conv_px(id: Invocation) {
     let t#{J} = tb + #{J * SG}u;
     let pv#{J} = t#{J} < q;
 #endfor
+#ifdef RAGGED_PLANE
+    let co0 = blk * #{M}u;
+    let dst = p.dst_off + n * p.dst_bs;
+    let res = n * p.res_img;
+#for I in 0..M
+    if (co0 + #{I}u < p.cout_g) {
+        let o = (co0 + #{I}u) * plane;
+        let b = vec4<f32>(bias(co0 + #{I}u));
+#for J in 0..P
+        {
+            var v = a#{I}_#{J} + b;
+            if (HAS_RES) {
+                let r = res + o / 4u + t#{J};
+                v += shifted(textureLoad(rtex, at(r)), textureLoad(rtex, at(r + 1u)), o % 4u);
+            }
+            v = activate4(v);
+            for (var i = 0u; i < 4u; i++) {
+                if (4u * t#{J} + i < plane) {
+                    act[dst + o + 4u * t#{J} + i] = v[i];
+                }
+            }
+        }
+#endfor
+    }
+#endfor
+#else
 #import store_texels
+#endif
 }

@@ -251,6 +251,8 @@ struct ConvCase {
     residual: bool,
     act: Activation,
     batch: usize,
+    /// Unrelated channels around every view.
+    extra: usize,
 }
 
 impl ConvCase {
@@ -289,6 +291,7 @@ const BASE_CASE: ConvCase = ConvCase {
     residual: false,
     act: Activation::None,
     batch: 1,
+    extra: 3,
 };
 
 /// An ungrouped 1x1 conv on a plane of a multiple of 4 pixels: every view on whole vec4s.
@@ -304,7 +307,7 @@ const POINTWISE_CASE: ConvCase = ConvCase {
 /// Input channels hold [src | src_add]; the conv reads and writes views at channel offsets, and a
 /// first conv makes the residual tensor (so residuals of strided convs have the output's size).
 fn conv_graph(c: ConvCase) -> Graph {
-    let extra = 3; // unrelated channels around every view
+    let extra = c.extra;
     let in_c = extra + c.cin * if c.add { 2 } else { 1 };
     let mut b = Builder::new(Shape::new(in_c, c.h, c.w));
     let input = TensorId(0);
@@ -1159,6 +1162,62 @@ fn conv_px_matches_cpu() {
         },
     ];
     check_runs_on("px", &cases, ConvKernel::Px, "conv_px.wgsl");
+}
+
+/// The pointwise family on planes that are not a multiple of 4 pixels (`RAGGED_PLANE`): Res2Net's
+/// 7x7 maps with a residual, planes of 1, 5 and 3 pixels, batches and chunks, more than a texture
+/// row per channel, long reductions. Every case must run on that variant.
+#[test]
+fn conv_px_ragged_planes_match_cpu() {
+    use Activation::{Relu, Sigmoid};
+    let base = ConvCase {
+        cin: 20,
+        cout: 24,
+        h: 7,
+        w: 7,
+        residual: true,
+        act: Relu,
+        // Views on whole texels (4 channels of any plane).
+        extra: 4,
+        ..POINTWISE_CASE
+    };
+    let cases = [
+        base,
+        ConvCase {
+            cin: 36,
+            cout: 32,
+            h: 5,
+            w: 1,
+            act: Sigmoid,
+            batch: 3,
+            ..base
+        },
+        ConvCase {
+            cin: 4,
+            cout: 17,
+            h: 1,
+            w: 1,
+            residual: false,
+            ..base
+        },
+        ConvCase {
+            cin: 8,
+            cout: 16,
+            h: 131,
+            w: 129,
+            ..base
+        },
+        ConvCase {
+            cin: 1040,
+            cout: 48,
+            h: 3,
+            w: 1,
+            residual: false,
+            batch: 2,
+            ..base
+        },
+    ];
+    check_runs_on("px ragged", &cases, ConvKernel::Px, "RAGGED_PLANE");
 }
 
 /// The row family on the shapes it runs: the narrow and the wide tile with ragged channel blocks,

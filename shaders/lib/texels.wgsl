@@ -60,6 +60,7 @@ fn input(xi: u32, ai: u32) -> vec4<f32> {
     return v;
 }
 
+#ifdef ARENA_VEC4
 // Stores 4 output pixels (vec4 di of the arena) with their residual (texel ri).
 fn store(ok: bool, di: u32, ri: u32, v: vec4<f32>) {
     if (ok) {
@@ -70,4 +71,5 @@ fn store(ok: bool, di: u32, ri: u32, v: vec4<f32>) {
         act[di] = activate4(r);
     }
 }
+#endif
 #endif

@@ -37,20 +37,36 @@ fn texels_per_lane(width: Option<u32>) -> usize {
     }
 }
 
-/// Ungrouped 1x1 stride-1 convs without an added input, with 4-channel steps and every view
-/// (input, output, residual) on whole vec4s of a plane of a multiple of 4 pixels.
+/// The define for planes that are not a multiple of 4 pixels.
+const RAGGED_PLANE: &str = "RAGGED_PLANE";
+
+/// Whether a view (element offset, per-image stride) of `values` values per image is whole texels.
+fn whole_texels((off, stride): (u32, u32), values: usize) -> bool {
+    off.is_multiple_of(4) && stride.is_multiple_of(4) && values.is_multiple_of(4)
+}
+
+/// Ungrouped 1x1 stride-1 convs without an added input, with 4-channel steps, whose input and
+/// residual views are whole texels, and whose output is too where the plane is a multiple of 4
+/// pixels (other planes are stored value by value).
 fn fits(s: &ConvShape) -> bool {
-    let mut views = [Some(s.dst), s.res].into_iter().flatten();
+    let plane = s.out_plane();
+    let aligned = plane.is_multiple_of(4);
     s.pointwise()
         && s.groups == 1
         && s.add.is_none()
         && s.cin_g.is_multiple_of(4)
-        && s.input_vec4_aligned()
-        && views.all(|(off, stride)| off.is_multiple_of(4) && stride.is_multiple_of(4))
+        && whole_texels(s.src, s.cin_g * plane)
+        && s.res.is_none_or(|r| whole_texels(r, s.cout_g * plane))
+        && (!aligned || whole_texels(s.dst, s.cout_g * plane))
 }
 
-fn defines(width: Option<u32>) -> Defines {
-    lanes::defines(width, BLOCK, texels_per_lane(width), BLOCK)
+fn defines(width: Option<u32>, ragged: bool) -> Defines {
+    let d = lanes::defines(width, BLOCK, texels_per_lane(width), BLOCK);
+    if ragged {
+        d.flag(RAGGED_PLANE)
+    } else {
+        d
+    }
 }
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
@@ -58,12 +74,12 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let (cout_blocks, x_blocks) = lanes::grid(
         s.cout_g,
         BLOCK,
-        s.out_plane() / 4,
+        s.out_plane().div_ceil(4),
         width,
         texels_per_lane(width),
     );
     ConvPlan {
-        defines: defines(width),
+        defines: defines(width, !s.out_plane().is_multiple_of(4)),
         entry: "conv_px",
         constants: fusions(s),
         cout_blocks,
@@ -94,7 +110,9 @@ fn variants() -> Vec<Variant> {
 }
 
 fn shaders() -> Vec<Defines> {
-    lanes::widths().map(defines).collect()
+    lanes::widths()
+        .flat_map(|w| [false, true].map(|ragged| defines(w, ragged)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -108,11 +126,21 @@ mod tests {
     };
 
     #[test]
-    fn fits_aligned_pointwise_convs_only() {
+    fn fits_pointwise_convs_over_whole_texels_only() {
         assert!(fits(&POINTWISE));
+        // A 49-pixel plane: the output is stored value by value, from any offset.
         let plane7 = lanes::test_shape(1, 7, 64, 104);
+        assert!(fits(&plane7));
+        assert!(fits(&ConvShape {
+            dst: (3, 49 * 107),
+            ..plane7
+        }));
         let refused = [
-            plane7,
+            ConvShape {
+                res: Some((0, 49 * 106)),
+                cout_g: 106,
+                ..plane7
+            },
             ConvShape {
                 cin_g: 62,
                 ..POINTWISE
@@ -150,7 +178,14 @@ mod tests {
                 // 49 texels per channel in tiles of 8 (4 lanes x 2) or 16 texels.
                 let tiles = if sizes == Some((4, 4)) { 7 } else { 4 };
                 assert_eq!(plan.groups, (7, tiles), "{sizes:?}");
+                assert_eq!(plan.defines.get(RAGGED_PLANE), None);
             }
+            // 13 texels per channel, the last holding one pixel.
+            let ragged = plan(&lanes::test_shape(1, 7, 64, 104), &caps(sizes));
+            assert!(all.contains(&ragged.defines), "{ragged:?}");
+            assert_eq!(ragged.defines.get(RAGGED_PLANE), Some(1));
+            let tiles = if sizes == Some((4, 4)) { 2 } else { 1 };
+            assert_eq!(ragged.groups, (7, tiles), "{sizes:?}");
         }
     }
 }
