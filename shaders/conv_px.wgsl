@@ -34,25 +34,6 @@
 
 #import texels
 
-#ifdef RAGGED_PLANE
-// The 4 values from s values into texel lo, continuing into hi.
-fn shifted(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {
-    switch s {
-        case 0u: {
-            return lo;
-        }
-        case 1u: {
-            return vec4(lo.yzw, hi.x);
-        }
-        case 2u: {
-            return vec4(lo.zw, hi.xy);
-        }
-        default: {
-            return vec4(lo.w, hi.xyz);
-        }
-    }
-}
-#endif
 
 @compute @workgroup_size(#{SG})
 fn conv_px(id: Invocation) {
@@ -118,30 +99,7 @@ fn conv_px(id: Invocation) {
     let pv#{J} = t#{J} < q;
 #endfor
 #ifdef RAGGED_PLANE
-    let co0 = blk * #{M}u;
-    let dst = p.dst_off + n * p.dst_bs;
-    let res = n * p.res_img;
-#for I in 0..M
-    if (co0 + #{I}u < p.cout_g) {
-        let o = (co0 + #{I}u) * plane;
-        let b = vec4<f32>(bias(co0 + #{I}u));
-#for J in 0..P
-        {
-            var v = a#{I}_#{J} + b;
-            if (HAS_RES) {
-                let r = res + o / 4u + t#{J};
-                v += shifted(textureLoad(rtex, at(r)), textureLoad(rtex, at(r + 1u)), o % 4u);
-            }
-            v = activate4(v);
-            for (var i = 0u; i < 4u; i++) {
-                if (4u * t#{J} + i < plane) {
-                    act[dst + o + 4u * t#{J} + i] = v[i];
-                }
-            }
-        }
-#endfor
-    }
-#endfor
+#import store_values
 #else
 #import store_texels
 #endif

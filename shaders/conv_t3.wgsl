@@ -18,13 +18,17 @@
 // at uniform coordinates.
 //
 // With FLAT_ROWS a texel holds pixels 4t..4t + 4 of the flattened plane, which may straddle two
-// rows. A kernel row ky reads the plane shifted by d = (ky - 1) * width, a shift of s = d mod 4
-// pixels within texels that is the same in every lane, so the 3 texels around the shifted one
-// still give the 3 taps (assembled by s); the edges are masked per pixel.
+// rows. Kernel row ky of input channel c reads the view from c * plane + (ky - 1) * width values
+// on, s values into a texel, the same shift in every lane, so the 3 texels around the shifted
+// one still give the 3 taps (assembled by s); the edges are masked per pixel. With RAGGED_PLANE
+// (which needs FLAT_ROWS) the plane need not be a multiple of 4 pixels (7x7): the views are whole
+// texels and results are stored value by value (lib/store_values.wgsl).
 //
-// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, FLAT_ROWS (flags).
+// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, FLAT_ROWS, RAGGED_PLANE (flags).
 #import tile
+#ifndef RAGGED_PLANE
 #define ARENA_VEC4
+#endif
 
 #import texels
 
@@ -56,7 +60,8 @@ fn conv_t3(id: Invocation) {
     let xb = n * p.x_img;
     let ab = n * p.add_img;
 #ifdef FLAT_ROWS
-    let q = p.in_h * p.in_w / 4u;
+    let plane = p.in_h * p.in_w;
+    let q = (plane + 3u) / 4u;
     let w = vec4<u32>(p.in_w);
 #for J in 0..P
     let t#{J} = id.wg.y * #{SG * P}u + #{J * SG}u + id.lane;
@@ -94,15 +99,15 @@ fn conv_t3(id: Invocation) {
         let ci = r / 3u;
         let ky = i32(r % 3u);
 #ifdef FLAT_ROWS
-        // The shifted plane's texel t + e starts s pixels into the window.
-        let d = (ky - 1) * i32(p.in_w);
+        // The shifted plane's texel t + e starts sh pixels into the window.
+        let d = i32(ci * plane) + (ky - 1) * i32(p.in_w);
         let sh = u32(d & 3);
         let e = (d - i32(sh)) / 4;
 #for J in 0..P
         let yy#{J} = y#{J} + ky - 1;
         let ok#{J} = vec4<bool>(pv#{J}) & (yy#{J} >= vec4<i32>(0)) & (yy#{J} < vec4<i32>(i32(p.in_h)));
         // Wraps below the first texel only where every pixel is masked.
-        let ct#{J} = u32(i32(ci * q + t#{J}) + e);
+        let ct#{J} = u32(i32(t#{J}) + e);
         let tp#{J} = taps(
             input(xb + ct#{J} - 1u, ab + ct#{J} - 1u),
             input(xb + ct#{J}, ab + ct#{J}),
@@ -151,5 +156,9 @@ fn conv_t3(id: Invocation) {
         }
 #endfor
     }
+#ifdef RAGGED_PLANE
+#import store_values
+#else
 #import store_texels
+#endif
 }

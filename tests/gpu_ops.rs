@@ -1323,6 +1323,61 @@ fn conv_t3_flat_rows_match_cpu() {
     check_runs_on("t3 flat rows", &cases, ConvKernel::T3, "FLAT_ROWS");
 }
 
+/// The row family on planes that are not a multiple of 4 pixels (`RAGGED_PLANE`): Res2Net's 7x7
+/// maps with the hierarchical add or a residual, planes of 5, 15 and 3 pixels, a ragged channel
+/// block, batches and chunks, more than a texture row per channel.
+#[test]
+fn conv_t3_ragged_planes_match_cpu() {
+    use Activation::{Relu, Sigmoid};
+    let base = ConvCase {
+        cin: 28,
+        cout: 28,
+        h: 7,
+        w: 7,
+        add: true,
+        act: Relu,
+        // Views on whole texels (4 channels of any plane).
+        extra: 4,
+        ..BASE_CASE
+    };
+    let cases = [
+        base,
+        ConvCase {
+            cin: 8,
+            cout: 30,
+            h: 5,
+            w: 1,
+            residual: true,
+            act: Sigmoid,
+            batch: 3,
+            ..base
+        },
+        ConvCase {
+            cin: 52,
+            cout: 53,
+            h: 3,
+            w: 5,
+            batch: 2,
+            ..base
+        },
+        ConvCase {
+            cin: 4,
+            cout: 9,
+            h: 1,
+            w: 3,
+            ..base
+        },
+        ConvCase {
+            cin: 4,
+            cout: 9,
+            h: 131,
+            w: 129,
+            ..base
+        },
+    ];
+    check_runs_on("t3 ragged", &cases, ConvKernel::T3, "RAGGED_PLANE");
+}
+
 /// Checks `cases` against the CPU with `kernel` forced (both precisions, and the second case in
 /// chunks of 2 of 5 images), and that every case really runs on `shader`.
 fn check_runs_on(label: &str, cases: &[ConvCase], kernel: ConvKernel, shader: &str) {

@@ -60,6 +60,24 @@ fn input(xi: u32, ai: u32) -> vec4<f32> {
     return v;
 }
 
+// The 4 values from s values into texel lo, continuing into hi.
+fn shifted(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {
+    switch s {
+        case 0u: {
+            return lo;
+        }
+        case 1u: {
+            return vec4(lo.yzw, hi.x);
+        }
+        case 2u: {
+            return vec4(lo.zw, hi.xy);
+        }
+        default: {
+            return vec4(lo.w, hi.xyz);
+        }
+    }
+}
+
 #ifdef ARENA_VEC4
 // Stores 4 output pixels (vec4 di of the arena) with their residual (texel ri).
 fn store(ok: bool, di: u32, ri: u32, v: vec4<f32>) {

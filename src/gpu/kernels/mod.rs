@@ -240,7 +240,7 @@ impl ShaderFile {
 }
 
 /// The shared modules of `shaders/lib/`, by import name.
-pub const LIBRARY: [(&str, &str); 10] = [
+pub const LIBRARY: [(&str, &str); 11] = [
     ("arena", include_str!("../../../shaders/lib/arena.wgsl")),
     ("weights", include_str!("../../../shaders/lib/weights.wgsl")),
     (
@@ -256,6 +256,10 @@ pub const LIBRARY: [(&str, &str); 10] = [
     (
         "store_texels",
         include_str!("../../../shaders/lib/store_texels.wgsl"),
+    ),
+    (
+        "store_values",
+        include_str!("../../../shaders/lib/store_values.wgsl"),
     ),
 ];
 

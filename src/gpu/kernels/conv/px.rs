@@ -38,10 +38,10 @@ fn texels_per_lane(width: Option<u32>) -> usize {
 }
 
 /// The define for planes that are not a multiple of 4 pixels.
-const RAGGED_PLANE: &str = "RAGGED_PLANE";
+pub(super) const RAGGED_PLANE: &str = "RAGGED_PLANE";
 
 /// Whether a view (element offset, per-image stride) of `values` values per image is whole texels.
-fn whole_texels((off, stride): (u32, u32), values: usize) -> bool {
+pub(super) fn whole_texels((off, stride): (u32, u32), values: usize) -> bool {
     off.is_multiple_of(4) && stride.is_multiple_of(4) && values.is_multiple_of(4)
 }
 

@@ -9,7 +9,7 @@
 //! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `P`
 //! texels x `M` output channels of one block.
 
-use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
+use super::{fusions, lanes, px, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
@@ -40,37 +40,63 @@ fn tile(s: &ConvShape) -> (usize, usize) {
 /// The define for planes whose rows are not whole texels.
 const FLAT_ROWS: &str = "FLAT_ROWS";
 
-/// Ungrouped 3x3 stride-1 padding-1 convs over planes of whole texels whose views (input, added
-/// input, output, residual) all start on whole vec4s.
-fn fits(s: &ConvShape) -> bool {
-    let mut views = [Some(s.dst), s.res].into_iter().flatten();
-    s.row3()
-        && s.groups == 1
-        && s.input_vec4_aligned()
-        && views.all(|(off, stride)| off.is_multiple_of(4) && stride.is_multiple_of(4))
+/// How a plane lies in texels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rows {
+    /// Every row whole texels.
+    Whole,
+    /// A plane of whole texels whose rows are not (`FLAT_ROWS`).
+    Flat,
+    /// A plane of any size in views of whole texels (`FLAT_ROWS` and `RAGGED_PLANE`).
+    Ragged,
 }
 
-fn defines(width: Option<u32>, tile: (usize, usize), flat: bool) -> Defines {
-    let d = lanes::quad_defines(width, tile);
-    if flat {
-        d.flag(FLAT_ROWS)
+fn rows(s: &ConvShape) -> Rows {
+    if !s.out_plane().is_multiple_of(4) {
+        Rows::Ragged
+    } else if !s.in_w.is_multiple_of(4) {
+        Rows::Flat
     } else {
-        d
+        Rows::Whole
+    }
+}
+
+/// Ungrouped 3x3 stride-1 padding-1 convs whose input, added-input and residual views are whole
+/// texels (a multiple of 4 channels or a plane of a multiple of 4 pixels, starting on a vec4), and
+/// whose output is too where the plane is a multiple of 4 pixels (other planes are stored value by
+/// value).
+fn fits(s: &ConvShape) -> bool {
+    let plane = s.out_plane();
+    let inputs = [Some(s.src), s.add].into_iter().flatten();
+    s.row3()
+        && s.groups == 1
+        && inputs
+            .into_iter()
+            .all(|v| px::whole_texels(v, s.cin_g * plane))
+        && s.res.is_none_or(|r| px::whole_texels(r, s.cout_g * plane))
+        && (rows(s) == Rows::Ragged || px::whole_texels(s.dst, s.cout_g * plane))
+}
+
+fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
+    let d = lanes::quad_defines(width, tile);
+    match rows {
+        Rows::Whole => d,
+        Rows::Flat => d.flag(FLAT_ROWS),
+        Rows::Ragged => d.flag(FLAT_ROWS).flag(px::RAGGED_PLANE),
     }
 }
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
     let (m, pt) = tile(s);
-    let flat = !s.in_w.is_multiple_of(4);
-    let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane() / 4, width, pt);
+    let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane().div_ceil(4), width, pt);
     let inputs = [
         Some((Slot::Input, Operand::Src)),
         s.add.map(|_| (Slot::AddInput, Operand::Add)),
         s.res.map(|_| (Slot::Residual, Operand::Res)),
     ];
     ConvPlan {
-        defines: defines(width, (m, pt), flat),
+        defines: defines(width, (m, pt), rows(s)),
         entry: "conv_t3",
         constants: fusions(s),
         cout_blocks,
@@ -92,9 +118,9 @@ fn variants() -> Vec<Variant> {
 fn shaders() -> Vec<Defines> {
     lanes::widths()
         .flat_map(|w| {
-            [NARROW, WIDE]
-                .into_iter()
-                .flat_map(move |t| [false, true].map(|flat| defines(w, t, flat)))
+            [NARROW, WIDE].into_iter().flat_map(move |t| {
+                [Rows::Whole, Rows::Flat, Rows::Ragged].map(|r| defines(w, t, r))
+            })
         })
         .collect()
 }
@@ -114,9 +140,10 @@ mod tests {
         assert!(fits(&CHAIN));
         let row14 = lanes::test_shape(3, 14, 26, 26);
         assert!(fits(&row14));
-        let plane7 = lanes::test_shape(3, 7, 26, 26);
+        // 7x7 planes in views of whole texels (28 channels), stored value by value.
+        assert!(fits(&lanes::test_shape(3, 7, 28, 28)));
         let refused = [
-            plane7,
+            lanes::test_shape(3, 7, 26, 26),
             ConvShape { groups: 2, ..CHAIN },
             ConvShape { stride: 2, ..CHAIN },
             ConvShape {
@@ -151,5 +178,11 @@ mod tests {
         let flat = plan(&lanes::test_shape(3, 14, 26, 26), &caps(Some((8, 8))));
         assert!(all.contains(&flat.defines), "{flat:?}");
         assert_eq!(flat.defines.get(FLAT_ROWS), Some(1));
+        assert_eq!(flat.defines.get(px::RAGGED_PLANE), None);
+        // 13 texels per channel: 2 tiles of 8 texels (8 lanes x 1) for 52-channel blocks.
+        let ragged = plan(&lanes::test_shape(3, 7, 52, 52), &caps(Some((8, 8))));
+        assert!(all.contains(&ragged.defines), "{ragged:?}");
+        assert_eq!(ragged.defines.get(px::RAGGED_PLANE), Some(1));
+        assert_eq!(ragged.groups, (1, 2));
     }
 }
