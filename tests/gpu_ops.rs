@@ -889,35 +889,63 @@ fn pools_read_the_arena_where_input_textures_do_not_fit() {
     }
 }
 
-/// A linear layer whose chunk of inputs fits the device's textures reads them from one; one that
-/// does not (more images than texture rows) reads the arena; both match the CPU.
+/// The SE pieces read their inputs from textures where a chunk's views fit the device's (the global
+/// pool and the linear layers), and the arena where they do not (more images than texture rows);
+/// both match the CPU, and so does the scale and residual add after them.
 #[test]
-fn linear_layers_read_the_arena_where_input_textures_do_not_fit() {
+fn se_pieces_read_the_arena_where_input_textures_do_not_fit() {
     let Some(short) = short_texture_context(4096) else {
         return;
     };
     let Some(ctx) = context() else { return };
-    // 6 inputs (a step and a tail of 2) -> 70 rows (two blocks); one texture row per image.
-    let (k, m, batch) = (6, 70, 4097);
-    let mut b = Builder::new(Shape::new(k, 1, 1));
-    let out = b.tensor(m, 1, 1);
-    b.linear(whole(TensorId(0), k), whole(out, m), Activation::Relu);
-    let g = b.finish(whole(out, m));
-    let input = random(k * batch, 8);
+    // 6 channels of 2x3 (one texture row per image); the excitation's 6 inputs are a step and a
+    // tail of 2, its hidden layer 70 rows (two blocks).
+    let (c, h, w, hidden, batch) = (6, 2, 3, 70, 4097);
+    let mut b = Builder::new(Shape::new(2 * c, h, w));
+    let input = TensorId(0);
+    let (squeezed, reduced, gate, out) = (
+        b.tensor(c, 1, 1),
+        b.tensor(hidden, 1, 1),
+        b.tensor(c, 1, 1),
+        b.tensor(c, h, w),
+    );
+    b.op(Op::GlobalAvgPool(GlobalAvgPool {
+        src: view(input, 0, c),
+        dst: whole(squeezed, c),
+    }));
+    b.linear(whole(squeezed, c), whole(reduced, hidden), Activation::Relu);
+    b.linear(whole(reduced, hidden), whole(gate, c), Activation::Sigmoid);
+    b.op(Op::ScaleAdd(ScaleAdd {
+        src: view(input, 0, c),
+        scale: whole(gate, c),
+        residual: Some(view(input, c, c)),
+        dst: whole(out, c),
+        act: Activation::Relu,
+    }));
+    let g = b.finish(whole(out, c));
+    let input = random(2 * c * h * w * batch, 8);
     let cpu = cpu::forward_all(&g, &input, batch).unwrap();
     for (ctx, texture) in [(&ctx, true), (&short, false)] {
         let session = Session::new(ctx, &g, batch).unwrap();
-        let kernel = &session.profile(&input).unwrap().ops[0].kernel;
-        assert_eq!(kernel.contains("TEXTURE_INPUT"), texture, "{kernel}");
+        for op in &session.profile(&input).unwrap().ops[..3] {
+            assert_eq!(
+                op.kernel.contains("TEXTURE_INPUT"),
+                texture,
+                "{}",
+                op.kernel
+            );
+        }
         let gpu = session.run_all(&input).unwrap();
-        let out = g.nodes[0].op.writes();
-        assert_close(
-            &format!("linear, texture input {texture}"),
-            &cpu::gather(&g, out, &gpu, batch),
-            &cpu::gather(&g, out, &cpu, batch),
-            ATOL,
-            RTOL,
-        );
+        for node in &g.nodes[..4] {
+            let out = node.op.writes();
+            assert_close(
+                &format!("{}, texture input {texture}", node.name),
+                &cpu::gather(&g, out, &gpu, batch),
+                &cpu::gather(&g, out, &cpu, batch),
+                ATOL,
+                RTOL,
+            );
+        }
     }
 }
 

@@ -218,7 +218,7 @@ pub(crate) fn lower(graph: &Graph, node: &Node, lcx: &LowerCtx) -> Result<Lowere
     match &node.op {
         Op::Conv(c) => conv::lower(&cx, c, lcx.policy, lcx.caps),
         Op::Pool(p) => kernels::pool::lower(&cx, p, lcx.caps, lcx.policy.images),
-        Op::GlobalAvgPool(g) => kernels::global_pool::lower(&cx, g),
+        Op::GlobalAvgPool(g) => kernels::global_pool::lower(&cx, g, lcx.caps, lcx.policy.images),
         Op::Linear(l) => {
             kernels::linear::lower(&cx, l, lcx.policy.f16_weights, lcx.caps, lcx.policy.images)
         }

@@ -109,7 +109,8 @@ gpu_struct! {
         dst_bs: u32,
         channels: u32,
         plane: u32,
-        _pad0: u32,
+        /// Texels from one image to the next in the input texture (`TEXTURE_INPUT` variant).
+        x_img: u32,
         _pad1: u32,
     }
 }

@@ -4,10 +4,11 @@
 //! against reading the weights from a storage buffer, where each lane's load differs.
 
 use super::conv::{linear_bias_texel, Packing};
-use super::pool::TEXTURE_INPUT;
-use super::{with_activations, AdapterCaps, KernelKey, ShaderFile, ShaderKey, Slot};
+use super::{
+    input_copy, texture_input_shader, with_activations, AdapterCaps, KernelKey, ShaderFile, Slot,
+};
 use crate::error::Result;
-use crate::gpu::lower::{fits_f16, Ctx, Lowered, TextureInput, WeightSpec};
+use crate::gpu::lower::{fits_f16, Ctx, Lowered, WeightSpec};
 use crate::gpu::texture::{self, Texels};
 use crate::gpu::uniforms::{act_code, LinearParams};
 use crate::gpu::wgsl::Defines;
@@ -18,14 +19,7 @@ const ROWS: usize = 64;
 
 fn key(texture_input: bool, constants: &[(&'static str, u32)]) -> KernelKey {
     let defines = Defines::new().value("ROWS", ROWS as u32);
-    let shader = ShaderKey {
-        defines: if texture_input {
-            defines.flag(TEXTURE_INPUT)
-        } else {
-            defines
-        },
-        ..ShaderKey::new(ShaderFile::Linear)
-    };
+    let shader = texture_input_shader(ShaderFile::Linear, defines, texture_input);
     KernelKey::new(shader, "linear", constants)
 }
 
@@ -73,12 +67,11 @@ pub(crate) fn lower(
         Some(weights),
     );
     if texture_input {
-        lowered.steps[0].inputs = vec![TextureInput {
-            slot: Slot::InputScalar,
-            offset: views.src_off,
-            stride: views.src_bs,
-            len: params.k,
-        }];
+        lowered.steps[0].inputs = vec![input_copy(
+            Slot::InputScalar,
+            (views.src_off, views.src_bs),
+            params.k,
+        )];
     }
     Ok(lowered)
 }

@@ -19,6 +19,7 @@ pub(crate) mod softmax;
 
 pub(crate) use pipelines::Pipelines;
 
+use super::lower::TextureInput;
 use super::uniforms;
 use super::wgsl::{self, Defines};
 use crate::error::{Error, Result};
@@ -229,7 +230,7 @@ impl ShaderFile {
                 Slot::WeightTexture,
                 Slot::InputScalar,
             ]
-        } else if self == ShaderFile::Pool {
+        } else if self == ShaderFile::Pool || self == ShaderFile::GlobalPool {
             &[Slot::Arena, Slot::Uniforms, Slot::InputScalar]
         } else if self.has_weights() {
             &[Slot::Arena, Slot::Weights, Slot::Uniforms]
@@ -276,6 +277,34 @@ pub fn import(name: &str) -> Option<String> {
 /// `subgroupBroadcast` (its value is 1; the subgroup width is the `SG` define). Without it the
 /// kernels load every weight texel at uniform coordinates.
 pub const SUBGROUPS: &str = "SUBGROUPS";
+
+/// The flag of the kernels outside the conv families (the pools, the linear layer) that read their
+/// input views from r32float textures, used where a chunk's views fit the adapter's
+/// textures (they read the arena otherwise).
+pub const TEXTURE_INPUT: &str = "TEXTURE_INPUT";
+
+/// `file` with [`TEXTURE_INPUT`] when `on`, plus `defines`.
+pub(crate) fn texture_input_shader(file: ShaderFile, defines: Defines, on: bool) -> ShaderKey {
+    ShaderKey {
+        file,
+        defines: if on {
+            defines.flag(TEXTURE_INPUT)
+        } else {
+            defines
+        },
+    }
+}
+
+/// The copy of a view (element offset and per-image stride of image 0) of `len` values per image
+/// into the texture of `slot`.
+pub(crate) fn input_copy(slot: Slot, (offset, stride): (u32, u32), len: u32) -> TextureInput {
+    TextureInput {
+        slot,
+        offset,
+        stride,
+        len,
+    }
+}
 
 /// The flag that stores a shader's weights as f16 (`enable f16;`, needs `Features::SHADER_F16`).
 pub const F16_WEIGHTS: &str = "F16_WEIGHTS";

@@ -3,9 +3,9 @@
 //! view is read from a copy in an r32float texture wherever a chunk's images fit the adapter's
 //! textures (`TEXTURE_INPUT`; measured on lavapipe several times faster than reading the arena).
 
-use super::{AdapterCaps, KernelKey, ShaderFile, ShaderKey, Slot};
+use super::{input_copy, texture_input_shader, AdapterCaps, KernelKey, ShaderFile, Slot};
 use crate::error::Result;
-use crate::gpu::lower::{flat_groups, Ctx, Lowered, TextureInput};
+use crate::gpu::lower::{flat_groups, Ctx, Lowered};
 use crate::gpu::texture::{self, Texels};
 use crate::gpu::uniforms::PoolParams;
 use crate::gpu::wgsl::Defines;
@@ -27,19 +27,8 @@ fn kind_code(kind: PoolKind) -> u32 {
     }
 }
 
-/// The define of the variant that reads its input from a texture.
-pub(crate) const TEXTURE_INPUT: &str = "TEXTURE_INPUT";
-
 fn key(kind: u32, texture_input: bool) -> KernelKey {
-    let defines = if texture_input {
-        Defines::new().flag(TEXTURE_INPUT)
-    } else {
-        Defines::new()
-    };
-    let shader = ShaderKey {
-        file: ShaderFile::Pool,
-        defines,
-    };
+    let shader = texture_input_shader(ShaderFile::Pool, Defines::new(), texture_input);
     KernelKey::new(shader, "pool", &[("KIND", kind)])
 }
 
@@ -94,12 +83,11 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
         cx.groups(gx, gy)?,
     );
     if texture_input {
-        lowered.steps[0].inputs = vec![TextureInput {
-            slot: Slot::InputScalar,
-            offset: views.src_off,
-            stride: views.src_bs,
+        lowered.steps[0].inputs = vec![input_copy(
+            Slot::InputScalar,
+            (views.src_off, views.src_bs),
             len,
-        }];
+        )];
     }
     Ok(lowered)
 }
