@@ -34,7 +34,6 @@
 
 #import texels
 
-
 @compute @workgroup_size(#{SG})
 fn conv_px(id: Invocation) {
     let n = id.wg.z;

@@ -5,9 +5,7 @@
 // [ceil(K / 4) steps][ROWS texels], texel r holding the 4 inputs of the step for row r of the
 // block (zeros past K); then the biases, 4 per texel, from texel bias_off. One invocation per row:
 // each step reads one weight texel per lane, neighbouring lanes neighbouring texels, and the same 4
-// input values in every lane. With TEXTURE_INPUT those come from the input view's copy in an
-// r32float texture (binding 7, image n at texel n * x_img): on CPU adapters a storage-buffer load
-// is a loop over the SIMD lanes, a texel load one vector fetch.
+// input values in every lane (from a texture with TEXTURE_INPUT, lib/input_values.wgsl).
 //
 // Grid: x = block of ROWS rows, z = image.
 
@@ -15,25 +13,15 @@
 
 #import arena
 #import activation
-#import texel_at
 @group(0) @binding(2) var<uniform> p: LinearParams;
 @group(0) @binding(4) var wtex: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(7) var xtex: texture_storage_2d<r32float, read>;
+#import input_values
 
 // Rows per workgroup, set by src/gpu/kernels/linear.rs; the default makes the file valid alone.
 #ifndef ROWS
 #define ROWS 64
 #endif
 const ROWS: u32 = #{ROWS}u;
-
-// Input i of image n.
-fn input(n: u32, i: u32) -> f32 {
-#ifdef TEXTURE_INPUT
-    return textureLoad(xtex, at(n * p.x_img + i)).x;
-#else
-    return act[p.src_off + n * p.src_bs + i];
-#endif
-}
 
 // Inputs 4s..4s + 4 of image n, zero past K.
 fn inputs(n: u32, s: u32) -> vec4<f32> {

@@ -1,9 +1,8 @@
 // Max and average pooling with a square window, PyTorch semantics (ceil_mode included).
 //
 // Views are (element offset of image 0's first channel, per-image stride) into the activation arena;
-// the image index is the dispatch's z coordinate. With TEXTURE_INPUT the input view is read from
-// its copy in an r32float texture (binding 7, image n at texel n * x_img): on CPU adapters a
-// texel load costs about a tenth of a storage-buffer load.
+// the image index is the dispatch's z coordinate. With TEXTURE_INPUT the input view is read from a
+// texture (lib/input_values.wgsl).
 
 #import PoolParams
 
@@ -13,18 +12,7 @@ override KIND: u32 = 0u;
 
 #import arena
 @group(0) @binding(2) var<uniform> p: PoolParams;
-@group(0) @binding(7) var xtex: texture_storage_2d<r32float, read>;
-#import texel_at
-
-// Input value i of image n (i counted from the view's first channel).
-fn input(n: u32, i: u32) -> f32 {
-#ifdef TEXTURE_INPUT
-    let t = n * p.x_img + i;
-    return textureLoad(xtex, at(t)).x;
-#else
-    return act[p.src_off + n * p.src_bs + i];
-#endif
-}
+#import input_values
 
 @compute @workgroup_size(64, 1, 1)
 fn pool(

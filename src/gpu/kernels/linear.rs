@@ -1,6 +1,6 @@
 //! `shaders/linear.wgsl`: a fully connected layer over `[K, 1, 1]` views (the classifier and the SE
 //! excitation), one invocation per output row, its weights read from a linear texture
-//! ([`Packing::Linear`]): on lavapipe that took the classifier of res2net50 from 16.4 to about 1 ms
+//! ([`Packing::Linear`]): on lavapipe that took the classifier of res2net50 from 16.4 to about 2 ms
 //! against reading the weights from a storage buffer, where each lane's load differs.
 
 use super::conv::{linear_bias_texel, Packing};

@@ -241,7 +241,7 @@ impl ShaderFile {
 }
 
 /// The shared modules of `shaders/lib/`, by import name.
-pub const LIBRARY: [(&str, &str); 11] = [
+pub const LIBRARY: [(&str, &str); 12] = [
     ("arena", include_str!("../../../shaders/lib/arena.wgsl")),
     ("weights", include_str!("../../../shaders/lib/weights.wgsl")),
     (
@@ -261,6 +261,10 @@ pub const LIBRARY: [(&str, &str); 11] = [
     (
         "store_values",
         include_str!("../../../shaders/lib/store_values.wgsl"),
+    ),
+    (
+        "input_values",
+        include_str!("../../../shaders/lib/input_values.wgsl"),
     ),
 ];
 
