@@ -902,26 +902,7 @@ fn se_pieces_read_the_arena_where_input_textures_do_not_fit() {
     // tail of 2, its hidden layer 70 rows (two blocks).
     let (c, h, w, hidden, batch) = (6, 2, 3, 70, 4097);
     let mut b = Builder::new(Shape::new(2 * c, h, w));
-    let input = TensorId(0);
-    let (squeezed, reduced, gate, out) = (
-        b.tensor(c, 1, 1),
-        b.tensor(hidden, 1, 1),
-        b.tensor(c, 1, 1),
-        b.tensor(c, h, w),
-    );
-    b.op(Op::GlobalAvgPool(GlobalAvgPool {
-        src: view(input, 0, c),
-        dst: whole(squeezed, c),
-    }));
-    b.linear(whole(squeezed, c), whole(reduced, hidden), Activation::Relu);
-    b.linear(whole(reduced, hidden), whole(gate, c), Activation::Sigmoid);
-    b.op(Op::ScaleAdd(ScaleAdd {
-        src: view(input, 0, c),
-        scale: whole(gate, c),
-        residual: Some(view(input, c, c)),
-        dst: whole(out, c),
-        act: Activation::Relu,
-    }));
+    let out = se_pieces(&mut b, (c, h, w), hidden, true, Activation::Relu);
     let g = b.finish(whole(out, c));
     let input = random(2 * c * h * w * batch, 8);
     let cpu = cpu::forward_all(&g, &input, batch).unwrap();
@@ -1007,20 +988,27 @@ fn pools_match_cpu() {
 
 /// The SE block: squeeze (global pool), excite (linear ReLU, linear Sigmoid), scale + residual + ReLU;
 /// then the classifier (linear, no activation) on a global pool.
-fn se_graph(c: usize, h: usize, w: usize, residual: bool, act: Activation) -> Graph {
-    let mut b = Builder::new(Shape::new(2 * c, h, w));
+/// An SE block's pieces over input channels `0..c` of a `[2c, h, w]` input (the residual is channels
+/// `c..2c`): squeeze, excitation through `hidden` rows (ReLU, then Sigmoid), scale with the residual
+/// add and `act`. Returns the output tensor.
+fn se_pieces(
+    b: &mut Builder,
+    (c, h, w): (usize, usize, usize),
+    hidden: usize,
+    residual: bool,
+    act: Activation,
+) -> TensorId {
     let input = TensorId(0);
     let squeezed = b.tensor(c, 1, 1);
-    let rd = (c / 4).max(1);
-    let reduced = b.tensor(rd, 1, 1);
+    let reduced = b.tensor(hidden, 1, 1);
     let gate = b.tensor(c, 1, 1);
     let out = b.tensor(c, h, w);
     b.op(Op::GlobalAvgPool(GlobalAvgPool {
         src: view(input, 0, c),
         dst: whole(squeezed, c),
     }));
-    b.linear(whole(squeezed, c), whole(reduced, rd), Activation::Relu);
-    b.linear(whole(reduced, rd), whole(gate, c), Activation::Sigmoid);
+    b.linear(whole(squeezed, c), whole(reduced, hidden), Activation::Relu);
+    b.linear(whole(reduced, hidden), whole(gate, c), Activation::Sigmoid);
     b.op(Op::ScaleAdd(ScaleAdd {
         src: view(input, 0, c),
         scale: whole(gate, c),
@@ -1028,6 +1016,12 @@ fn se_graph(c: usize, h: usize, w: usize, residual: bool, act: Activation) -> Gr
         dst: whole(out, c),
         act,
     }));
+    out
+}
+
+fn se_graph(c: usize, h: usize, w: usize, residual: bool, act: Activation) -> Graph {
+    let mut b = Builder::new(Shape::new(2 * c, h, w));
+    let out = se_pieces(&mut b, (c, h, w), (c / 4).max(1), residual, act);
     // Classifier: pool + linear without activation, then the softmax `finish` adds.
     let pooled = b.tensor(c, 1, 1);
     let classes = 7;
@@ -1144,266 +1138,121 @@ fn batches_split_into_chunks_give_the_same_results() {
     assert_eq!(s.dispatch_count(), 3 * g.nodes.len());
 }
 
-/// The pointwise texture family on the shapes it runs: ragged channel blocks and pixel tiles, a
-/// residual, both activations, batches and chunks, planes of one texel per channel and more than a
-/// texture row per channel, long reductions. Every case must run on `conv_px`.
+/// The pointwise texture family on the shapes it runs, on planes of whole texels and (`RAGGED_PLANE`)
+/// on planes that are not a multiple of 4 pixels, such as Res2Net's 7x7 maps: ragged channel blocks
+/// and pixel tiles, a residual, both activations, batches and chunks, planes of one texel or one
+/// pixel per channel, more than a texture row per channel, long reductions. Every case must run on
+/// the variant named.
 #[test]
 fn conv_px_matches_cpu() {
     use Activation::{Relu, Sigmoid};
-    let base = POINTWISE_CASE;
-    let cases = [
-        base,
-        ConvCase {
-            cin: 36,
-            cout: 33,
-            h: 10,
-            w: 6,
-            residual: true,
-            act: Relu,
-            batch: 3,
-            ..base
-        },
-        ConvCase {
-            cin: 4,
-            cout: 17,
-            h: 2,
-            w: 2,
-            act: Sigmoid,
-            ..base
-        },
-        ConvCase {
-            cin: 8,
-            cout: 16,
-            h: 130,
-            w: 132,
-            residual: true,
-            ..base
-        },
-        ConvCase {
-            cin: 1040,
-            cout: 48,
-            h: 8,
-            w: 7,
-            act: Relu,
-            batch: 2,
-            ..base
-        },
+    // (variant, the planes of the five cases, the second case's output channels)
+    let kinds = [
+        (
+            "conv_px.wgsl",
+            [(6, 6), (10, 6), (2, 2), (130, 132), (8, 7)],
+            33,
+        ),
+        // Views of whole texels: 4 extra channels, residuals of a multiple of 4 channels.
+        (
+            "RAGGED_PLANE",
+            [(7, 7), (5, 1), (1, 1), (131, 129), (3, 1)],
+            32,
+        ),
     ];
-    check_runs_on("px", &cases, ConvKernel::Px, "conv_px.wgsl");
+    for (variant, sides, cout) in kinds {
+        let extra = if variant == "RAGGED_PLANE" { 4 } else { 3 };
+        let sized = |i: usize, cin, cout| ConvCase {
+            cin,
+            cout,
+            h: sides[i].0,
+            w: sides[i].1,
+            extra,
+            ..POINTWISE_CASE
+        };
+        let cases = [
+            sized(0, 12, 20),
+            ConvCase {
+                residual: true,
+                act: Relu,
+                batch: 3,
+                ..sized(1, 36, cout)
+            },
+            ConvCase {
+                act: Sigmoid,
+                ..sized(2, 4, 17)
+            },
+            ConvCase {
+                residual: true,
+                ..sized(3, 8, 16)
+            },
+            ConvCase {
+                act: Relu,
+                batch: 2,
+                ..sized(4, 1040, 48)
+            },
+        ];
+        check_runs_on(&format!("px {variant}"), &cases, ConvKernel::Px, variant);
+    }
 }
 
-/// The pointwise family on planes that are not a multiple of 4 pixels (`RAGGED_PLANE`): Res2Net's
-/// 7x7 maps with a residual, planes of 1, 5 and 3 pixels, batches and chunks, more than a texture
-/// row per channel, long reductions. Every case must run on that variant.
-#[test]
-fn conv_px_ragged_planes_match_cpu() {
-    use Activation::{Relu, Sigmoid};
-    let base = ConvCase {
-        cin: 20,
-        cout: 24,
-        h: 7,
-        w: 7,
-        residual: true,
-        act: Relu,
-        // Views on whole texels (4 channels of any plane).
-        extra: 4,
-        ..POINTWISE_CASE
-    };
-    let cases = [
-        base,
-        ConvCase {
-            cin: 36,
-            cout: 32,
-            h: 5,
-            w: 1,
-            act: Sigmoid,
-            batch: 3,
-            ..base
-        },
-        ConvCase {
-            cin: 4,
-            cout: 17,
-            h: 1,
-            w: 1,
-            residual: false,
-            ..base
-        },
-        ConvCase {
-            cin: 8,
-            cout: 16,
-            h: 131,
-            w: 129,
-            ..base
-        },
-        ConvCase {
-            cin: 1040,
-            cout: 48,
-            h: 3,
-            w: 1,
-            residual: false,
-            batch: 2,
-            ..base
-        },
-    ];
-    check_runs_on("px ragged", &cases, ConvKernel::Px, "RAGGED_PLANE");
-}
-
-/// The row family on the shapes it runs: the narrow and the wide tile with ragged channel blocks,
-/// the hierarchical add and a residual, rows of one texel, both activations, batches and chunks,
-/// more than a texture row per channel.
+/// The row family on the shapes it runs: rows of whole texels, planes whose rows are not
+/// (`FLAT_ROWS`: Res2Net's 14x14 maps, texels that straddle two rows or hold several) and planes
+/// that are not a multiple of 4 pixels (`RAGGED_PLANE`: 7x7 maps). The narrow and the wide tile
+/// with ragged channel blocks, the hierarchical add and a residual, both activations, batches and
+/// chunks, rows of one texel or one pixel, more than a texture row per channel. Every case must
+/// run on the variant named.
 #[test]
 fn conv_t3_matches_cpu() {
     use Activation::{Relu, Sigmoid};
-    let base = ConvCase {
-        cin: 26,
-        cout: 26,
-        h: 9,
-        w: 12,
-        add: true,
-        act: Relu,
-        ..BASE_CASE
-    };
-    let cases = [
-        base,
-        ConvCase {
-            cin: 7,
-            cout: 30,
-            h: 5,
-            w: 4,
-            residual: true,
-            act: Sigmoid,
-            batch: 3,
-            ..base
-        },
-        ConvCase {
-            cin: 52,
-            cout: 53,
-            h: 6,
-            w: 16,
-            add: false,
-            residual: true,
-            batch: 2,
-            ..base
-        },
-        ConvCase {
-            cin: 5,
-            cout: 9,
-            h: 131,
-            w: 132,
-            ..base
-        },
+    // (variant, the planes of the five cases, their input channels)
+    let kinds = [
+        (
+            "conv_t3.wgsl",
+            [(9, 12), (5, 4), (6, 16), (2, 4), (131, 132)],
+            [26, 7, 52, 5, 5],
+        ),
+        (
+            "FLAT_ROWS",
+            [(14, 14), (6, 6), (10, 2), (8, 1), (130, 126)],
+            [26, 7, 52, 5, 5],
+        ),
+        // Views of whole texels: 4 extra channels and multiples of 4 channels.
+        (
+            "RAGGED_PLANE",
+            [(7, 7), (5, 1), (3, 5), (1, 3), (131, 129)],
+            [28, 8, 52, 4, 4],
+        ),
     ];
-    check_runs_on("t3", &cases, ConvKernel::T3, "conv_t3.wgsl");
-}
-
-/// The row family on planes whose rows are not whole texels (`FLAT_ROWS`): Res2Net's 14x14 maps,
-/// texels that straddle two rows or hold several whole rows (widths 6, 2 and 1), with the fusions,
-/// batches and chunks, and more than a texture row per channel.
-#[test]
-fn conv_t3_flat_rows_match_cpu() {
-    use Activation::{Relu, Sigmoid};
-    let base = ConvCase {
-        cin: 26,
-        cout: 26,
-        h: 14,
-        w: 14,
-        add: true,
-        act: Relu,
-        ..BASE_CASE
-    };
-    let cases = [
-        base,
-        ConvCase {
-            cin: 7,
-            cout: 30,
-            h: 6,
-            w: 6,
-            residual: true,
-            act: Sigmoid,
-            batch: 3,
-            ..base
-        },
-        ConvCase {
-            cin: 52,
-            cout: 53,
-            h: 10,
-            w: 2,
-            add: false,
-            residual: true,
-            batch: 2,
-            ..base
-        },
-        ConvCase {
-            cin: 5,
-            cout: 9,
-            h: 8,
-            w: 1,
-            ..base
-        },
-        ConvCase {
-            cin: 5,
-            cout: 9,
-            h: 130,
-            w: 126,
-            ..base
-        },
-    ];
-    check_runs_on("t3 flat rows", &cases, ConvKernel::T3, "FLAT_ROWS");
-}
-
-/// The row family on planes that are not a multiple of 4 pixels (`RAGGED_PLANE`): Res2Net's 7x7
-/// maps with the hierarchical add or a residual, planes of 5, 15 and 3 pixels, a ragged channel
-/// block, batches and chunks, more than a texture row per channel.
-#[test]
-fn conv_t3_ragged_planes_match_cpu() {
-    use Activation::{Relu, Sigmoid};
-    let base = ConvCase {
-        cin: 28,
-        cout: 28,
-        h: 7,
-        w: 7,
-        add: true,
-        act: Relu,
-        // Views on whole texels (4 channels of any plane).
-        extra: 4,
-        ..BASE_CASE
-    };
-    let cases = [
-        base,
-        ConvCase {
-            cin: 8,
-            cout: 30,
-            h: 5,
-            w: 1,
-            residual: true,
-            act: Sigmoid,
-            batch: 3,
-            ..base
-        },
-        ConvCase {
-            cin: 52,
-            cout: 53,
-            h: 3,
-            w: 5,
-            batch: 2,
-            ..base
-        },
-        ConvCase {
-            cin: 4,
-            cout: 9,
-            h: 1,
-            w: 3,
-            ..base
-        },
-        ConvCase {
-            cin: 4,
-            cout: 9,
-            h: 131,
-            w: 129,
-            ..base
-        },
-    ];
-    check_runs_on("t3 ragged", &cases, ConvKernel::T3, "RAGGED_PLANE");
+    for (variant, sides, cins) in kinds {
+        let extra = if variant == "RAGGED_PLANE" { 4 } else { 3 };
+        let sized = |i: usize, cout| ConvCase {
+            cin: cins[i],
+            cout,
+            h: sides[i].0,
+            w: sides[i].1,
+            add: true,
+            act: Relu,
+            extra,
+            ..BASE_CASE
+        };
+        let cases = [
+            sized(0, cins[0]),
+            ConvCase {
+                residual: true,
+                act: Sigmoid,
+                batch: 3,
+                ..sized(1, 30)
+            },
+            ConvCase {
+                batch: 2,
+                ..sized(2, 53)
+            },
+            sized(3, 9),
+            sized(4, 9),
+        ];
+        check_runs_on(&format!("t3 {variant}"), &cases, ConvKernel::T3, variant);
+    }
 }
 
 /// Checks `cases` against the CPU with `kernel` forced (both precisions, and the second case in

@@ -2,7 +2,7 @@
 //! squeeze), one invocation per channel, reading its input from a texture where a chunk's views
 //! fit the adapter's textures.
 
-use super::{input_copy, texture_input_shader, AdapterCaps, KernelKey, ShaderFile, Slot};
+use super::{texture_input_shader, with_texture_input, AdapterCaps, KernelKey, ShaderFile};
 use crate::error::Result;
 use crate::gpu::lower::{Ctx, Lowered};
 use crate::gpu::texture::{self, Texels};
@@ -42,17 +42,15 @@ pub(crate) fn lower(
         ..views
     };
     let texture_input = caps.texture_holds(Texels::Scalar, values, images);
-    let mut lowered = Lowered::plain(
+    let lowered = Lowered::plain(
         key(texture_input),
         &params,
         cx.groups(g.src.channels.div_ceil(WG), 1)?,
     );
-    if texture_input {
-        lowered.steps[0].inputs = vec![input_copy(
-            Slot::InputScalar,
-            (views.src_off, views.src_bs),
-            len,
-        )];
-    }
-    Ok(lowered)
+    Ok(with_texture_input(
+        lowered,
+        texture_input,
+        (views.src_off, views.src_bs),
+        len,
+    ))
 }

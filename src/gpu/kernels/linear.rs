@@ -5,7 +5,7 @@
 
 use super::conv::{linear_bias_texel, Packing};
 use super::{
-    input_copy, texture_input_shader, with_activations, AdapterCaps, KernelKey, ShaderFile, Slot,
+    texture_input_shader, with_activations, with_texture_input, AdapterCaps, KernelKey, ShaderFile,
 };
 use crate::error::Result;
 use crate::gpu::lower::{fits_f16, Ctx, Lowered, WeightSpec};
@@ -60,18 +60,16 @@ pub(crate) fn lower(
         packing: Packing::Linear { rows: ROWS },
         f16,
     };
-    let mut lowered = Lowered::one(
+    let lowered = Lowered::one(
         key(texture_input, &[("ACT", act_code(l.act))]),
         &params,
         cx.groups(m.div_ceil(ROWS), 1)?,
         Some(weights),
     );
-    if texture_input {
-        lowered.steps[0].inputs = vec![input_copy(
-            Slot::InputScalar,
-            (views.src_off, views.src_bs),
-            params.k,
-        )];
-    }
-    Ok(lowered)
+    Ok(with_texture_input(
+        lowered,
+        texture_input,
+        (views.src_off, views.src_bs),
+        params.k,
+    ))
 }

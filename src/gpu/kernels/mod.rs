@@ -19,7 +19,7 @@ pub(crate) mod softmax;
 
 pub(crate) use pipelines::Pipelines;
 
-use super::lower::TextureInput;
+use super::lower::{Lowered, TextureInput};
 use super::uniforms;
 use super::wgsl::{self, Defines};
 use crate::error::{Error, Result};
@@ -299,15 +299,23 @@ pub(crate) fn texture_input_shader(file: ShaderFile, defines: Defines, on: bool)
     }
 }
 
-/// The copy of a view (element offset and per-image stride of image 0) of `len` values per image
-/// into the texture of `slot`.
-pub(crate) fn input_copy(slot: Slot, (offset, stride): (u32, u32), len: u32) -> TextureInput {
-    TextureInput {
-        slot,
-        offset,
-        stride,
-        len,
+/// `lowered` (one dispatch) reading its input view (element offset and per-image stride of image
+/// 0, `len` values per image) from a copy in the r32float input texture when `on`.
+pub(crate) fn with_texture_input(
+    mut lowered: Lowered,
+    on: bool,
+    (offset, stride): (u32, u32),
+    len: u32,
+) -> Lowered {
+    if on {
+        lowered.steps[0].inputs = vec![TextureInput {
+            slot: Slot::InputScalar,
+            offset,
+            stride,
+            len,
+        }];
     }
+    lowered
 }
 
 /// The flag that stores a shader's weights as f16 (`enable f16;`, needs `Features::SHADER_F16`).

@@ -3,7 +3,7 @@
 //! view is read from a copy in an r32float texture wherever a chunk's images fit the adapter's
 //! textures (`TEXTURE_INPUT`; measured on lavapipe several times faster than reading the arena).
 
-use super::{input_copy, texture_input_shader, AdapterCaps, KernelKey, ShaderFile, Slot};
+use super::{texture_input_shader, with_texture_input, AdapterCaps, KernelKey, ShaderFile};
 use crate::error::Result;
 use crate::gpu::lower::{flat_groups, Ctx, Lowered};
 use crate::gpu::texture::{self, Texels};
@@ -77,17 +77,15 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
         ..views
     };
     let texture_input = caps.texture_holds(Texels::Scalar, values, images);
-    let mut lowered = Lowered::plain(
+    let lowered = Lowered::plain(
         key(kind_code(p.kind), texture_input),
         &params,
         cx.groups(gx, gy)?,
     );
-    if texture_input {
-        lowered.steps[0].inputs = vec![input_copy(
-            Slot::InputScalar,
-            (views.src_off, views.src_bs),
-            len,
-        )];
-    }
-    Ok(lowered)
+    Ok(with_texture_input(
+        lowered,
+        texture_input,
+        (views.src_off, views.src_bs),
+        len,
+    ))
 }
