@@ -89,7 +89,9 @@ pub struct Bucket {
 impl Bucket {
     pub fn new(s: &ConvShape, images: usize, f16: bool) -> Self {
         // Offsets only matter through alignment: keep a representative aligned or unaligned one.
-        let aligned = s.input_vec4_aligned();
+        // Whole-texel inputs are what the families' fits ask of a view (the plane itself is part
+        // of the shape).
+        let aligned = s.input_whole_texels();
         let view = |v: Option<(u32, u32)>| v.map(|_| (0, 0));
         let shape = ConvShape {
             act: 0,
@@ -454,6 +456,25 @@ mod tests {
             let got = kernels(cpu_candidates(usable, tune, cpu));
             assert_eq!(got, expected, "{tune:?} cpu {cpu}");
         }
+    }
+
+    #[test]
+    fn buckets_keep_what_the_families_ask_of_the_views() {
+        use conv::{lanes::test_shape, px};
+        // A 7x7 pointwise conv over views of whole texels: px runs it, and its bucket's
+        // representative shape too.
+        let whole = test_shape(1, 7, 64, 104);
+        let bucket = Bucket::new(&whole, 1, false);
+        assert!(bucket.key().contains(" aligned"), "{}", bucket.key());
+        assert!((px::FAMILY.fits)(&whole) && (px::FAMILY.fits)(&bucket.shape));
+        // From channel 3 of its tensor the input is not whole texels: neither fits.
+        let shifted = ConvShape {
+            src: (3 * 49, 64 * 49),
+            ..whole
+        };
+        let bucket = Bucket::new(&shifted, 1, false);
+        assert!(!bucket.key().contains(" aligned"), "{}", bucket.key());
+        assert!(!(px::FAMILY.fits)(&shifted) && !(px::FAMILY.fits)(&bucket.shape));
     }
 
     #[test]

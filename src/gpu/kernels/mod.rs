@@ -282,8 +282,8 @@ pub fn import(name: &str) -> Option<String> {
 /// kernels load every weight texel at uniform coordinates.
 pub const SUBGROUPS: &str = "SUBGROUPS";
 
-/// The flag of the kernels outside the conv families (the pools, the linear layer) that read their
-/// input views from r32float textures, used where a chunk's views fit the adapter's
+/// The flag of the kernels outside the conv families (the pools, the global pool, the linear layer)
+/// that read their input views from r32float textures, used where a chunk's views fit the adapter's
 /// textures (they read the arena otherwise).
 pub const TEXTURE_INPUT: &str = "TEXTURE_INPUT";
 

@@ -53,6 +53,16 @@ pub fn defines(width: Option<u32>, m: usize, p: usize, texels: usize) -> Defines
     }
 }
 
+/// The define of the vec4 families' variants for planes that are not a multiple of 4 pixels: the
+/// views are still whole texels, each channel's pixels read through a shift and the results
+/// stored value by value.
+pub const RAGGED_PLANE: &str = "RAGGED_PLANE";
+
+/// Whether the conv's plane is not a multiple of 4 pixels ([`RAGGED_PLANE`]).
+pub fn ragged(s: &super::ConvShape) -> bool {
+    !s.out_plane().is_multiple_of(4)
+}
+
 /// The defines of a tile `(m, p)` whose block loads one weight texel per 4 output channels.
 pub fn quad_defines(width: Option<u32>, (m, p): (usize, usize)) -> Defines {
     defines(width, m, p, m / 4)

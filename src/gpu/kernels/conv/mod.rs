@@ -79,6 +79,26 @@ impl ConvShape {
         self.out_h * self.out_w
     }
 
+    /// Whether the input and the added input are views of whole texels of 4 values (offsets,
+    /// batch strides and values per image multiples of 4), whatever the plane.
+    pub fn input_whole_texels(&self) -> bool {
+        let values = Operand::Src.values(self);
+        [Some(self.src), self.add]
+            .into_iter()
+            .flatten()
+            .all(|v| whole_texels(v, values))
+    }
+
+    /// Whether the vec4 texture families (px, t3) can read and write the conv's views: the input,
+    /// added-input and residual views whole texels, and the output too where the plane is a
+    /// multiple of 4 pixels (on other planes they store value by value).
+    pub fn views_whole_texels(&self) -> bool {
+        let out = Operand::Res.values(self);
+        self.input_whole_texels()
+            && self.res.is_none_or(|r| whole_texels(r, out))
+            && (!self.out_plane().is_multiple_of(4) || whole_texels(self.dst, out))
+    }
+
     /// Whether the input (and the added input) can be read as vec4s along the pixel axis: every view
     /// offset, batch stride and the input plane a multiple of 4 elements.
     pub fn input_vec4_aligned(&self) -> bool {
@@ -88,6 +108,11 @@ impl ConvShape {
                 .iter()
                 .all(|v| v.is_multiple_of(4))
     }
+}
+
+/// Whether a view (element offset, per-image stride) of `values` values per image is whole texels.
+fn whole_texels((off, stride): (u32, u32), values: usize) -> bool {
+    off.is_multiple_of(4) && stride.is_multiple_of(4) && values.is_multiple_of(4)
 }
 
 /// What a family decided for one conv.

@@ -1,5 +1,6 @@
-//! `conv_px.wgsl`: 1x1 stride-1 convolution over linear textures for planes of a multiple of 4
-//! pixels, the pointwise convs that hold most of a Res2Net's work. Where [`super::gp`] reads one
+//! `conv_px.wgsl`: 1x1 stride-1 convolution over linear textures, the pointwise convs that hold
+//! most of a Res2Net's work (planes of any size: with `RAGGED_PLANE`, those that are not a multiple
+//! of 4 pixels). Where [`super::gp`] reads one
 //! pixel per input load and takes 4 products per accumulator write, this family reads texels of 4
 //! pixels and takes 16 products per write of a vec4 accumulator, and stores vec4s: on lavapipe it
 //! runs the pointwise convs about twice as fast as the general texture family does.
@@ -37,33 +38,20 @@ fn texels_per_lane(width: Option<u32>) -> usize {
     }
 }
 
-/// The define for planes that are not a multiple of 4 pixels.
-pub(super) const RAGGED_PLANE: &str = "RAGGED_PLANE";
-
-/// Whether a view (element offset, per-image stride) of `values` values per image is whole texels.
-pub(super) fn whole_texels((off, stride): (u32, u32), values: usize) -> bool {
-    off.is_multiple_of(4) && stride.is_multiple_of(4) && values.is_multiple_of(4)
-}
-
-/// Ungrouped 1x1 stride-1 convs without an added input, with 4-channel steps, whose input and
-/// residual views are whole texels, and whose output is too where the plane is a multiple of 4
-/// pixels (other planes are stored value by value).
+/// Ungrouped 1x1 stride-1 convs without an added input, with 4-channel steps, over views of whole
+/// texels ([`ConvShape::views_whole_texels`]).
 fn fits(s: &ConvShape) -> bool {
-    let plane = s.out_plane();
-    let aligned = plane.is_multiple_of(4);
     s.pointwise()
         && s.groups == 1
         && s.add.is_none()
         && s.cin_g.is_multiple_of(4)
-        && whole_texels(s.src, s.cin_g * plane)
-        && s.res.is_none_or(|r| whole_texels(r, s.cout_g * plane))
-        && (!aligned || whole_texels(s.dst, s.cout_g * plane))
+        && s.views_whole_texels()
 }
 
 fn defines(width: Option<u32>, ragged: bool) -> Defines {
     let d = lanes::defines(width, BLOCK, texels_per_lane(width), BLOCK);
     if ragged {
-        d.flag(RAGGED_PLANE)
+        d.flag(lanes::RAGGED_PLANE)
     } else {
         d
     }
@@ -79,7 +67,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         texels_per_lane(width),
     );
     ConvPlan {
-        defines: defines(width, !s.out_plane().is_multiple_of(4)),
+        defines: defines(width, lanes::ragged(s)),
         entry: "conv_px",
         constants: fusions(s),
         cout_blocks,
@@ -178,12 +166,12 @@ mod tests {
                 // 49 texels per channel in tiles of 8 (4 lanes x 2) or 16 texels.
                 let tiles = if sizes == Some((4, 4)) { 7 } else { 4 };
                 assert_eq!(plan.groups, (7, tiles), "{sizes:?}");
-                assert_eq!(plan.defines.get(RAGGED_PLANE), None);
+                assert_eq!(plan.defines.get(lanes::RAGGED_PLANE), None);
             }
             // 13 texels per channel, the last holding one pixel.
             let ragged = plan(&lanes::test_shape(1, 7, 64, 104), &caps(sizes));
             assert!(all.contains(&ragged.defines), "{ragged:?}");
-            assert_eq!(ragged.defines.get(RAGGED_PLANE), Some(1));
+            assert_eq!(ragged.defines.get(lanes::RAGGED_PLANE), Some(1));
             let tiles = if sizes == Some((4, 4)) { 2 } else { 1 };
             assert_eq!(ragged.groups, (7, tiles), "{sizes:?}");
         }

@@ -1,15 +1,16 @@
 //! `conv_t3.wgsl`: 3x3 stride-1 padding-1 convolution over linear textures for rows of a multiple
-//! of 4 pixels (the Res2Net chains at 56x56 and 28x28) and, with the `FLAT_ROWS` define, for other
-//! planes of a multiple of 4 pixels (14x14), whose texels may straddle two rows. Where
-//! [`super::gp`] loads one input value per tap, this family loads a texel of 4 pixels and its two
-//! neighbours per input channel and kernel row and assembles the 3 taps from their components: 12
-//! products per vec4 accumulator write. Weights use the texture family's layout ([`Packing::Texture`]), so the two share a
-//! packing where their blocks agree.
+//! of 4 pixels (the Res2Net chains at 56x56 and 28x28); with the `FLAT_ROWS` define for planes
+//! whose texels may straddle two rows (14x14), and with `RAGGED_PLANE` too for planes that are not
+//! a multiple of 4 pixels (7x7). Where [`super::gp`] loads one input value per tap, this family
+//! loads a texel of 4 pixels and its two neighbours per input channel and kernel row and assembles
+//! the 3 taps from their components: 12 products per vec4 accumulator write. Weights use the
+//! texture family's layout ([`Packing::Texture`]), so the two share a packing where their blocks
+//! agree.
 //!
 //! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `P`
 //! texels x `M` output channels of one block.
 
-use super::{fusions, lanes, px, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
+use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
@@ -52,7 +53,7 @@ enum Rows {
 }
 
 fn rows(s: &ConvShape) -> Rows {
-    if !s.out_plane().is_multiple_of(4) {
+    if lanes::ragged(s) {
         Rows::Ragged
     } else if !s.in_w.is_multiple_of(4) {
         Rows::Flat
@@ -61,20 +62,10 @@ fn rows(s: &ConvShape) -> Rows {
     }
 }
 
-/// Ungrouped 3x3 stride-1 padding-1 convs whose input, added-input and residual views are whole
-/// texels (a multiple of 4 channels or a plane of a multiple of 4 pixels, starting on a vec4), and
-/// whose output is too where the plane is a multiple of 4 pixels (other planes are stored value by
-/// value).
+/// Ungrouped 3x3 stride-1 padding-1 convs over views of whole texels
+/// ([`ConvShape::views_whole_texels`]).
 fn fits(s: &ConvShape) -> bool {
-    let plane = s.out_plane();
-    let inputs = [Some(s.src), s.add].into_iter().flatten();
-    s.row3()
-        && s.groups == 1
-        && inputs
-            .into_iter()
-            .all(|v| px::whole_texels(v, s.cin_g * plane))
-        && s.res.is_none_or(|r| px::whole_texels(r, s.cout_g * plane))
-        && (rows(s) == Rows::Ragged || px::whole_texels(s.dst, s.cout_g * plane))
+    s.row3() && s.groups == 1 && s.views_whole_texels()
 }
 
 fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
@@ -82,7 +73,7 @@ fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
     match rows {
         Rows::Whole => d,
         Rows::Flat => d.flag(FLAT_ROWS),
-        Rows::Ragged => d.flag(FLAT_ROWS).flag(px::RAGGED_PLANE),
+        Rows::Ragged => d.flag(FLAT_ROWS).flag(lanes::RAGGED_PLANE),
     }
 }
 
@@ -178,11 +169,11 @@ mod tests {
         let flat = plan(&lanes::test_shape(3, 14, 26, 26), &caps(Some((8, 8))));
         assert!(all.contains(&flat.defines), "{flat:?}");
         assert_eq!(flat.defines.get(FLAT_ROWS), Some(1));
-        assert_eq!(flat.defines.get(px::RAGGED_PLANE), None);
+        assert_eq!(flat.defines.get(lanes::RAGGED_PLANE), None);
         // 13 texels per channel: 2 tiles of 8 texels (8 lanes x 1) for 52-channel blocks.
         let ragged = plan(&lanes::test_shape(3, 7, 52, 52), &caps(Some((8, 8))));
         assert!(all.contains(&ragged.defines), "{ragged:?}");
-        assert_eq!(ragged.defines.get(px::RAGGED_PLANE), Some(1));
+        assert_eq!(ragged.defines.get(lanes::RAGGED_PLANE), Some(1));
         assert_eq!(ragged.groups, (1, 2));
     }
 }
