@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::gpu::{
-    peak, DeviceWeights, GpuContext, HostClock, Precision, Profile, Session, SessionOptions,
-    TuneReport,
+    host_clock, peak, DeviceWeights, GpuContext, HostClock, Precision, Profile, Session,
+    SessionOptions, TuneReport,
 };
 use crate::graph::Outputs;
 use crate::model::Model;
@@ -34,6 +34,11 @@ pub struct BenchReport {
     pub gflops_effective: f64,
     pub adapter_peak_gflops: f64,
     pub peak_fraction: f64,
+    /// On a CPU adapter (whose driver threads are the GPU): the process CPU time of one forward
+    /// (median) and the same share of peak counted in CPU time. Other processes' use of the cores
+    /// does not enter it, so it moves less on a busy machine; idle cores do not enter it either,
+    /// so it can exceed the wall-clock share.
+    pub cpu_time: Option<CpuTimeShare>,
     /// Host time to record and submit one forward pass (median, on `host_clock`).
     pub record_ms: f64,
     /// Host time to check the input and copy it into an upload buffer (median, on `host_clock`).
@@ -73,6 +78,17 @@ pub struct BenchReport {
     pub kernels: Vec<(String, usize)>,
     /// Per-op times (median over the profiled runs), when asked for.
     pub profile: Option<Profile>,
+}
+
+/// [`BenchReport::cpu_time`]: one forward pass and the FMA shader in process CPU time.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuTimeShare {
+    /// Process CPU time of one forward, all threads (median).
+    pub ms_median: f64,
+    /// The FMA shader's GFLOP per CPU second.
+    pub peak_gflops: f64,
+    /// The model's GFLOP per CPU second over `peak_gflops`.
+    pub peak_fraction: f64,
 }
 
 /// A session for a second input size on the same device and weights, built after the benchmarked
@@ -186,11 +202,13 @@ pub fn run(
     let mut records = Vec::with_capacity(iters);
     let mut inputs = Vec::with_capacity(iters);
     let mut walls = Vec::with_capacity(iters);
+    let mut cpu_times = Vec::with_capacity(iters);
     let mut host_clock = HostClock::Wall;
     for _ in 0..iters {
-        let t = Instant::now();
-        let (_, host) = session.run_timed(&input.data)?;
-        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        let (run, wall, cpu) = host_clock::timed(|| session.run_timed(&input.data));
+        let (_, host) = run?;
+        latencies.push(wall.as_secs_f64() * 1e3);
+        cpu_times.extend(cpu.map(|t| t.as_secs_f64() * 1e3));
         records.push(host.record_submit.as_secs_f64() * 1e3);
         inputs.push(host.input.as_secs_f64() * 1e3);
         walls.push(host.wall.as_secs_f64() * 1e3);
@@ -208,16 +226,29 @@ pub fn run(
         None
     };
     bar.set_message("adapter peak");
-    let adapter_peak_gflops = peak::fma_peak_gflops(ctx, Duration::from_millis(300), 3)?;
+    let peak = peak::fma_peak(ctx, Duration::from_millis(300), 3)?;
+    let adapter_peak_gflops = peak.gflops;
     bar.finish_and_clear();
 
     latencies.sort_by(f64::total_cmp);
-    for v in [&mut records, &mut inputs, &mut walls] {
+    for v in [&mut records, &mut inputs, &mut walls, &mut cpu_times] {
         v.sort_by(f64::total_cmp);
     }
     let median = percentile(&latencies, 0.5);
     let gflop_per_image = graph.flops() as f64 / 1e9;
     let gflops_effective = gflop_per_image * batch as f64 / (median / 1e3);
+    let cpu_adapter = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
+    let cpu_time = peak
+        .gflops_per_cpu_s
+        .filter(|_| cpu_adapter && cpu_times.len() == iters)
+        .map(|peak_gflops| {
+            let ms_median = percentile(&cpu_times, 0.5);
+            CpuTimeShare {
+                ms_median,
+                peak_gflops,
+                peak_fraction: gflop_per_image * batch as f64 / (ms_median / 1e3) / peak_gflops,
+            }
+        });
     Ok(BenchReport {
         model: model.name().to_string(),
         adapter: ctx.describe(),
@@ -239,6 +270,7 @@ pub fn run(
         gflops_effective,
         adapter_peak_gflops,
         peak_fraction: gflops_effective / adapter_peak_gflops,
+        cpu_time,
         record_ms: percentile(&records, 0.5),
         input_ms: percentile(&inputs, 0.5),
         host_wall_ms: percentile(&walls, 0.5),
@@ -318,6 +350,15 @@ impl BenchReport {
             self.adapter_peak_gflops,
             100.0 * self.peak_fraction
         );
+        if let Some(c) = &self.cpu_time {
+            let _ = writeln!(
+                s,
+                "cpu time:     median {:.2} ms of process CPU per forward; at {:.2} GFLOP per CPU second for the FMA shader, model reaches {:.1}% of it",
+                c.ms_median,
+                c.peak_gflops,
+                100.0 * c.peak_fraction
+            );
+        }
         let _ = writeln!(
             s,
             "host:         {:.3} ms to record and submit one forward + {:.3} ms to check and copy the input ({} time; {:.3} ms wall for both)",
@@ -397,6 +438,11 @@ impl BenchReport {
             "gflops_effective": self.gflops_effective,
             "adapter_peak_gflops": self.adapter_peak_gflops,
             "peak_fraction": self.peak_fraction,
+            "cpu_time": self.cpu_time.map(|c| serde_json::json!({
+                "ms_median": c.ms_median,
+                "peak_gflops_per_cpu_s": c.peak_gflops,
+                "peak_fraction": c.peak_fraction,
+            })),
             "record_ms": self.record_ms,
             "input_ms": self.input_ms,
             "host_wall_ms": self.host_wall_ms,

@@ -218,7 +218,7 @@ fn infer_on_the_gpu_matches_pytorch_and_verify_passes() {
 
 #[test]
 fn bench_json_has_every_key() {
-    let Some(_) = context() else { return };
+    let Some(ctx) = context() else { return };
     let out = bench_res2net50(&["--size", "32", "--iters", "2", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -258,6 +258,19 @@ fn bench_json_has_every_key() {
     let clock = json["host_clock"].as_str().unwrap();
     assert!(clock == "thread CPU" || clock == "wall", "{clock}");
     assert!(json["record_ms"].as_f64().unwrap() > 0.0);
+    // On a CPU adapter the driver's threads are the GPU: the share counted in process CPU time.
+    let cpu = &json["cpu_time"];
+    if ctx.adapter_info().device_type == wgpu::DeviceType::Cpu && cfg!(unix) {
+        assert!(cpu["ms_median"].as_f64().unwrap() > 0.0, "{cpu}");
+        assert!(
+            cpu["peak_gflops_per_cpu_s"].as_f64().unwrap() > 0.0,
+            "{cpu}"
+        );
+        let fraction = cpu["peak_fraction"].as_f64().unwrap();
+        assert!(fraction > 0.0 && fraction < 1.0, "{fraction}");
+    } else {
+        assert!(cpu.is_null(), "{cpu}");
+    }
 }
 
 /// `--precision f16` on verify and bench: passes the wider f16 tolerance and says so, or, on an

@@ -94,6 +94,43 @@ fn now() -> (Duration, HostClock) {
     (wall_now(), HostClock::Wall)
 }
 
+/// CPU time of the whole process, all threads (`CLOCK_PROCESS_CPUTIME_ID`), or `None` where the
+/// platform has no such clock. On a CPU adapter the driver's worker threads are the GPU, so this
+/// is the work a forward pass cost, without the moments other processes held the cores.
+#[cfg(unix)]
+pub fn process_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| {
+        Duration::new(
+            ts.tv_sec.max(0) as u64,
+            ts.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    })
+}
+
+#[cfg(not(unix))]
+pub fn process_cpu_time() -> Option<Duration> {
+    None
+}
+
+/// Wall-clock and process CPU time of one piece of work (the CPU time where the platform has a
+/// process clock).
+pub(crate) fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration, Option<Duration>) {
+    let cpu = process_cpu_time();
+    let wall = Instant::now();
+    let out = work();
+    let wall = wall.elapsed();
+    let cpu = cpu
+        .zip(process_cpu_time())
+        .map(|(a, b)| b.saturating_sub(a));
+    (out, wall, cpu)
+}
+
 /// Wall-clock time since the first call in this process.
 fn wall_now() -> Duration {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();

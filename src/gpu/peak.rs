@@ -1,9 +1,10 @@
 //! The adapter's own f32 peak, measured with a pure-FMA shader (`shaders/fma_peak.wgsl`), so model
 //! throughput can be reported as a fraction of what this adapter can do at best.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::context::{ErrorScopes, GpuContext};
+use super::host_clock;
 use super::kernels::{ShaderFile, ShaderKey};
 use super::uniforms::PeakParams;
 use crate::error::{Error, Result};
@@ -13,9 +14,20 @@ const INVOCATIONS: u32 = 1024 * 64;
 /// FLOPs per invocation per loop iteration: 8 chains x 4 lanes x 2.
 const FLOPS_PER_ITER: f64 = 64.0;
 
-/// Measures the adapter's f32 FMA rate in GFLOP/s: calibrates the loop count so one dispatch takes
-/// about `target`, then keeps the best of `repeats` timed runs.
-pub fn fma_peak_gflops(ctx: &GpuContext, target: Duration, repeats: usize) -> Result<f64> {
+/// The adapter's FMA rate, by the wall clock and by the process's CPU time.
+#[derive(Clone, Copy, Debug)]
+pub struct Peak {
+    /// GFLOP/s of wall-clock time.
+    pub gflops: f64,
+    /// GFLOP per second of process CPU time, where the platform has a process clock. Only
+    /// meaningful on a CPU adapter, whose driver threads do the work: there it does not count the
+    /// moments other processes held the cores, so it moves less on a busy machine.
+    pub gflops_per_cpu_s: Option<f64>,
+}
+
+/// Measures the adapter's f32 FMA rate: calibrates the loop count so one dispatch takes about
+/// `target`, then keeps the best of `repeats` timed runs (on each clock).
+pub fn fma_peak(ctx: &GpuContext, target: Duration, repeats: usize) -> Result<Peak> {
     let device = ctx.device();
     let source = ShaderKey::new(ShaderFile::FmaPeak).source()?;
     let scopes = ErrorScopes::push(device);
@@ -39,7 +51,7 @@ pub fn fma_peak_gflops(ctx: &GpuContext, target: Duration, repeats: usize) -> Re
     });
     pollster::block_on(scopes.pop("building the FMA benchmark"))?;
 
-    let run = |iters: u32| -> Result<Duration> {
+    let run = |iters: u32| -> Result<(Duration, Option<Duration>)> {
         let scopes = ErrorScopes::push(device);
         let params = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("fma_peak params"),
@@ -76,24 +88,23 @@ pub fn fma_peak_gflops(ctx: &GpuContext, target: Duration, repeats: usize) -> Re
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(INVOCATIONS / 64, 1, 1);
         }
-        let start = Instant::now();
-        ctx.queue().submit([enc.finish()]);
-        device
-            .poll(wgpu::PollType::Wait {
+        let (done, wall, cpu) = host_clock::timed(|| {
+            ctx.queue().submit([enc.finish()]);
+            device.poll(wgpu::PollType::Wait {
                 submission_index: None,
                 timeout: Some(Duration::from_secs(120)),
             })
-            .map_err(|e| Error::Gpu(format!("FMA benchmark did not finish: {e}")))?;
-        let elapsed = start.elapsed();
+        });
+        done.map_err(|e| Error::Gpu(format!("FMA benchmark did not finish: {e}")))?;
         pollster::block_on(scopes.pop("running the FMA benchmark"))?;
         ctx.check_health()?;
-        Ok(elapsed)
+        Ok((wall, cpu))
     };
 
     // Calibrate: grow the loop until one dispatch takes a quarter of the target.
     let mut iters = 64u32;
     loop {
-        let t = run(iters)?;
+        let (t, _) = run(iters)?;
         if t >= target / 4 || iters >= 1 << 22 {
             let scale = target.as_secs_f64() / t.as_secs_f64().max(1e-6);
             iters = ((f64::from(iters) * scale) as u32).clamp(64, 1 << 24);
@@ -101,12 +112,16 @@ pub fn fma_peak_gflops(ctx: &GpuContext, target: Duration, repeats: usize) -> Re
         }
         iters *= 4;
     }
-    let best = (0..repeats.max(1))
+    let runs = (0..repeats.max(1))
         .map(|_| run(iters))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .min()
-        .unwrap_or(Duration::MAX);
-    let flops = f64::from(INVOCATIONS) * f64::from(iters) * FLOPS_PER_ITER;
-    Ok(flops / best.as_secs_f64() / 1e9)
+        .collect::<Result<Vec<_>>>()?;
+    let best_wall = runs.iter().map(|r| r.0).min().unwrap_or(Duration::MAX);
+    let best_cpu = runs.iter().filter_map(|r| r.1).min();
+    let gflop = f64::from(INVOCATIONS) * f64::from(iters) * FLOPS_PER_ITER / 1e9;
+    Ok(Peak {
+        gflops: gflop / best_wall.as_secs_f64(),
+        gflops_per_cpu_s: best_cpu
+            .filter(|t| !t.is_zero())
+            .map(|t| gflop / t.as_secs_f64()),
+    })
 }

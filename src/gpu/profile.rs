@@ -44,7 +44,17 @@ pub struct OpTime {
     pub kind: String,
     /// The pipeline(s) that ran it.
     pub kernel: String,
+    /// Floating-point operations per image (0 for ops that are not counted: pools, softmax, ...).
+    pub flops: u64,
     pub ms: f64,
+}
+
+impl OpTime {
+    /// GFLOP/s over the profiled batch, `None` for ops without counted FLOPs or without a time.
+    pub fn gflops(&self, batch: usize) -> Option<f64> {
+        (self.flops > 0 && self.ms > 0.0)
+            .then(|| self.flops as f64 * batch as f64 / (self.ms / 1e3) / 1e9)
+    }
 }
 
 /// Time per kind of op.
@@ -52,6 +62,8 @@ pub struct OpTime {
 pub struct KindTime {
     pub kind: String,
     pub ops: usize,
+    /// Floating-point operations per image of its ops.
+    pub flops: u64,
     pub ms: f64,
 }
 
@@ -109,11 +121,13 @@ impl Profile {
                 order.push(KindTime {
                     kind: op.kind.clone(),
                     ops: 0,
+                    flops: 0,
                     ms: 0.0,
                 });
                 order.len() - 1
             });
             order[i].ops += 1;
+            order[i].flops += op.flops;
             order[i].ms += op.ms;
         }
         order.sort_by(|a, b| b.ms.total_cmp(&a.ms));
@@ -166,19 +180,30 @@ impl Profile {
         );
         let _ = writeln!(
             s,
-            "{:>10} {:>6}  {:<12} {:<28} kernel",
-            "ms", "share", "kind", "op"
+            "{:>10} {:>6} {:>8}  {:<12} {:<28} kernel",
+            "ms", "share", "GFLOP/s", "kind", "op"
         );
-        // Time, share and kind, then what the row is about.
-        let row = |ms: f64, kind: &str, what: String| {
-            format!("{ms:>10.3} {:>5.1}%  {kind:<12} {what}\n", self.share(ms))
+        // Time, share, rate and kind, then what the row is about.
+        let row = |ms: f64, gflops: Option<f64>, kind: &str, what: String| {
+            let rate = gflops.map(|g| format!("{g:.2}")).unwrap_or_default();
+            format!(
+                "{ms:>10.3} {:>5.1}% {rate:>8}  {kind:<12} {what}\n",
+                self.share(ms)
+            )
         };
         for op in self.sorted() {
-            s += &row(op.ms, &op.kind, format!("{:<28} {}", op.name, op.kernel));
+            s += &row(
+                op.ms,
+                op.gflops(self.batch),
+                &op.kind,
+                format!("{:<28} {}", op.name, op.kernel),
+            );
         }
         s += "by kind:\n";
         for k in self.by_kind() {
-            s += &row(k.ms, &k.kind, format!("{} ops", k.ops));
+            let gflops = (k.flops > 0 && k.ms > 0.0)
+                .then(|| k.flops as f64 * self.batch as f64 / (k.ms / 1e3) / 1e9);
+            s += &row(k.ms, gflops, &k.kind, format!("{} ops", k.ops));
         }
         s
     }
@@ -194,9 +219,10 @@ impl Profile {
             "wall_ms": self.wall_ms,
             "ops": self.ops.iter().map(|o| serde_json::json!({
                 "name": o.name, "kind": o.kind, "kernel": o.kernel, "ms": o.ms,
+                "flops_per_image": o.flops, "gflops": o.gflops(self.batch),
             })).collect::<Vec<_>>(),
             "by_kind": self.by_kind().iter().map(|k| serde_json::json!({
-                "kind": k.kind, "ops": k.ops, "ms": k.ms,
+                "kind": k.kind, "ops": k.ops, "ms": k.ms, "flops_per_image": k.flops,
             })).collect::<Vec<_>>(),
         })
     }
@@ -402,6 +428,7 @@ mod tests {
             name: name.into(),
             kind: kind.into(),
             kernel: "k".into(),
+            flops: 1_000_000,
             ms,
         };
         Profile {
@@ -424,8 +451,24 @@ mod tests {
         assert_eq!(names, ["b<&>", "c", "a"]);
         let kinds = p.by_kind();
         assert_eq!(kinds[0].kind, "conv3x3");
-        assert_eq!((kinds[1].ops, kinds[1].ms), (2, 3.0));
+        assert_eq!(
+            (kinds[1].ops, kinds[1].ms, kinds[1].flops),
+            (2, 3.0, 2_000_000)
+        );
         assert!(p.text().contains("62.5%"));
+        // 1 MFLOP in 5 ms: 0.2 GFLOP/s; the two 1x1 ops' 2 MFLOP in 3 ms: 0.67.
+        assert_eq!(p.ops[1].gflops(1), Some(0.2));
+        assert!(p.text().contains("    0.20  conv3x3"), "{}", p.text());
+        assert!(
+            p.text().contains("    0.67  conv1x1      2 ops"),
+            "{}",
+            p.text()
+        );
+        let no_flops = OpTime {
+            flops: 0,
+            ..p.ops[0].clone()
+        };
+        assert_eq!(no_flops.gflops(1), None);
     }
 
     #[test]

@@ -117,18 +117,20 @@ impl Graph {
     /// Multiply-accumulates per image (convolutions and linear layers; pooling and element-wise work are
     /// not counted, matching how published MAC figures are computed).
     pub fn macs(&self) -> u64 {
-        self.nodes
-            .iter()
-            .map(|n| match &n.op {
-                Op::Conv(c) => {
-                    let out = self.shape(c.dst.tensor);
-                    let per_out = (c.cin() / c.groups) * c.kernel.0 * c.kernel.1;
-                    (c.cout() * out.plane() * per_out) as u64
-                }
-                Op::Linear(l) => (l.src.channels * l.dst.channels) as u64,
-                _ => 0,
-            })
-            .sum()
+        self.nodes.iter().map(|n| self.op_macs(&n.op)).sum()
+    }
+
+    /// Multiply-accumulates of one op per image (0 for ops [`macs`](Self::macs) does not count).
+    pub fn op_macs(&self, op: &Op) -> u64 {
+        match op {
+            Op::Conv(c) => {
+                let out = self.shape(c.dst.tensor);
+                let per_out = (c.cin() / c.groups) * c.kernel.0 * c.kernel.1;
+                (c.cout() * out.plane() * per_out) as u64
+            }
+            Op::Linear(l) => (l.src.channels * l.dst.channels) as u64,
+            _ => 0,
+        }
     }
 
     /// Floating-point operations per image: two per multiply-accumulate.

@@ -292,6 +292,7 @@ impl Session {
             .map(|(n, l)| OpInfo {
                 name: n.name.clone(),
                 kind: op_kind(&n.op),
+                flops: 2 * graph.op_macs(&n.op),
                 kernel: l
                     .steps
                     .iter()

@@ -108,6 +108,8 @@ struct OpInfo {
     name: String,
     kind: String,
     kernel: String,
+    /// Floating-point operations per image (0 for pools, softmax, ...).
+    flops: u64,
 }
 
 /// What the session remembers of its graph (not the weights: those live on the GPU).

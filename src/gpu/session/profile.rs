@@ -114,6 +114,7 @@ impl Session {
                     name: o.name.clone(),
                     kind: o.kind.clone(),
                     kernel: o.kernel.clone(),
+                    flops: o.flops,
                     ms,
                 })
                 .collect(),
