@@ -38,6 +38,7 @@
 fn conv_px(id: Invocation) {
     let n = id.wg.z;
     let blk = id.wg.x;
+    let g0 = 0u;
     let plane = p.in_h * p.in_w;
     let q = (plane + 3u) / 4u;
     let tb = id.wg.y * #{SG * P}u + id.lane;

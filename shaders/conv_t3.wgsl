@@ -1,4 +1,4 @@
-// 3x3 stride-1 padding-1 convolution over linear textures, one group, for rows of a multiple of 4
+// 3x3 stride-1 padding-1 convolution over linear textures, any groups, for rows of a multiple of 4
 // pixels (the Res2Net chains at 56x56 and 28x28) and, with FLAT_ROWS, for any planes of a multiple
 // of 4 pixels (14x14):
 //   dst = act(conv(src + src_add) + bias + residual)
@@ -11,8 +11,8 @@
 // are the texture families' layout: per block of M output channels, [input channel rounded up to
 // 4][tap][WQ texels], texel = 4 output channels.
 //
-// A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = block of M
-// output channels (fastest), y = tile of SG * P texels, z = image. Lane l owns texels
+// A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = group and
+// block of M output channels (fastest), y = tile of SG * P texels, z = image. Lane l owns texels
 // tile * SG * P + j * SG + l (j < P) x the M channels. With SUBGROUPS each lane loads WQ / SG
 // weight texels per tap, shared with subgroupBroadcast; without, every lane loads the M / 4 texels
 // at uniform coordinates.
@@ -56,7 +56,11 @@ fn taps(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, s: u32) -> array<vec4<f32>, 3>
 @compute @workgroup_size(#{SG})
 fn conv_t3(id: Invocation) {
     let n = id.wg.z;
-    let blk = id.wg.x;
+    let g = id.wg.x / p.cout_blocks;
+    let blk = id.wg.x % p.cout_blocks;
+    // The group's first output and input channels.
+    let g0 = g * p.cout_g;
+    let gi = g * p.cin_g;
     let xb = n * p.x_img;
     let ab = n * p.add_img;
 #ifdef FLAT_ROWS
@@ -91,12 +95,12 @@ fn conv_t3(id: Invocation) {
 #endif
     let cin_pad = (p.cin_g + 3u) / 4u * 4u;
 #ifdef SUBGROUPS
-    let wb = blk * cin_pad * #{9 * WQ}u + id.lane;
+    let wb = (g * p.cout_blocks + blk) * cin_pad * #{9 * WQ}u + id.lane;
 #else
-    let wb = blk * cin_pad * #{9 * WQ}u;
+    let wb = (g * p.cout_blocks + blk) * cin_pad * #{9 * WQ}u;
 #endif
     for (var r = 0u; r < p.cin_g * 3u; r++) {
-        let ci = r / 3u;
+        let ci = gi + r / 3u;
         let ky = i32(r % 3u);
 #ifdef FLAT_ROWS
         // The shifted plane's texel t + e starts sh pixels into the window.

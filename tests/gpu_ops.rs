@@ -1250,6 +1250,19 @@ fn conv_t3_matches_cpu() {
             },
             sized(3, 9),
             sized(4, 9),
+            // Grouped: 8 groups of 4 channels (4-channel blocks), 2 groups of 12 -> 20 (28).
+            ConvCase {
+                groups: 8,
+                cin: 32,
+                residual: true,
+                ..sized(0, 32)
+            },
+            ConvCase {
+                groups: 2,
+                cin: 24,
+                batch: 2,
+                ..sized(2, 40)
+            },
         ];
         check_runs_on(&format!("t3 {variant}"), &cases, ConvKernel::T3, variant);
     }
@@ -1328,6 +1341,28 @@ fn conv_gp_edges_match_cpu() {
             w: 7,
             residual: true,
             ..base.pointwise()
+        },
+        // Small blocks: 8 groups of 4 -> 8 channels with every fusion, and a 16-channel 7x7
+        // stride-1 stem (Res2Net-DLA's base layer).
+        ConvCase {
+            cin: 32,
+            cout: 64,
+            h: 9,
+            w: 13,
+            groups: 8,
+            ..base
+        },
+        ConvCase {
+            cin: 3,
+            cout: 16,
+            h: 19,
+            w: 17,
+            kernel: (7, 7),
+            pad: 3,
+            add: false,
+            residual: false,
+            act: Relu,
+            ..base
         },
     ]);
     check_cases("gp edge", &cases, &[ConvKernel::Gp]);

@@ -1,6 +1,6 @@
 // The end of the vec4 texture families' entry points for planes that are not a multiple of 4
 // pixels (imported inside them, RAGGED_PLANE): every accumulator a<I>_<J> (output channel I of
-// block `blk`, pixels 4t<J>..4t<J> + 4 of a plane of `plane` pixels) plus its bias and its
+// block `blk` of the group whose first output channel is `g0`, pixels 4t<J>..4t<J> + 4 of a plane of `plane` pixels) plus its bias and its
 // residual (a view of whole texels, read shifted like the input), stored value by value for image
 // `n`: an output channel's plane starts anywhere in a texel.
     let co0 = blk * #{M}u;
@@ -8,8 +8,8 @@
     let res = n * p.res_img;
 #for I in 0..M
     if (co0 + #{I}u < p.cout_g) {
-        let o = (co0 + #{I}u) * plane;
-        let b = vec4<f32>(bias(co0 + #{I}u));
+        let o = (g0 + co0 + #{I}u) * plane;
+        let b = vec4<f32>(bias(g0 + co0 + #{I}u));
 #for J in 0..P
         {
             var v = a#{I}_#{J} + b;

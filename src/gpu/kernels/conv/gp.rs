@@ -37,6 +37,13 @@ const WIDE: (usize, usize) = (64, 2);
 const WIDE_52: (usize, usize) = (52, 2);
 const NARROW: (usize, usize) = (32, 4);
 const CHAIN: (usize, usize) = (28, 4);
+/// Blocks for groups of at most 4, 8 or 16 output channels (ResNeXt-style grouped convs, a DLA
+/// stem of 16 channels), which a 28-channel block would compute 7, 3.5 or 1.75 times over. Every
+/// input load feeds only `M` accumulators here whatever the tile, so the pixels per lane come from
+/// [`SMALL_PIXELS`], chosen by padding.
+const SMALL: [usize; 3] = [4, 8, 16];
+/// The pixels per lane of the small blocks, best first.
+const SMALL_PIXELS: [usize; 2] = [8, 4];
 /// The pixels per lane of convs whose weights are in the pointwise family's layout (blocks of its
 /// 16 output channels), best first: 8 keep the accumulators as many as in the wide tile; 7 and 4
 /// fit the 49-pixel planes of 7x7 maps (at 4 and 8 lanes, at 16) with fewer idle lanes.
@@ -66,8 +73,10 @@ fn least_padding(options: &[usize], units: usize, lanes: usize) -> usize {
         .unwrap_or(1)
 }
 
-fn tile(s: &ConvShape) -> (usize, usize) {
-    if s.cout_g <= CHAIN.0 {
+fn tile(s: &ConvShape, lanes: usize) -> (usize, usize) {
+    if let Some(&m) = SMALL.iter().find(|&&m| s.cout_g <= m) {
+        (m, least_padding(&SMALL_PIXELS, s.out_plane(), lanes))
+    } else if s.cout_g <= CHAIN.0 {
         CHAIN
     } else if s.cout_g <= NARROW.0 {
         NARROW
@@ -88,7 +97,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         let p = least_padding(&POINTWISE_PIXELS, s.out_plane(), lanes::lanes(width));
         (px::BLOCK, p)
     } else {
-        tile(s)
+        tile(s, lanes::lanes(width))
     };
     let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane(), width, p);
     let mut inputs = vec![(Slot::InputScalar, Operand::Src)];
@@ -127,7 +136,12 @@ fn variants() -> Vec<Variant> {
 }
 
 fn shaders() -> Vec<Defines> {
-    let mut all = lanes::quad_tile_shaders(&[WIDE, WIDE_52, NARROW, CHAIN]);
+    let small = SMALL.iter().flat_map(|&m| SMALL_PIXELS.map(|p| (m, p)));
+    let tiles: Vec<_> = [WIDE, WIDE_52, NARROW, CHAIN]
+        .into_iter()
+        .chain(small)
+        .collect();
+    let mut all = lanes::quad_tile_shaders(&tiles);
     for p in POINTWISE_PIXELS {
         all.extend(lanes::widths().map(|w| pointwise_defines(w, p)));
     }
@@ -179,7 +193,7 @@ mod tests {
             Some((64, 64)),
             Some((4, 16)),
         ] {
-            for cout_g in [26, 30, 64, 104, 130] {
+            for cout_g in [4, 7, 16, 26, 30, 64, 104, 130] {
                 let s = ConvShape { cout_g, ..s };
                 let plan = plan(&s, &caps(sizes));
                 assert!(all.contains(&plan.defines), "{plan:?}");
@@ -196,13 +210,25 @@ mod tests {
 
     #[test]
     fn tiles_pad_few_channels_and_pixels() {
-        let channels = |cout_g| tile(&lanes::test_shape(3, 14, 64, cout_g)).0;
+        let channels = |cout_g| tile(&lanes::test_shape(3, 14, 64, cout_g), 8).0;
         assert_eq!(channels(104), 52);
         assert_eq!(channels(208), 52);
         assert_eq!(channels(512), 64);
         assert_eq!(channels(96), 52);
         assert_eq!(channels(128), 64);
         assert_eq!(channels(26), 28);
+        assert_eq!(channels(17), 28);
+        assert_eq!(channels(16), 16);
+        assert_eq!(channels(5), 8);
+        assert_eq!(channels(4), 4);
+        assert_eq!(channels(1), 4);
+        // Small blocks: 8 pixels per lane on 56x56 maps, 4 where 8 pads more (196 pixels at 8
+        // lanes: 224 against 256), 8 on ties (49 pixels at 4 lanes: 64 either way).
+        let pixels = |side, lanes| tile(&lanes::test_shape(3, side, 64, 16), lanes).1;
+        assert_eq!(pixels(56, 8), 8);
+        assert_eq!(pixels(14, 8), 4);
+        assert_eq!(pixels(28, 8), 4);
+        assert_eq!(pixels(7, 4), 8);
         // 49 pixels: 7 per lane at 4 and 8 lanes (56), 4 at 16 (64); 8 where it pads no more.
         assert_eq!(least_padding(&POINTWISE_PIXELS, 49, 8), 7);
         assert_eq!(least_padding(&POINTWISE_PIXELS, 49, 4), 7);

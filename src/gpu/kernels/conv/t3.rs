@@ -29,13 +29,20 @@ pub const FAMILY: ConvFamily = ConvFamily {
 /// chains, 52 x 1 for the 52-channel ones (about 56 vec4 accumulators either way).
 const NARROW: (usize, usize) = (28, 2);
 const WIDE: (usize, usize) = (52, 1);
+/// Tiles for the groups of grouped convs (ResNeXt-style: 4, 8, 16 or 32 output channels per
+/// group), which wider blocks would compute several times over. Every texel loaded feeds only the
+/// block's channels, so these keep fewer accumulators than the wide tiles.
+const SMALL: [(usize, usize); 4] = [(4, 4), (8, 4), (16, 2), (32, 2)];
+
+/// Every tile, narrowest first.
+fn tiles() -> impl Iterator<Item = (usize, usize)> {
+    let [a, b, c, d] = SMALL;
+    [a, b, c, NARROW, d, WIDE].into_iter()
+}
 
 /// The narrowest tile that holds a group's output channels.
 fn tile(s: &ConvShape) -> (usize, usize) {
-    [NARROW, WIDE]
-        .into_iter()
-        .find(|t| s.cout_g <= t.0)
-        .unwrap_or(WIDE)
+    tiles().find(|t| s.cout_g <= t.0).unwrap_or(WIDE)
 }
 
 /// The define for planes whose rows are not whole texels.
@@ -62,10 +69,10 @@ fn rows(s: &ConvShape) -> Rows {
     }
 }
 
-/// Ungrouped 3x3 stride-1 padding-1 convs over views of whole texels
+/// 3x3 stride-1 padding-1 convs, grouped or not, over views of whole texels
 /// ([`ConvShape::views_whole_texels`]).
 fn fits(s: &ConvShape) -> bool {
-    s.row3() && s.groups == 1 && s.views_whole_texels()
+    s.row3() && s.views_whole_texels()
 }
 
 fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
@@ -92,7 +99,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         constants: fusions(s),
         cout_blocks,
         x_blocks,
-        groups: (cout_blocks, x_blocks),
+        groups: (s.groups * cout_blocks, x_blocks),
         packing: Packing::Texture {
             block: m,
             slots: lanes::slots(width, m / 4),
@@ -109,7 +116,7 @@ fn variants() -> Vec<Variant> {
 fn shaders() -> Vec<Defines> {
     lanes::widths()
         .flat_map(|w| {
-            [NARROW, WIDE].into_iter().flat_map(move |t| {
+            tiles().flat_map(move |t| {
                 [Rows::Whole, Rows::Flat, Rows::Ragged].map(|r| defines(w, t, r))
             })
         })
@@ -133,9 +140,15 @@ mod tests {
         assert!(fits(&row14));
         // 7x7 planes in views of whole texels (28 channels), stored value by value.
         assert!(fits(&lanes::test_shape(3, 7, 28, 28)));
+        // Grouped convs: 8 groups of 4 channels.
+        assert!(fits(&ConvShape {
+            groups: 8,
+            cin_g: 4,
+            cout_g: 4,
+            ..CHAIN
+        }));
         let refused = [
             lanes::test_shape(3, 7, 26, 26),
-            ConvShape { groups: 2, ..CHAIN },
             ConvShape { stride: 2, ..CHAIN },
             ConvShape {
                 add: Some((2, 0)),
@@ -175,5 +188,27 @@ mod tests {
         assert!(all.contains(&ragged.defines), "{ragged:?}");
         assert_eq!(ragged.defines.get(lanes::RAGGED_PLANE), Some(1));
         assert_eq!(ragged.groups, (1, 2));
+        // 8 groups of 4 channels: 4-channel blocks, a block per group; 4 texels per lane.
+        let grouped = plan(
+            &ConvShape {
+                groups: 8,
+                cin_g: 4,
+                cout_g: 4,
+                ..CHAIN
+            },
+            &caps(Some((8, 8))),
+        );
+        assert!(all.contains(&grouped.defines), "{grouped:?}");
+        assert_eq!(
+            (grouped.defines.get("M"), grouped.defines.get("P")),
+            (Some(4), Some(4))
+        );
+        assert_eq!(grouped.groups, (8, 25));
+        // 26 channels keep the 28-channel block, 30 the 32-channel one.
+        let m = |cout_g| tile(&ConvShape { cout_g, ..CHAIN }).0;
+        assert_eq!(
+            [m(3), m(5), m(16), m(26), m(30), m(40)],
+            [4, 8, 16, 28, 32, 52]
+        );
     }
 }
