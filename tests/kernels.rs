@@ -184,3 +184,48 @@ fn the_rule_runs_the_texture_families() {
         "{short:?}"
     );
 }
+
+/// A strided 1x1 conv runs as a pick of its pixels and a stride-1 conv (which the pointwise
+/// family runs), and a view is picked once: the seed's stride-2 blocks read their input in both
+/// conv1 and the downsample, from one pick.
+#[test]
+fn strided_pointwise_convs_read_one_pick_per_view() {
+    use res2net_wgpu::graph::{Op, PoolKind};
+    for name in ["res2net50_26w_4s", "seed_res2net50"] {
+        let config = arch::preset(name).unwrap();
+        let graph = Model::from_config(&config, 1)
+            .unwrap()
+            .graph(224, 224)
+            .unwrap();
+        let mut picks = Vec::new();
+        for node in &graph.nodes {
+            match &node.op {
+                Op::Conv(c) if c.kernel == (1, 1) => {
+                    assert_eq!(c.stride, 1, "{name}: {}", node.name);
+                }
+                Op::Pool(p) if p.kernel == 1 => {
+                    assert!(
+                        matches!(p.kind, PoolKind::Max) && p.stride == 2,
+                        "{}",
+                        node.name
+                    );
+                    assert!(!picks.iter().any(|&(src, _)| src == p.src), "{}", node.name);
+                    picks.push((p.src, p.dst));
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(picks.len(), 3, "{name}: one pick per stride-2 stage");
+        // Official blocks stride their 3x3 convs, so only the downsample reads the pick; the
+        // seed's conv1 reads it too.
+        let readers = if name.starts_with("seed") { 2 } else { 1 };
+        for (_, dst) in picks {
+            let convs = graph
+                .nodes
+                .iter()
+                .filter(|n| matches!(&n.op, Op::Conv(c) if c.src == dst))
+                .count();
+            assert_eq!(convs, readers, "{name}");
+        }
+    }
+}

@@ -115,16 +115,7 @@ impl Builder<'_> {
             spec = ConvSpec::new(format!("{name}.downsample.1"), x.channels, cout, 1)
                 .bn(format!("{name}.downsample.2"));
         } else if stride > 1 {
-            // A strided 1x1 conv reads one pixel in stride x stride: those pixels are picked first
-            // (a max pool over a 1x1 window), so that the conv runs at stride 1, where the
-            // pointwise kernels run it (on lavapipe a 1x1 stride-2 conv took 1.6 times as long as
-            // the pick and the stride-1 conv).
-            let p = self.pool_new(
-                &format!("{name}.downsample.pick"),
-                Window::max(1, stride, 0),
-                src,
-            )?;
-            src = self.all(p);
+            src = self.pick(&format!("{name}.downsample.pick"), src, stride)?;
             spec = spec.stride(1);
         }
         let t = self.conv_new(&spec, src)?;

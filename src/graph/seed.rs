@@ -16,10 +16,15 @@ impl Builder<'_> {
     /// block.
     pub fn seed_block(&mut self, blk: &Bottleneck, x: View, shortcut: View) -> Result<View> {
         let (name, s, w) = (blk.name, blk.scale, blk.width);
+        // The strided 1x1 conv1 reads the pixels the downsample picked (see `Builder::pick`).
+        let x = if blk.stride > 1 {
+            self.pick(&format!("{name}.conv1.pick"), x, blk.stride)?
+        } else {
+            x
+        };
         let conv1 = ConvSpec::new(format!("{name}.conv1"), x.channels, w * s, 1)
             .bn(format!("{name}.bn1"))
             .bias(true)
-            .stride(blk.stride)
             .relu();
         let (oh, ow) = self.conv_hw(&conv1, x)?;
         let mut folded = self.load(&conv1)?;
