@@ -20,11 +20,17 @@
 // With POINTWISE_WEIGHTS (ungrouped 1x1 convs with a multiple of 4 input channels) the weights
 // are in the pointwise family's layout instead, so that one copy serves both families.
 //
-// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, POINTWISE_WEIGHTS (flags).
+// CU is the input channels per step: 4, or 3 where the group's input channels are a multiple of 3
+// and not of 4 (an RGB stem), which 4-channel steps would pad by a quarter.
+//
+// Defines: the tile (lib/tile.wgsl), CU, and SUBGROUPS, POINTWISE_WEIGHTS (flags).
 #import tile
 
 #define SCALAR_TEXELS
 #import texels
+#ifndef CU
+#define CU 4
+#endif
 
 @compute @workgroup_size(#{SG})
 fn conv_gp(id: Invocation) {
@@ -45,17 +51,18 @@ fn conv_gp(id: Invocation) {
 #endfor
 #endfor
     let taps = p.kh * p.kw;
-    let steps = (p.cin_g + 3u) / 4u;
+    let steps = (p.cin_g + #{CU - 1}u) / #{CU}u;
     // Weights of this block: [input channel rounded up to 4][tap][WQ texels].
 #ifdef POINTWISE_WEIGHTS
     // The pointwise family's layout (ungrouped 1x1 convs): per step, one texel per output channel
     // of the block holding its 4 input channels.
     let wb = blk * steps * #{WQ}u;
 #else
-    let wb = (g * p.cout_blocks + blk) * steps * 4u * taps * #{WQ}u;
+    let cin_pad = (p.cin_g + 3u) / 4u * 4u;
+    let wb = (g * p.cout_blocks + blk) * cin_pad * taps * #{WQ}u;
 #endif
     for (var r = 0u; r < steps * taps; r++) {
-        let ci0 = (r / taps) * 4u;
+        let ci0 = (r / taps) * #{CU}u;
         let t = r % taps;
         let ky = i32(t / p.kw);
         let kx = i32(t % p.kw);
@@ -65,7 +72,7 @@ fn conv_gp(id: Invocation) {
         let in#{J} = pok#{J} && y#{J} >= 0 && y#{J} < i32(p.in_h) && x#{J} >= 0 && x#{J} < i32(p.in_w);
         let o#{J} = u32(select(0, y#{J} * i32(p.in_w) + x#{J}, in#{J}));
 #endfor
-#for C in 0..4
+#for C in 0..CU
         let cok#{C} = ci0 + #{C}u < p.cin_g;
         let c#{C} = (ci0 + #{C}u) * in_plane;
 #for J in 0..P
@@ -102,7 +109,7 @@ fn conv_gp(id: Invocation) {
 #else
 #for Q in 0..M / 4
         {
-#for C in 0..4
+#for C in 0..CU
 #ifdef SUBGROUPS
             let q#{C} = subgroupBroadcast(w#{C}_#{Q / SG}, #{Q % SG}u);
 #else
@@ -110,10 +117,26 @@ fn conv_gp(id: Invocation) {
 #endif
 #endfor
 #for J in 0..P
-            a#{4 * Q}_#{J} += q0.x * v0_#{J} + q1.x * v1_#{J} + q2.x * v2_#{J} + q3.x * v3_#{J};
-            a#{4 * Q + 1}_#{J} += q0.y * v0_#{J} + q1.y * v1_#{J} + q2.y * v2_#{J} + q3.y * v3_#{J};
-            a#{4 * Q + 2}_#{J} += q0.z * v0_#{J} + q1.z * v1_#{J} + q2.z * v2_#{J} + q3.z * v3_#{J};
-            a#{4 * Q + 3}_#{J} += q0.w * v0_#{J} + q1.w * v1_#{J} + q2.w * v2_#{J} + q3.w * v3_#{J};
+            a#{4 * Q}_#{J} += q0.x * v0_#{J}
+#for C in 1..CU
+                + q#{C}.x * v#{C}_#{J}
+#endfor
+                ;
+            a#{4 * Q + 1}_#{J} += q0.y * v0_#{J}
+#for C in 1..CU
+                + q#{C}.y * v#{C}_#{J}
+#endfor
+                ;
+            a#{4 * Q + 2}_#{J} += q0.z * v0_#{J}
+#for C in 1..CU
+                + q#{C}.z * v#{C}_#{J}
+#endfor
+                ;
+            a#{4 * Q + 3}_#{J} += q0.w * v0_#{J}
+#for C in 1..CU
+                + q#{C}.w * v#{C}_#{J}
+#endfor
+                ;
 #endfor
         }
 #endfor

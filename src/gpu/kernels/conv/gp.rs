@@ -49,6 +49,25 @@ const SMALL_PIXELS: [usize; 2] = [8, 4];
 /// fit the 49-pixel planes of 7x7 maps (at 4 and 8 lanes, at 16) with fewer idle lanes.
 const POINTWISE_PIXELS: [usize; 3] = [8, 7, 4];
 
+/// Input channels per step where a group's input channels are a multiple of 3 and not of 4 (the
+/// `CU` define; 4 otherwise): an RGB stem's steps would otherwise be a quarter padding.
+const THREE_CHANNEL_STEPS: u32 = 3;
+
+/// The `CU` define of a conv whose steps take 3 input channels.
+fn three_channel_steps(s: &ConvShape) -> bool {
+    !s.cin_g.is_multiple_of(4) && s.cin_g.is_multiple_of(3)
+}
+
+/// The defines of a tile in the texture layout, with 3-channel steps where asked.
+fn tile_defines(width: Option<u32>, tile: (usize, usize), threes: bool) -> Defines {
+    let d = lanes::quad_defines(width, tile);
+    if threes {
+        d.value("CU", THREE_CHANNEL_STEPS)
+    } else {
+        d
+    }
+}
+
 /// The define that reads the pointwise family's weight layout.
 const POINTWISE_WEIGHTS: &str = "POINTWISE_WEIGHTS";
 
@@ -111,7 +130,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
         defines: if pointwise {
             pointwise_defines(width, p)
         } else {
-            lanes::quad_defines(width, (m, p))
+            tile_defines(width, (m, p), three_channel_steps(s))
         },
         entry: "conv_gp",
         constants: fusions(s),
@@ -141,7 +160,13 @@ fn shaders() -> Vec<Defines> {
         .into_iter()
         .chain(small)
         .collect();
-    let mut all = lanes::quad_tile_shaders(&tiles);
+    let mut all: Vec<Defines> = lanes::widths()
+        .flat_map(|w| {
+            tiles
+                .iter()
+                .flat_map(move |&t| [false, true].map(|threes| tile_defines(w, t, threes)))
+        })
+        .collect();
     for p in POINTWISE_PIXELS {
         all.extend(lanes::widths().map(|w| pointwise_defines(w, p)));
     }
@@ -199,6 +224,29 @@ mod tests {
                 assert!(all.contains(&plan.defines), "{plan:?}");
                 assert!(variants().contains(&(plan.entry, plan.constants.clone())));
                 assert_eq!(plan.inputs.len(), 2);
+                assert_eq!(plan.defines.get("CU"), None);
+            }
+            // An RGB stem steps over 3 channels; 6 and 9 input channels too, 12 over 4.
+            for (cin_g, cu) in [
+                (3, Some(3)),
+                (6, Some(3)),
+                (9, Some(3)),
+                (12, None),
+                (5, None),
+            ] {
+                let stem = plan(
+                    &ConvShape {
+                        cin_g,
+                        kh: 7,
+                        kw: 7,
+                        stride: 2,
+                        pad: 3,
+                        ..s
+                    },
+                    &caps(sizes),
+                );
+                assert!(all.contains(&stem.defines), "{stem:?}");
+                assert_eq!(stem.defines.get("CU"), cu, "{cin_g}");
             }
             for side in [7, 14, 56] {
                 let plan = plan(&lanes::test_shape(1, side, 64, 104), &caps(sizes));

@@ -68,13 +68,6 @@ pub fn quad_defines(width: Option<u32>, (m, p): (usize, usize)) -> Defines {
     defines(width, m, p, m / 4)
 }
 
-/// [`quad_defines`] of every tile in `tiles` at every width.
-pub fn quad_tile_shaders(tiles: &[(usize, usize)]) -> Vec<Defines> {
-    widths()
-        .flat_map(|w| tiles.iter().map(move |&t| quad_defines(w, t)))
-        .collect()
-}
-
 /// (output-channel blocks, pixel tiles) of a group of `cout_g` channels in blocks of `m` over
 /// `units` pixels (or texels), `p` per lane.
 pub fn grid(cout_g: usize, m: usize, units: usize, width: Option<u32>, p: usize) -> (usize, usize) {
