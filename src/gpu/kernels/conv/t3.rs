@@ -32,17 +32,32 @@ const WIDE: (usize, usize) = (52, 1);
 /// Tiles for the groups of grouped convs (ResNeXt-style: 4, 8, 16 or 32 output channels per
 /// group), which wider blocks would compute several times over. Every texel loaded feeds only the
 /// block's channels, so these keep fewer accumulators than the wide tiles.
-const SMALL: [(usize, usize); 4] = [(4, 4), (8, 4), (16, 2), (32, 2)];
+const SMALL: [(usize, usize); 3] = [(4, 4), (8, 4), (16, 2)];
+/// The tiles for wider groups, preferred first; the 1-texel ones pad small planes less (a 14x14
+/// plane is 49 texels: 56 in tiles of 8, 64 in tiles of 16).
+const WIDER: [(usize, usize); 5] = [WIDE, (32, 2), NARROW, (32, 1), (28, 1)];
 
-/// Every tile, narrowest first.
+/// Every tile.
 fn tiles() -> impl Iterator<Item = (usize, usize)> {
-    let [a, b, c, d] = SMALL;
-    [a, b, c, NARROW, d, WIDE].into_iter()
+    SMALL.into_iter().chain(WIDER)
 }
 
-/// The narrowest tile that holds a group's output channels.
-fn tile(s: &ConvShape) -> (usize, usize) {
-    tiles().find(|t| s.cout_g <= t.0).unwrap_or(WIDE)
+/// The tile of a group's output channels over planes of `texels`, on `lanes` lanes: the narrowest
+/// small tile that holds up to 16 channels; else the first of [`WIDER`] whose padded work
+/// (channels x texels, both rounded up to whole blocks and tiles) is within 5% of the least. So
+/// 56 channels take two 28-channel blocks, where 52-channel ones would compute 48 idle ones.
+fn tile(s: &ConvShape, lanes: usize) -> (usize, usize) {
+    if let Some(&t) = SMALL.iter().find(|t| s.cout_g <= t.0) {
+        return t;
+    }
+    let texels = s.out_plane().div_ceil(4);
+    let work =
+        |(m, p): (usize, usize)| s.cout_g.div_ceil(m) * m * texels.div_ceil(lanes * p) * lanes * p;
+    let least = WIDER.iter().map(|&t| work(t)).min().unwrap_or(0);
+    WIDER
+        .into_iter()
+        .find(|&t| work(t) * 100 <= least * 105)
+        .unwrap_or(WIDE)
 }
 
 /// The define for planes whose rows are not whole texels.
@@ -86,7 +101,7 @@ fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
-    let (m, pt) = tile(s);
+    let (m, pt) = tile(s, lanes::lanes(width));
     let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane().div_ceil(4), width, pt);
     let inputs = [
         Some((Slot::Input, Operand::Src)),
@@ -205,10 +220,20 @@ mod tests {
         );
         assert_eq!(grouped.groups, (8, 25));
         // 26 channels keep the 28-channel block, 30 the 32-channel one.
-        let m = |cout_g| tile(&ConvShape { cout_g, ..CHAIN }).0;
+        let m = |cout_g| tile(&ConvShape { cout_g, ..CHAIN }, 8).0;
         assert_eq!(
             [m(3), m(5), m(16), m(26), m(30), m(40)],
             [4, 8, 16, 28, 32, 52]
         );
+        // Least padding at 56x56: 48 -> 52, 56 and 112 -> 28 (no padding), 104 and 208 -> 52.
+        assert_eq!([m(48), m(56), m(112), m(104), m(208)], [52, 28, 28, 52, 52]);
+        // On 14x14 planes (49 texels) 112 channels take 28-channel blocks of one texel per lane
+        // (56 texels against 64); 104 keep 52-channel blocks.
+        let plane14 = |cout_g| tile(&lanes::test_shape(3, 14, 26, cout_g), 8);
+        assert_eq!(plane14(112), (28, 1));
+        assert_eq!(plane14(104), (52, 1));
+        // The Res2Net chains keep their tiles.
+        assert_eq!(tile(&CHAIN, 8), NARROW);
+        assert_eq!(tile(&lanes::test_shape(3, 28, 52, 52), 8), WIDE);
     }
 }
