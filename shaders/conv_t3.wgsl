@@ -24,7 +24,11 @@
 // (which needs FLAT_ROWS) the plane need not be a multiple of 4 pixels (7x7): the views are whole
 // texels and results are stored value by value (lib/store_values.wgsl).
 //
-// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, FLAT_ROWS, RAGGED_PLANE (flags).
+// With STRIDE2 (stride 2 over an input twice the output's size, output rows of whole texels) a
+// lane's output texel reads two input texels and the left one's last pixel per input channel and
+// kernel row, and takes the 3 taps from their even and odd pixels: still 3 loads for 12 products.
+//
+// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, FLAT_ROWS, RAGGED_PLANE, STRIDE2 (flags).
 #import tile
 #ifndef RAGGED_PLANE
 #define ARENA_VEC4
@@ -79,8 +83,15 @@ fn conv_t3(id: Invocation) {
 #endfor
 #endfor
 #else
+#ifdef STRIDE2
+    // Output rows of w4 texels over input rows of 2 * w4 (the input twice as wide and high).
+    let w4 = p.out_w / 4u;
+    let q = p.out_h * w4;
+    let qi = p.in_h * p.in_w / 4u;
+#else
     let w4 = p.in_w / 4u;
     let q = p.in_h * w4;
+#endif
 #for J in 0..P
     let t#{J} = id.wg.y * #{SG * P}u + #{J * SG}u + id.lane;
     let y#{J} = i32(t#{J} / w4);
@@ -123,6 +134,21 @@ fn conv_t3(id: Invocation) {
         let k2_#{J} = select(vec4<f32>(0.0), tp#{J}[2], ok#{J} & rv#{J});
 #endfor
 #else
+#ifdef STRIDE2
+#for J in 0..P
+        // Output pixels 4x..4x + 4 of row y read input row 2y + ky - 1, columns 8x - 1 + kx,
+        // 8x + 1 + kx, ...: texels a (8x..8x + 4) and b (8x + 4..8x + 8) and the left one's .w.
+        let yy#{J} = 2 * y#{J} + ky - 1;
+        let ok#{J} = pv#{J} && yy#{J} >= 0 && yy#{J} < i32(p.in_h);
+        let ct#{J} = ci * qi + u32(yy#{J}) * 2u * w4 + 2u * x#{J};
+        let a#{J} = select(vec4<f32>(0.0), input(xb + ct#{J}, ab + ct#{J}), ok#{J});
+        let b#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} + 1u, ab + ct#{J} + 1u), ok#{J});
+        let l#{J} = select(0.0, input(xb + ct#{J} - 1u, ab + ct#{J} - 1u).w, ok#{J} && lv#{J});
+        let k0_#{J} = vec4<f32>(l#{J}, a#{J}.y, a#{J}.w, b#{J}.y);
+        let c#{J} = vec4<f32>(a#{J}.x, a#{J}.z, b#{J}.x, b#{J}.z);
+        let k2_#{J} = vec4<f32>(a#{J}.y, a#{J}.w, b#{J}.y, b#{J}.w);
+#endfor
+#else
 #for J in 0..P
         let yy#{J} = y#{J} + ky - 1;
         let ok#{J} = pv#{J} && yy#{J} >= 0 && yy#{J} < i32(p.in_h);
@@ -133,6 +159,7 @@ fn conv_t3(id: Invocation) {
         let k0_#{J} = vec4<f32>(l#{J}, c#{J}.x, c#{J}.y, c#{J}.z);
         let k2_#{J} = vec4<f32>(c#{J}.y, c#{J}.z, c#{J}.w, r#{J});
 #endfor
+#endif
 #endif
         let wr = wb + r * #{3 * WQ}u;
 #ifdef SUBGROUPS

@@ -1266,6 +1266,34 @@ fn conv_t3_matches_cpu() {
         ];
         check_runs_on(&format!("t3 {variant}"), &cases, ConvKernel::T3, variant);
     }
+    // Stride 2 from inputs twice the output's size (output rows of whole texels).
+    let halved = |h, w, cin, cout| ConvCase {
+        cin,
+        cout,
+        h,
+        w,
+        stride: 2,
+        add: true,
+        act: Relu,
+        ..BASE_CASE
+    };
+    let cases = [
+        halved(16, 8, 26, 26),
+        ConvCase {
+            residual: true,
+            act: Sigmoid,
+            batch: 3,
+            ..halved(8, 16, 7, 30)
+        },
+        ConvCase {
+            groups: 3,
+            batch: 2,
+            ..halved(24, 16, 12, 9)
+        },
+        halved(2, 8, 5, 9),
+        halved(130, 136, 5, 9),
+    ];
+    check_runs_on("t3 STRIDE2", &cases, ConvKernel::T3, "STRIDE2");
 }
 
 /// Checks `cases` against the CPU with `kernel` forced (both precisions, and the second case in

@@ -1,7 +1,8 @@
 //! `conv_t3.wgsl`: 3x3 stride-1 padding-1 convolution over linear textures for rows of a multiple
 //! of 4 pixels (the Res2Net chains at 56x56 and 28x28); with the `FLAT_ROWS` define for planes
 //! whose texels may straddle two rows (14x14), and with `RAGGED_PLANE` too for planes that are not
-//! a multiple of 4 pixels (7x7). Where [`super::gp`] loads one input value per tap, this family
+//! a multiple of 4 pixels (7x7); and with `STRIDE2` for stride 2 from an input twice the output's
+//! size with output rows of whole texels (56x56 -> 28x28). Where [`super::gp`] loads one input value per tap, this family
 //! loads a texel of 4 pixels and its two neighbours per input channel and kernel row and assembles
 //! the 3 taps from their components: 12 products per vec4 accumulator write. Weights use the
 //! texture family's layout ([`Packing::Texture`]), so the two share a packing where their blocks
@@ -72,10 +73,25 @@ enum Rows {
     Flat,
     /// A plane of any size in views of whole texels (`FLAT_ROWS` and `RAGGED_PLANE`).
     Ragged,
+    /// Stride 2 from an input twice the output's size, output rows of whole texels (`STRIDE2`).
+    Halved,
+}
+
+/// The define for stride 2 ([`Rows::Halved`]).
+const STRIDE2: &str = "STRIDE2";
+
+/// 3x3, stride 2, padding 1 over an input of twice the output's (even) size whose output rows are
+/// whole texels: Res2Net's and the DLAs' strided 3x3 convs from 56x56 or larger.
+fn halves(s: &ConvShape) -> bool {
+    (s.kh, s.kw, s.stride, s.pad) == (3, 3, 2, 1)
+        && s.out_w.is_multiple_of(4)
+        && (s.in_h, s.in_w) == (2 * s.out_h, 2 * s.out_w)
 }
 
 fn rows(s: &ConvShape) -> Rows {
-    if lanes::ragged(s) {
+    if s.stride == 2 {
+        Rows::Halved
+    } else if lanes::ragged(s) {
         Rows::Ragged
     } else if !s.in_w.is_multiple_of(4) {
         Rows::Flat
@@ -84,10 +100,10 @@ fn rows(s: &ConvShape) -> Rows {
     }
 }
 
-/// 3x3 stride-1 padding-1 convs, grouped or not, over views of whole texels
-/// ([`ConvShape::views_whole_texels`]).
+/// 3x3 padding-1 convs, grouped or not, at stride 1 or at stride 2 where [`halves`] holds, over
+/// views of whole texels ([`ConvShape::views_whole_texels`]).
 fn fits(s: &ConvShape) -> bool {
-    s.row3() && s.views_whole_texels()
+    (s.row3() || halves(s)) && s.views_whole_texels()
 }
 
 fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
@@ -96,6 +112,7 @@ fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
         Rows::Whole => d,
         Rows::Flat => d.flag(FLAT_ROWS),
         Rows::Ragged => d.flag(FLAT_ROWS).flag(lanes::RAGGED_PLANE),
+        Rows::Halved => d.flag(STRIDE2),
     }
 }
 
@@ -132,7 +149,7 @@ fn shaders() -> Vec<Defines> {
     lanes::widths()
         .flat_map(|w| {
             tiles().flat_map(move |t| {
-                [Rows::Whole, Rows::Flat, Rows::Ragged].map(|r| defines(w, t, r))
+                [Rows::Whole, Rows::Flat, Rows::Ragged, Rows::Halved].map(|r| defines(w, t, r))
             })
         })
         .collect()
@@ -155,6 +172,20 @@ mod tests {
         assert!(fits(&row14));
         // 7x7 planes in views of whole texels (28 channels), stored value by value.
         assert!(fits(&lanes::test_shape(3, 7, 28, 28)));
+        // Stride 2 from 56x56 to 28x28 (output rows of 7 texels); not to 14x14 (rows of 3.5
+        // texels) or from an odd size.
+        let halved = |side: usize, out: usize| ConvShape {
+            stride: 2,
+            in_h: side,
+            in_w: side,
+            out_h: out,
+            out_w: out,
+            ..lanes::test_shape(3, out, 26, 26)
+        };
+        assert!(fits(&halved(56, 28)));
+        assert_eq!(rows(&halved(56, 28)), Rows::Halved);
+        assert!(!fits(&halved(28, 14)));
+        assert!(!fits(&halved(57, 29)));
         // Grouped convs: 8 groups of 4 channels.
         assert!(fits(&ConvShape {
             groups: 8,
