@@ -1,12 +1,12 @@
-//! `conv_t3.wgsl`: 3x3 stride-1 padding-1 convolution over linear textures for rows of a multiple
-//! of 4 pixels (the Res2Net chains at 56x56 and 28x28); with the `FLAT_ROWS` define for planes
-//! whose texels may straddle two rows (14x14), and with `RAGGED_PLANE` too for planes that are not
-//! a multiple of 4 pixels (7x7); and with `STRIDE2` for stride 2 from an input twice the output's
-//! size with output rows of whole texels (56x56 -> 28x28). Where [`super::gp`] loads one input value per tap, this family
-//! loads a texel of 4 pixels and its two neighbours per input channel and kernel row and assembles
-//! the 3 taps from their components: 12 products per vec4 accumulator write. Weights use the
-//! texture family's layout ([`Packing::Texture`]), so the two share a packing where their blocks
-//! agree.
+//! `conv_t3.wgsl`: 3x3 padding-1 convolution over linear textures for rows of a multiple of 4
+//! pixels (the Res2Net chains at 56x56 and 28x28); with the `FLAT_ROWS` define for planes whose
+//! texels may straddle two rows (14x14), with `RAGGED_PLANE` too for planes that are not a multiple
+//! of 4 pixels (7x7), and with `STRIDE2` for stride 2 from an input twice the output's size with
+//! output rows of whole texels (56x56 -> 28x28). Where [`super::gp`] loads one input value per
+//! tap, this family loads a texel of 4 pixels and its two neighbours per input channel and kernel
+//! row and assembles the 3 taps from their components: 12 products per vec4 accumulator write.
+//! Weights use the texture family's layout ([`Packing::Texture`]), so the two share a packing
+//! where their blocks agree.
 //!
 //! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `P`
 //! texels x `M` output channels of one block.
