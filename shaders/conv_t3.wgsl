@@ -1,6 +1,6 @@
-// 3x3 stride-1 padding-1 convolution over linear textures, any groups, for rows of a multiple of 4
-// pixels (the Res2Net chains at 56x56 and 28x28) and, with FLAT_ROWS, for any planes of a multiple
-// of 4 pixels (14x14):
+// 3x3 padding-1 convolution over linear textures, any groups, at stride 1 for rows of a multiple of
+// 4 pixels (the Res2Net chains at 56x56 and 28x28), with FLAT_ROWS for any planes of a multiple of
+// 4 pixels (14x14) and at stride 2 with STRIDE2 (below):
 //   dst = act(conv(src + src_add) + bias + residual)
 //
 // The input, added and residual views are copied per image into rgba32float textures (bindings 5,
