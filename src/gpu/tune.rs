@@ -56,9 +56,10 @@ pub enum ConvKernel {
     /// are whole vec4s, reading texels of 4 pixels and storing vec4s. Runs everywhere; written for
     /// CPU adapters.
     Px,
-    /// `conv_t3.wgsl`: [`ConvKernel::Gp`] for ungrouped 3x3 stride-1 padding-1 convs whose rows
-    /// are whole vec4s, assembling the 3 taps of a kernel row from a texel and its neighbours.
-    /// Runs everywhere; written for CPU adapters.
+    /// `conv_t3.wgsl`: [`ConvKernel::Gp`] for 3x3 padding-1 convs, grouped or not, at stride 1
+    /// over views of whole vec4s, and at stride 2 where the input is twice the output and output
+    /// rows are whole vec4s, assembling the 3 taps of a kernel row from a texel and its
+    /// neighbours. Runs everywhere; written for CPU adapters.
     T3,
 }
 

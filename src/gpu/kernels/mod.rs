@@ -43,7 +43,7 @@ pub enum ShaderFile {
     ConvGp,
     /// 1x1 stride-1 convolution over linear textures, 4 pixels per texel.
     ConvPx,
-    /// 3x3 stride-1 convolution over linear textures, 4 pixels of a row per texel.
+    /// 3x3 convolution (stride 1, or 2 on halved planes) over linear textures, 4 pixels per texel.
     ConvT3,
     Pool,
     GlobalPool,

@@ -13,7 +13,8 @@
 //! - [`gp`]: `conv_gp.wgsl`, direct convolution reading weights and inputs from linear textures,
 //!   any adapter, one variant per subgroup width and one without subgroups.
 //! - [`px`]: `conv_px.wgsl`, the same for aligned 1x1 stride-1 convs, 4 pixels per texel.
-//! - [`t3`]: `conv_t3.wgsl`, the same for 3x3 stride-1 convs over rows of whole texels.
+//! - [`t3`]: `conv_t3.wgsl`, the same for 3x3 convs, grouped or not, at stride 1 and at stride 2
+//!   on planes it halves.
 
 pub mod direct;
 pub mod gemm32;
