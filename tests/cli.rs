@@ -143,7 +143,6 @@ fn broken_images_are_reported_and_the_rest_classified() {
         stdout.contains("digit_5.png") && stdout.lines().nth(1).unwrap().trim().ends_with("  5"),
         "{stdout}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -174,7 +173,6 @@ fn cam_writes_one_png_per_image() {
     // ImageNet class names ship with the crate.
     let stdout = text(&out.stdout);
     assert!(stdout.lines().count() >= 12, "{stdout}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -213,7 +211,6 @@ fn infer_on_the_gpu_matches_pytorch_and_verify_passes() {
         stdout.contains("layer1.0.convs") && stdout.contains("softmax"),
         "{stdout}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -370,5 +367,4 @@ fn tune_and_conv_kernel_flags_choose_the_kernels() {
     assert_eq!(bad.status.code(), Some(2));
     let err = text(&bad.stderr);
     assert!(err.contains("fast") && err.contains("gemm32x32"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }

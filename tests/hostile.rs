@@ -15,6 +15,9 @@ use res2net_wgpu::classifier::{Classifier, DeviceChoice};
 use res2net_wgpu::preprocess::{self, Preprocess};
 use res2net_wgpu::{arch, cpu, tensor_io, Error, Model};
 
+mod common;
+use common::scratch;
+
 // ---------------------------------------------------------------------------------------------------
 // An allocator that tracks the peak of live heap bytes, so a test can prove a hostile file is refused
 // without a huge allocation. Single allocations above `REFUSE_ABOVE` fail outright (the process aborts
@@ -128,12 +131,6 @@ fn cases(dir: &str) -> Vec<Case> {
 
 fn valid(name: &str) -> PathBuf {
     corpus_dir().join("valid").join(name)
-}
-
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("res2net-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -289,7 +286,8 @@ fn refuse_all(cases: &[Case], out: &Path, args: impl Fn(&Case) -> Vec<std::ffi::
 
 #[test]
 fn cli_refuses_every_hostile_checkpoint() {
-    let out = scratch().join("weights.out.safetensors");
+    let dir = scratch("hostile-weights");
+    let out = dir.join("weights.out.safetensors");
     let input = valid("input_16.safetensors");
     refuse_all(&cases("weights"), &out, |c| {
         infer_args(&c.path, &input, &out)
@@ -301,7 +299,8 @@ fn cli_refuses_every_hostile_checkpoint() {
 
 #[test]
 fn cli_refuses_every_hostile_input() {
-    let out = scratch().join("inputs.out.safetensors");
+    let dir = scratch("hostile-inputs");
+    let out = dir.join("inputs.out.safetensors");
     let weights = valid("tiny_seed.safetensors");
     refuse_all(&cases("inputs"), &out, |c| {
         infer_args(&weights, &c.path, &out)
@@ -313,7 +312,8 @@ fn cli_refuses_every_hostile_input() {
 
 #[test]
 fn cli_refuses_every_hostile_image() {
-    refuse_all(&cases("images"), &scratch().join("images.none"), |c| {
+    let dir = scratch("hostile-images");
+    refuse_all(&cases("images"), &dir.join("images.none"), |c| {
         [
             "classify".into(),
             "--device".into(),
@@ -326,9 +326,10 @@ fn cli_refuses_every_hostile_image() {
 
 #[test]
 fn cli_refuses_every_hostile_preprocessing_or_label_metadata() {
+    let dir = scratch("hostile-classify");
     refuse_all(
         &cases("classify_weights"),
-        &scratch().join("classify.none"),
+        &dir.join("classify.none"),
         |c| {
             [
                 "classify".into(),
@@ -345,7 +346,7 @@ fn cli_refuses_every_hostile_preprocessing_or_label_metadata() {
 
 #[test]
 fn cli_accepts_the_valid_controls() {
-    let dir = scratch();
+    let dir = scratch("hostile-valid");
     let pairs = ["tiny_seed", "tiny_official", "tiny_seed_meta"]
         .into_iter()
         .flat_map(|w| ["input_16", "input_1x1"].map(|i| (w, i)))

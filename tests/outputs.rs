@@ -10,7 +10,7 @@ mod gpu_common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{fixture, one_error, res2net_in, root, scratch, text};
+use common::{fixture, one_error, res2net_in, root, scratch, text, Scratch};
 use res2net_wgpu::gpu::{PipelineCacheSetting, Session, SessionOptions, Tune};
 use res2net_wgpu::{arch, tensor_io, Model};
 
@@ -30,7 +30,7 @@ fn entries(dir: &Path) -> Vec<String> {
 
 /// A directory with a copy of a fixture checkpoint (`w.safetensors`), its input (`in.safetensors`),
 /// two sample images (`a.png`, `b.png`) and a subdirectory `sub`.
-fn workspace(test: &str) -> PathBuf {
+fn workspace(test: &str) -> Scratch {
     let dir = scratch(test);
     for (from, to) in [
         ("timm_res2net_s4.safetensors", "w.safetensors"),
@@ -143,7 +143,6 @@ fn infer_refuses_an_output_that_is_its_weights_or_its_input() {
         .unwrap()
         .1;
     assert_eq!(logits.len(), 2 * 10);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `classify` with the bundled model, run in `dir`.
@@ -218,7 +217,6 @@ fn classify_cam_never_lands_on_an_input() {
     for m in ["cam_a.png", "cam_b.png"] {
         image::open(dir.join("sub").join(m)).unwrap();
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `bench --iters 1 --size 32` with these arguments, run in `dir`.
@@ -265,7 +263,6 @@ fn bench_profile_svg_refuses_the_weights_file_before_touching_the_gpu() {
         );
         assert_eq!(entries(&dir.join("sub")), ["p.svg"]);
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -300,7 +297,6 @@ fn a_missing_output_directory_is_named_before_any_work() {
     }
     assert_eq!(snapshot(&dir), before);
     assert!(entries(&dir.join("sub")).is_empty());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Runs `script` (with `args` as `$1`...) in a private mount namespace, so it may mount a tmpfs that
@@ -412,7 +408,6 @@ fn an_unwritable_output_directory_is_named_before_any_work() {
             );
         }
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A 10 000-class model, so that one image's output (logits and probs, 80 KB) cannot fit in a
@@ -491,7 +486,6 @@ fn a_full_disk_keeps_the_previous_output_and_says_so() {
         std::fs::read(after.join("out.safetensors")).unwrap(),
         previous
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Kills `infer` with SIGKILL while it writes a 64 MiB output (256 images x 32 768 classes x logits
@@ -577,7 +571,6 @@ fn a_run_killed_while_writing_leaves_the_previous_output_or_none() {
             "five runs all finished writing before the kill landed"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The pipeline cache goes through the same atomic writer: a save leaves the cache file and nothing
@@ -651,5 +644,4 @@ fn an_unwritable_pipeline_cache_never_fails_a_session() {
             .iter()
             .all(|v| v.is_finite()));
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

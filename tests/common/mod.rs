@@ -40,12 +40,42 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
 
-/// A fresh directory for one test's files.
-pub fn scratch(test: &str) -> PathBuf {
+/// A fresh directory for one test's files, removed with everything in it when dropped (when the
+/// test ends, passing or not), so test runs leave nothing in the temporary directory.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh directory for the files of test `test` (unique within the test binary).
+pub fn scratch(test: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("res2net-test-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 /// Asserts that a run of the command exited with `code` after one `error:` line on stderr that
