@@ -113,10 +113,20 @@ fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
     assert!(!entries(ConvKernel::Direct).contains("conv_gemm"));
     assert!(entries(ConvKernel::Gemm32x32).contains("conv_gemm_32"));
     assert!(!entries(ConvKernel::Gemm32x32).contains("conv_1x1"));
-    // The row kernel only fits 3x3 stride-1 convs: the others get the automatic choice.
+    // The row kernel only fits 3x3 stride-1 convs: the others get the automatic choice, which
+    // runs t3 only on the stride-2 ones.
     let row3 = entries(ConvKernel::GemmRow3x3);
     assert!(row3.contains("conv_gemm_row3") && row3.contains("conv_px"));
-    assert!(!row3.contains("conv_t3"));
+    for key in keys(ConvKernel::GemmRow3x3) {
+        if key.entry == "conv_t3" {
+            assert_eq!(
+                key.shader.defines.get("STRIDE2"),
+                Some(1),
+                "{}",
+                key.label()
+            );
+        }
+    }
     // The tiled families run everywhere; split-K runs every conv with K over 16 in two
     // dispatches (partial tiles, then their sum), and leaves the rest to the rule.
     let tiled = entries(ConvKernel::Tiled);
