@@ -117,26 +117,13 @@ fn conv_gp(id: Invocation) {
 #endif
 #endfor
 #for J in 0..P
-            a#{4 * Q}_#{J} += q0.x * v0_#{J}
+#for K in 0..4
+            a#{4 * Q + K}_#{J} += q0[#{K}] * v0_#{J}
 #for C in 1..CU
-                + q#{C}.x * v#{C}_#{J}
+                + q#{C}[#{K}] * v#{C}_#{J}
 #endfor
                 ;
-            a#{4 * Q + 1}_#{J} += q0.y * v0_#{J}
-#for C in 1..CU
-                + q#{C}.y * v#{C}_#{J}
 #endfor
-                ;
-            a#{4 * Q + 2}_#{J} += q0.z * v0_#{J}
-#for C in 1..CU
-                + q#{C}.z * v#{C}_#{J}
-#endfor
-                ;
-            a#{4 * Q + 3}_#{J} += q0.w * v0_#{J}
-#for C in 1..CU
-                + q#{C}.w * v#{C}_#{J}
-#endfor
-                ;
 #endfor
         }
 #endfor
