@@ -70,22 +70,28 @@ impl Stopwatch {
     }
 }
 
+/// The time on CPU clock `id` (`clock_gettime`), `None` if the platform refuses it.
 #[cfg(unix)]
-fn now() -> (Duration, HostClock) {
+fn cpu_clock(id: libc::clockid_t) -> Option<Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc == 0 {
-        let t = Duration::new(
+    let rc = unsafe { libc::clock_gettime(id, &mut ts) };
+    (rc == 0).then(|| {
+        Duration::new(
             ts.tv_sec.max(0) as u64,
             ts.tv_nsec.clamp(0, 999_999_999) as u32,
-        );
-        (t, HostClock::ThreadCpu)
-    } else {
-        (wall_now(), HostClock::Wall)
+        )
+    })
+}
+
+#[cfg(unix)]
+fn now() -> (Duration, HostClock) {
+    match cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID) {
+        Some(t) => (t, HostClock::ThreadCpu),
+        None => (wall_now(), HostClock::Wall),
     }
 }
 
@@ -99,18 +105,7 @@ fn now() -> (Duration, HostClock) {
 /// is the work a forward pass cost, without the moments other processes held the cores.
 #[cfg(unix)]
 pub fn process_cpu_time() -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    (rc == 0).then(|| {
-        Duration::new(
-            ts.tv_sec.max(0) as u64,
-            ts.tv_nsec.clamp(0, 999_999_999) as u32,
-        )
-    })
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
 #[cfg(not(unix))]

@@ -30,9 +30,10 @@ pub const FAMILY: ConvFamily = ConvFamily {
 /// chains, 52 x 1 for the 52-channel ones (about 56 vec4 accumulators either way).
 const NARROW: (usize, usize) = (28, 2);
 const WIDE: (usize, usize) = (52, 1);
-/// Tiles for the groups of grouped convs (ResNeXt-style: 4, 8, 16 or 32 output channels per
-/// group), which wider blocks would compute several times over. Every texel loaded feeds only the
-/// block's channels, so these keep fewer accumulators than the wide tiles.
+/// Tiles for groups of at most 4, 8 or 16 output channels (ResNeXt-style grouped convs), which
+/// wider blocks would compute several times over (a 32-channel tile is among [`WIDER`]). Every
+/// texel loaded feeds only the block's channels, so these keep fewer accumulators than the wide
+/// tiles.
 const SMALL: [(usize, usize); 3] = [(4, 4), (8, 4), (16, 2)];
 /// The tiles for wider groups, preferred first; the 1-texel ones pad small planes less (a 14x14
 /// plane is 49 texels: 56 in tiles of 8, 64 in tiles of 16).
