@@ -1,8 +1,13 @@
 // Max and average pooling with a square window, PyTorch semantics (ceil_mode included).
 //
 // Views are (element offset of image 0's first channel, per-image stride) into the activation arena;
-// the image index is the dispatch's z coordinate. With TEXTURE_INPUT the input view is read from a
-// texture (lib/input_values.wgsl).
+// the image index is the dispatch's z coordinate. With TEXTURE_INPUT the input view is read from an
+// r32float texture (lib/input_values.wgsl).
+//
+// With OUT4 an invocation computes 4 neighbouring outputs of one row from the input view's copy in
+// an rgba32float texture (binding 5; input rows of whole texels) and stores them as one vec4 (output
+// rows of whole texels, views on texel boundaries): on CPU adapters a storage-buffer access or an
+// r32float texel load that differs per lane costs about as much as an rgba32float load of 4 values.
 
 #import PoolParams
 
@@ -10,8 +15,69 @@
 // 2 = average dividing by the number of in-bounds cells.
 override KIND: u32 = 0u;
 
+#ifdef OUT4
+#define ARENA_VEC4
+#endif
 #import arena
 @group(0) @binding(2) var<uniform> p: PoolParams;
+#ifdef OUT4
+#import texel_at
+@group(0) @binding(5) var x4tex: texture_storage_2d<rgba32float, read>;
+
+@compute @workgroup_size(64, 1, 1)
+fn pool(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let out_plane = p.out_h * p.out_w;
+    let q = (wg.y * p.groups_x + wg.x) * 64u + li;
+    if (4u * q >= p.channels * out_plane) {
+        return;
+    }
+    let n = wg.z;
+    let c = 4u * q / out_plane;
+    let r = 4u * q % out_plane;
+    let oy = r / p.out_w;
+    let ox = r % p.out_w;
+
+    // The 4 windows (one row of them), clipped as below.
+    let hs = i32(oy * p.stride) - i32(p.pad);
+    let he = min(hs + i32(p.kernel), i32(p.in_h + p.pad));
+    let h0 = u32(max(hs, 0));
+    let h1 = u32(min(he, i32(p.in_h)));
+    let ws = vec4<i32>(vec4<u32>(ox, ox + 1u, ox + 2u, ox + 3u) * p.stride) - i32(p.pad);
+    let we = min(ws + i32(p.kernel), vec4<i32>(i32(p.in_w + p.pad)));
+    let w0 = vec4<u32>(max(ws, vec4<i32>(0)));
+    let w1 = vec4<u32>(min(we, vec4<i32>(i32(p.in_w))));
+
+    // The columns of all 4 windows, left to right, each texel loaded once.
+    var m = vec4<f32>(0.0);
+    var seen = vec4<bool>(false);
+    var sum = vec4<f32>(0.0);
+    let plane_texels = p.in_h * p.in_w / 4u;
+    for (var y = h0; y < h1; y++) {
+        let row = n * p.x_img + c * plane_texels + y * p.in_w / 4u;
+        var t = vec4<f32>(0.0);
+        for (var x = w0.x; x < w1.w; x++) {
+            if (x == w0.x || x % 4u == 0u) {
+                t = textureLoad(x4tex, at(row + x / 4u));
+            }
+            let v = vec4<f32>(t[x % 4u]);
+            let inside = (vec4<u32>(x) >= w0) & (vec4<u32>(x) < w1);
+            m = select(m, select(max(m, v), v, !seen), inside);
+            seen = seen | inside;
+            sum += select(vec4<f32>(0.0), v, inside);
+        }
+    }
+    var out = m;
+    if (KIND == 1u) {
+        out = sum / vec4<f32>(vec4<i32>(he - hs) * (we - ws));
+    } else if (KIND == 2u) {
+        out = sum / vec4<f32>(vec4<u32>(h1 - h0) * (w1 - w0));
+    }
+    act[(p.dst_off + n * p.dst_bs) / 4u + q] = out;
+}
+#else
 #import input_values
 
 @compute @workgroup_size(64, 1, 1)
@@ -60,3 +126,4 @@ fn pool(
     }
     act[p.dst_off + n * p.dst_bs + e] = out;
 }
+#endif

@@ -860,8 +860,8 @@ fn short_texture_context(rows: u32) -> Option<GpuContext> {
     Some(GpuContext::from_device(device, queue))
 }
 
-/// A pool whose input fits the device's textures reads it from one; one that does not reads the
-/// arena; both match the CPU.
+/// A pool whose input fits the device's textures reads it from one (rgba32float where its rows are
+/// whole texels, r32float otherwise); one that does not reads the arena; all match the CPU.
 #[test]
 fn pools_read_the_arena_where_input_textures_do_not_fit() {
     // The least the linear textures' 4096-texel rows allow.
@@ -869,28 +869,36 @@ fn pools_read_the_arena_where_input_textures_do_not_fit() {
         return;
     };
     let Some(ctx) = context() else { return };
-    // 17 x 1000 x 1000 values: 4151 rows of r32float texels.
-    let g = pool_graph(PoolKind::Max, (17, 1000, 1000, 3, 2, 1, false));
-    let input = random(g.input_shape().numel(), 5);
-    let cpu = cpu::forward_all(&g, &input, 1).unwrap();
-    for (ctx, texture) in [(&ctx, true), (&short, false)] {
-        let session = Session::new(ctx, &g, 1).unwrap();
-        let kernel = &session.profile(&input).unwrap().ops[0].kernel;
-        assert_eq!(kernel.contains("TEXTURE_INPUT"), texture, "{kernel}");
-        let gpu = session.run_all(&input).unwrap();
-        let out = g.nodes[0].op.writes();
-        assert_close(
-            &format!("pool, texture input {texture}"),
-            &cpu::gather(&g, out, &gpu, 1),
-            &cpu::gather(&g, out, &cpu, 1),
-            ATOL,
-            RTOL,
-        );
+    let cases = [
+        // 17 x 1000 x 998 values: 4142 rows of r32float texels; output rows of 499 values.
+        ((17, 1000, 998, 3, 2, 1, false), 1, "+TEXTURE_INPUT:"),
+        // One texture row per image, one more image than rows.
+        ((3, 8, 8, 3, 1, 1, false), 4097, "+OUT4:"),
+    ];
+    for (shape, batch, layout) in cases {
+        let g = pool_graph(PoolKind::Max, shape);
+        let input = random(batch * g.input_shape().numel(), 5);
+        let cpu = cpu::forward_all(&g, &input, batch).unwrap();
+        for (ctx, texture) in [(&ctx, true), (&short, false)] {
+            let session = Session::new(ctx, &g, batch).unwrap();
+            let kernel = &session.kernels()[0];
+            assert_eq!(kernel.contains(layout), texture, "{kernel}");
+            assert_eq!(kernel.contains("pool.wgsl:"), !texture, "{kernel}");
+            let gpu = session.run_all(&input).unwrap();
+            let out = g.nodes[0].op.writes();
+            assert_close(
+                &format!("pool {shape:?}, texture input {texture}"),
+                &cpu::gather(&g, out, &gpu, batch),
+                &cpu::gather(&g, out, &cpu, batch),
+                ATOL,
+                RTOL,
+            );
+        }
     }
 }
 
 /// The SE pieces read their inputs from textures where a chunk's views fit the device's (the global
-/// pool and the linear layers), and the arena where they do not (more images than texture rows);
+/// pool, the linear layers and the scale and add), and the arena where they do not (more images than texture rows);
 /// both match the CPU, and so does the scale and residual add after them.
 #[test]
 fn se_pieces_read_the_arena_where_input_textures_do_not_fit() {
@@ -916,6 +924,10 @@ fn se_pieces_read_the_arena_where_input_textures_do_not_fit() {
                 op.kernel
             );
         }
+        // The scale and add reads texture copies of its input and residual likewise.
+        let scale_add = &session.kernels()[3];
+        assert!(scale_add.starts_with("scale_add.wgsl"), "{scale_add}");
+        assert_eq!(scale_add.contains("TEXELS"), texture, "{scale_add}");
         let gpu = session.run_all(&input).unwrap();
         for node in &g.nodes[..4] {
             let out = node.op.writes();
@@ -963,13 +975,16 @@ fn pools_match_cpu() {
             count_include_pad: false,
         },
     ];
-    let shapes: [PoolShape; 6] = [
+    let shapes: [PoolShape; 9] = [
         (5, 12, 12, 3, 2, 1, false), // stem max pool, stage-block avg pool
         (4, 11, 9, 3, 2, 1, false),  // odd sizes
-        (3, 8, 8, 3, 1, 1, false),   // layer1.0 avg pool at stride 1
+        (3, 8, 8, 3, 1, 1, false),   // layer1.0 avg pool at stride 1 (4 outputs per invocation)
         (6, 7, 9, 2, 2, 0, true),    // res2net50d avg-down: ceil mode, last window half outside
         (2, 10, 13, 3, 2, 1, true),  // ceil mode with padding
         (3, 5, 5, 2, 2, 1, true),    // ceil mode where a window would start in the padding only
+        (3, 16, 16, 3, 2, 1, false), // the stem's max pool, 4 outputs per invocation
+        (5, 9, 16, 1, 2, 0, false),  // a strided 1x1 conv's pick, 4 outputs per invocation
+        (2, 15, 24, 2, 2, 0, true),  // 2x2 windows in ceil mode, 4 outputs per invocation
     ];
     for kind in kinds {
         for (i, &shape) in shapes.iter().enumerate() {
@@ -984,6 +999,46 @@ fn pools_match_cpu() {
             }
         }
     }
+}
+
+/// The pools, the global pool and the SE scale-and-add read rgba32float copies and write vec4s
+/// exactly where their views and rows are whole texels (the cases above then test those
+/// variants): a graph's kernel labels name the layout.
+#[test]
+fn pools_and_scale_add_take_texels_where_views_are_whole_texels() {
+    let Some(ctx) = context() else { return };
+    let labels = |g: &Graph| -> Vec<String> {
+        let session = Session::new(&ctx, g, 1).unwrap_or_else(|e| panic!("{e}"));
+        session.kernels().iter().map(|k| k.to_string()).collect()
+    };
+    let pool = |shape| labels(&pool_graph(PoolKind::Max, shape))[0].clone();
+    assert!(pool((3, 16, 16, 3, 2, 1, false)).contains("+OUT4"));
+    assert!(pool((3, 8, 8, 3, 1, 1, false)).contains("+OUT4"));
+    // Output rows of 6 values, input rows of 9.
+    assert!(pool((5, 12, 12, 3, 2, 1, false)).contains("+TEXTURE_INPUT"));
+    assert!(pool((4, 11, 9, 3, 2, 1, false)).contains("+TEXTURE_INPUT"));
+    let se = |c, h, w| {
+        let l = labels(&se_graph(c, h, w, true, Activation::Relu));
+        let find = |name: &str| {
+            l.iter()
+                .find(|k| k.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in {l:?}"))
+                .clone()
+        };
+        (find("global_pool.wgsl"), find("scale_add.wgsl"))
+    };
+    let (pool, scale) = se(12, 4, 6);
+    assert!(pool.contains("+TEXELS:"), "{pool}");
+    assert!(
+        scale.contains("+TEXELS:") && !scale.contains("RAGGED"),
+        "{scale}"
+    );
+    let (pool, scale) = se(16, 7, 5);
+    assert!(!pool.contains("TEXELS:"), "{pool}");
+    assert!(scale.contains("RAGGED_PLANE,TEXELS:"), "{scale}");
+    // The residual view starts 130 values in: off a texel boundary.
+    let (_, scale) = se(130, 1, 1);
+    assert!(!scale.contains("TEXELS"), "{scale}");
 }
 
 /// The SE block: squeeze (global pool), excite (linear ReLU, linear Sigmoid), scale + residual + ReLU;
@@ -1036,7 +1091,9 @@ fn se_graph(c: usize, h: usize, w: usize, residual: bool, act: Activation) -> Gr
 
 #[test]
 fn se_pieces_linear_and_softmax_match_cpu() {
-    for (c, h, w) in [(16, 7, 5), (40, 3, 3), (130, 1, 1)] {
+    // Planes of whole texels (24 values), ragged planes on texel boundaries (35, 9 values) and a
+    // residual view off them (130 values in).
+    for (c, h, w) in [(16, 7, 5), (40, 3, 3), (130, 1, 1), (12, 4, 6)] {
         for (residual, act) in [
             (true, Activation::Relu),
             (false, Activation::None),

@@ -222,7 +222,7 @@ pub(crate) fn lower(graph: &Graph, node: &Node, lcx: &LowerCtx) -> Result<Lowere
         Op::Linear(l) => {
             kernels::linear::lower(&cx, l, lcx.policy.f16_weights, lcx.caps, lcx.policy.images)
         }
-        Op::ScaleAdd(s) => kernels::scale_add::lower(&cx, s),
+        Op::ScaleAdd(s) => kernels::scale_add::lower(&cx, s, lcx.caps, lcx.policy.images),
         Op::Softmax(s) => kernels::softmax::lower(&cx, s),
     }
 }

@@ -144,7 +144,12 @@ gpu_struct! {
         channels: u32,
         plane: u32,
         groups_x: u32,
+        /// Texels from one image to the next in the input and residual textures (`TEXELS` variants).
+        x_img: u32,
+        res_img: u32,
         _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
     }
 }
 

@@ -1,8 +1,12 @@
 //! `shaders/global_pool.wgsl`: the mean of each channel plane (the network's last pool and the SE
 //! squeeze), one invocation per channel, reading its input from a texture where a chunk's views
-//! fit the adapter's textures.
+//! fit the adapter's textures: rgba32float where the view's planes are whole texels, r32float
+//! otherwise.
 
-use super::{texture_input_shader, with_texture_input, AdapterCaps, KernelKey, ShaderFile};
+use super::{
+    on_texel_boundaries, texture_input_shader, with_copies, AdapterCaps, KernelKey, ShaderFile,
+    ShaderKey, Slot,
+};
 use crate::error::Result;
 use crate::gpu::lower::{Ctx, Lowered};
 use crate::gpu::texture::{self, Texels};
@@ -13,13 +17,32 @@ use crate::graph::GlobalAvgPool;
 /// Invocations (channels) per workgroup.
 const WG: usize = 64;
 
-fn key(texture_input: bool) -> KernelKey {
-    let shader = texture_input_shader(ShaderFile::GlobalPool, Defines::new(), texture_input);
+/// How the input view is read: the arena, an r32float copy, or an rgba32float copy (`TEXELS`, for
+/// planes of whole texels in views on texel boundaries; a quarter of the loads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Input {
+    Arena,
+    Values,
+    Texels,
+}
+
+fn key(input: Input) -> KernelKey {
+    let shader = match input {
+        Input::Texels => ShaderKey {
+            file: ShaderFile::GlobalPool,
+            defines: Defines::new().flag("TEXELS"),
+        },
+        _ => texture_input_shader(
+            ShaderFile::GlobalPool,
+            Defines::new(),
+            input == Input::Values,
+        ),
+    };
     KernelKey::new(shader, "global_avg_pool", &[])
 }
 
 pub(crate) fn variants() -> Vec<KernelKey> {
-    vec![key(false), key(true)]
+    vec![key(Input::Arena), key(Input::Values), key(Input::Texels)]
 }
 
 /// Lowers a global pool for chunks of `images` images on an adapter with `caps`.
@@ -32,25 +55,40 @@ pub(crate) fn lower(
     cx.expect_hw(&g.dst, (1, 1), "global pool output")?;
     cx.expect_channels(&g.dst, g.src.channels, "global pool output")?;
     let (h, w) = cx.hw(&g.src);
-    let views = cx.src_dst(&g.src, &g.dst, "global pool")?;
+    let views: GlobalPoolParams = cx.src_dst(&g.src, &g.dst, "global pool")?;
     let values = g.src.channels * h * w;
     let len = cx.u32(values, "global pool input")?;
+    let src = (views.src_off, views.src_bs);
+    let input = if (h * w).is_multiple_of(4)
+        && on_texel_boundaries(&[src])
+        && caps.texture_holds(Texels::Vec4, values, images)
+    {
+        Input::Texels
+    } else if caps.texture_holds(Texels::Scalar, values, images) {
+        Input::Values
+    } else {
+        Input::Arena
+    };
+    let texels = if input == Input::Texels {
+        Texels::Vec4
+    } else {
+        Texels::Scalar
+    };
     let params = GlobalPoolParams {
         channels: cx.u32(g.src.channels, "channels")?,
         plane: cx.u32(h * w, "plane")?,
-        x_img: texture::image_texels(Texels::Scalar, len),
+        x_img: texture::image_texels(texels, len),
         ..views
     };
-    let texture_input = caps.texture_holds(Texels::Scalar, values, images);
     let lowered = Lowered::plain(
-        key(texture_input),
+        key(input),
         &params,
         cx.groups(g.src.channels.div_ceil(WG), 1)?,
     );
-    Ok(with_texture_input(
-        lowered,
-        texture_input,
-        (views.src_off, views.src_bs),
-        len,
-    ))
+    let copies: &[(Slot, (u32, u32))] = match input {
+        Input::Texels => &[(Slot::Input, src)],
+        Input::Values => &[(Slot::InputScalar, src)],
+        Input::Arena => &[],
+    };
+    Ok(with_copies(lowered, copies, len))
 }

@@ -230,8 +230,10 @@ impl ShaderFile {
                 Slot::WeightTexture,
                 Slot::InputScalar,
             ]
+        } else if self == ShaderFile::ScaleAdd {
+            &[Slot::Arena, Slot::Uniforms, Slot::Input, Slot::Residual]
         } else if self == ShaderFile::Pool || self == ShaderFile::GlobalPool {
-            &[Slot::Arena, Slot::Uniforms, Slot::InputScalar]
+            &[Slot::Arena, Slot::Uniforms, Slot::Input, Slot::InputScalar]
         } else if self.has_weights() {
             &[Slot::Arena, Slot::Weights, Slot::Uniforms]
         } else {
@@ -302,20 +304,39 @@ pub(crate) fn texture_input_shader(file: ShaderFile, defines: Defines, on: bool)
 /// `lowered` (one dispatch) reading its input view (element offset and per-image stride of image
 /// 0, `len` values per image) from a copy in the r32float input texture when `on`.
 pub(crate) fn with_texture_input(
-    mut lowered: Lowered,
+    lowered: Lowered,
     on: bool,
-    (offset, stride): (u32, u32),
+    view: (u32, u32),
     len: u32,
 ) -> Lowered {
     if on {
-        lowered.steps[0].inputs = vec![TextureInput {
-            slot: Slot::InputScalar,
+        with_copies(lowered, &[(Slot::InputScalar, view)], len)
+    } else {
+        lowered
+    }
+}
+
+/// `lowered` (one dispatch) reading each view (element offset and per-image stride of image 0,
+/// `len` values per image) from its copy in the slot's texture.
+pub(crate) fn with_copies(mut lowered: Lowered, views: &[(Slot, (u32, u32))], len: u32) -> Lowered {
+    lowered.steps[0].inputs = views
+        .iter()
+        .map(|&(slot, (offset, stride))| TextureInput {
+            slot,
             offset,
             stride,
             len,
-        }];
-    }
+        })
+        .collect();
     lowered
+}
+
+/// Whether views at these (element offset, per-image stride) pairs start on a texel of 4 values
+/// in every image: what rgba32float copies and vec4 stores need.
+pub(crate) fn on_texel_boundaries(views: &[(u32, u32)]) -> bool {
+    views
+        .iter()
+        .all(|&(offset, stride)| offset.is_multiple_of(4) && stride.is_multiple_of(4))
 }
 
 /// The flag that stores a shader's weights as f16 (`enable f16;`, needs `Features::SHADER_F16`).

@@ -1,9 +1,14 @@
 //! `shaders/pool.wgsl`: max and average pooling with a square window, PyTorch semantics (padding,
-//! `count_include_pad`, `ceil_mode`). One invocation per output element, 64 per workgroup. The input
-//! view is read from a copy in an r32float texture wherever a chunk's images fit the adapter's
-//! textures (`TEXTURE_INPUT`; measured on lavapipe several times faster than reading the arena).
+//! `count_include_pad`, `ceil_mode`). Where input and output rows are whole texels, one invocation
+//! computes 4 outputs of a row from an rgba32float copy of the input and stores them as a vec4
+//! (`OUT4`); elsewhere one invocation per output reads an r32float copy (`TEXTURE_INPUT`; measured
+//! on lavapipe several times faster than reading the arena), or the arena where a chunk's images do
+//! not fit the adapter's textures.
 
-use super::{texture_input_shader, with_texture_input, AdapterCaps, KernelKey, ShaderFile};
+use super::{
+    on_texel_boundaries, texture_input_shader, with_copies, AdapterCaps, KernelKey, ShaderFile,
+    ShaderKey, Slot,
+};
 use crate::error::Result;
 use crate::gpu::lower::{flat_groups, Ctx, Lowered};
 use crate::gpu::texture::{self, Texels};
@@ -27,14 +32,62 @@ fn kind_code(kind: PoolKind) -> u32 {
     }
 }
 
-fn key(kind: u32, texture_input: bool) -> KernelKey {
-    let shader = texture_input_shader(ShaderFile::Pool, Defines::new(), texture_input);
+/// How a pool reads and writes its views.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// The arena, value by value.
+    Values,
+    /// The input from an r32float copy, outputs value by value (`TEXTURE_INPUT`).
+    ScalarTexels,
+    /// The input from an rgba32float copy, 4 outputs of a row per invocation stored as one vec4
+    /// (`OUT4`): input and output rows of whole texels in views on texel boundaries.
+    Texels,
+}
+
+impl Layout {
+    /// The layout for a pool from `in_w`-wide to `out_w`-wide rows over views at these (offset,
+    /// image stride) pairs, `values` input values per image, in chunks of `images` images.
+    pub(crate) fn choose(
+        (in_w, out_w): (usize, usize),
+        views: &[(u32, u32)],
+        values: usize,
+        images: usize,
+        caps: &AdapterCaps,
+    ) -> Layout {
+        if on_texel_boundaries(views)
+            && in_w.is_multiple_of(4)
+            && out_w.is_multiple_of(4)
+            && caps.texture_holds(Texels::Vec4, values, images)
+        {
+            Layout::Texels
+        } else if caps.texture_holds(Texels::Scalar, values, images) {
+            Layout::ScalarTexels
+        } else {
+            Layout::Values
+        }
+    }
+}
+
+fn key(kind: u32, layout: Layout) -> KernelKey {
+    let shader = match layout {
+        Layout::Texels => ShaderKey {
+            file: ShaderFile::Pool,
+            defines: Defines::new().flag("OUT4"),
+        },
+        _ => texture_input_shader(
+            ShaderFile::Pool,
+            Defines::new(),
+            layout == Layout::ScalarTexels,
+        ),
+    };
     KernelKey::new(shader, "pool", &[("KIND", kind)])
 }
 
 pub(crate) fn variants() -> Vec<KernelKey> {
     (0..3)
-        .flat_map(|kind| [key(kind, false), key(kind, true)])
+        .flat_map(|kind| {
+            [Layout::Values, Layout::ScalarTexels, Layout::Texels].map(|layout| key(kind, layout))
+        })
         .collect()
 }
 
@@ -59,10 +112,21 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
     };
     cx.expect_hw(&p.dst, (out_h, out_w), "pool output")?;
     cx.expect_channels(&p.dst, p.src.channels, "pool output")?;
-    let views = cx.src_dst(&p.src, &p.dst, "pool")?;
-    let (gx, gy) = flat_groups((p.src.channels * out_h * out_w).div_ceil(WG));
+    let views: PoolParams = cx.src_dst(&p.src, &p.dst, "pool")?;
     let values = p.src.channels * in_h * in_w;
     let len = cx.u32(values, "pool input")?;
+    let layout = Layout::choose(
+        (in_w, out_w),
+        &[(views.src_off, views.src_bs), (views.dst_off, views.dst_bs)],
+        values,
+        images,
+        caps,
+    );
+    let (per_invocation, texels) = match layout {
+        Layout::Texels => (4, Texels::Vec4),
+        _ => (1, Texels::Scalar),
+    };
+    let (gx, gy) = flat_groups((p.src.channels * out_h * out_w).div_ceil(WG * per_invocation));
     let params = PoolParams {
         channels: cx.u32(p.src.channels, "channels")?,
         in_h: cx.u32(in_h, "height")?,
@@ -73,19 +137,15 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
         stride: cx.u32(p.stride, "stride")?,
         pad: cx.u32(p.pad, "padding")?,
         groups_x: cx.u32(gx, "workgroups")?,
-        x_img: texture::image_texels(Texels::Scalar, len),
+        x_img: texture::image_texels(texels, len),
         ..views
     };
-    let texture_input = caps.texture_holds(Texels::Scalar, values, images);
-    let lowered = Lowered::plain(
-        key(kind_code(p.kind), texture_input),
-        &params,
-        cx.groups(gx, gy)?,
-    );
-    Ok(with_texture_input(
-        lowered,
-        texture_input,
-        (views.src_off, views.src_bs),
-        len,
-    ))
+    let lowered = Lowered::plain(key(kind_code(p.kind), layout), &params, cx.groups(gx, gy)?);
+    let src = (views.src_off, views.src_bs);
+    let copies: &[(Slot, (u32, u32))] = match layout {
+        Layout::Texels => &[(Slot::Input, src)],
+        Layout::ScalarTexels => &[(Slot::InputScalar, src)],
+        Layout::Values => &[],
+    };
+    Ok(with_copies(lowered, copies, len))
 }
