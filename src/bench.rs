@@ -32,7 +32,9 @@ pub struct BenchReport {
     pub images_per_s: f64,
     /// Model FLOPs per second at the median latency.
     pub gflops_effective: f64,
+    /// The FMA shader's GFLOP/s: the median of its runs between the timed forwards.
     pub adapter_peak_gflops: f64,
+    /// The median over timed forwards of each one's GFLOP/s over the peak run right after it.
     pub peak_fraction: f64,
     /// On a CPU adapter (whose driver threads are the GPU): the process CPU time of one forward
     /// (median) and the same share of peak counted in CPU time. Other processes' use of the cores
@@ -85,9 +87,10 @@ pub struct BenchReport {
 pub struct CpuTimeShare {
     /// Process CPU time of one forward, all threads (median).
     pub ms_median: f64,
-    /// The FMA shader's GFLOP per CPU second.
+    /// The FMA shader's GFLOP per CPU second (median of its runs between the forwards).
     pub peak_gflops: f64,
-    /// The model's GFLOP per CPU second over `peak_gflops`.
+    /// The model's GFLOP per CPU second over the FMA shader's, each forward against the peak run
+    /// right after it (median).
     pub peak_fraction: f64,
 }
 
@@ -114,6 +117,26 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// The median of unsorted values.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    percentile(&sorted, 0.5)
+}
+
+/// The median over runs of `gflop` done in `seconds[i]` as a share of `peak_gflops[i]`, the FMA
+/// peak measured right after run `i`: a ratio of two rates taken under the same load, which moves
+/// less on a busy machine than the ratio of a median latency to a peak measured at another moment.
+fn paired_share(gflop: f64, seconds: &[f64], peak_gflops: &[f64]) -> f64 {
+    let shares: Vec<f64> = seconds
+        .iter()
+        .zip(peak_gflops)
+        .filter(|(t, p)| **t > 0.0 && **p > 0.0)
+        .map(|(t, p)| gflop / t / p)
+        .collect();
+    median(&shares)
+}
+
 /// What to benchmark beyond the model and device.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -133,7 +156,7 @@ pub struct BenchOptions {
 }
 
 /// Benchmarks `model` at `height`x`width` with `batch` images: one warm-up run, then `iters` timed
-/// runs, then the profiled runs if asked for. The start-up figures (graph, session, pipelines,
+/// runs each followed by a run of the FMA peak, then the profiled runs if asked for. The start-up figures (graph, session, pipelines,
 /// weights) are what one more input size costs an application.
 pub fn run(
     model: &Model,
@@ -196,8 +219,21 @@ pub fn run(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message("forward");
+    let warm_up = Instant::now();
     session.run(&input.data)?;
+    let warm_up = warm_up.elapsed();
     bar.inc(1);
+    // The FMA peak runs after every timed forward, each run about as long as a forward (within
+    // 20-300 ms): on a busy machine both then see the same load, and each forward's rate is taken
+    // against the peak measured next to it.
+    bar.set_message("adapter peak");
+    let peak_bench = peak::PeakBench::new(
+        ctx,
+        warm_up.clamp(Duration::from_millis(20), Duration::from_millis(300)),
+    )?;
+    bar.set_message("forward");
+    let mut peak_walls = Vec::with_capacity(iters);
+    let mut peak_cpus = Vec::with_capacity(iters);
     let mut latencies = Vec::with_capacity(iters);
     let mut records = Vec::with_capacity(iters);
     let mut inputs = Vec::with_capacity(iters);
@@ -213,6 +249,9 @@ pub fn run(
         inputs.push(host.input.as_secs_f64() * 1e3);
         walls.push(host.wall.as_secs_f64() * 1e3);
         host_clock = host.clock;
+        let (peak_wall, peak_cpu) = peak_bench.run()?;
+        peak_walls.push(peak_wall.as_secs_f64());
+        peak_cpus.extend(peak_cpu.map(|t| t.as_secs_f64()));
         bar.inc(1);
     }
     let profile = if profile {
@@ -225,30 +264,40 @@ pub fn run(
     } else {
         None
     };
-    bar.set_message("adapter peak");
-    let peak = peak::fma_peak(ctx, Duration::from_millis(300), 3)?;
-    let adapter_peak_gflops = peak.gflops;
     bar.finish_and_clear();
 
+    let gflop_per_image = graph.flops() as f64 / 1e9;
+    let gflop = gflop_per_image * batch as f64;
+    let rates = |times: &[f64]| -> Vec<f64> {
+        times
+            .iter()
+            .map(|&t| peak_bench.gflop() / t.max(1e-9))
+            .collect()
+    };
+    let peak_rates = rates(&peak_walls);
+    let seconds = |ms: &[f64]| ms.iter().map(|t| t / 1e3).collect::<Vec<_>>();
+    let peak_fraction = paired_share(gflop, &seconds(&latencies), &peak_rates);
+    let cpu_adapter = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
+    let cpu_share =
+        (cpu_adapter && cpu_times.len() == iters && peak_cpus.len() == iters).then(|| {
+            let cpu_rates = rates(&peak_cpus);
+            (
+                median(&cpu_rates),
+                paired_share(gflop, &seconds(&cpu_times), &cpu_rates),
+            )
+        });
     latencies.sort_by(f64::total_cmp);
     for v in [&mut records, &mut inputs, &mut walls, &mut cpu_times] {
         v.sort_by(f64::total_cmp);
     }
-    let median = percentile(&latencies, 0.5);
-    let gflop_per_image = graph.flops() as f64 / 1e9;
-    let gflops_effective = gflop_per_image * batch as f64 / (median / 1e3);
-    let cpu_adapter = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
-    let cpu_time = peak
-        .gflops_per_cpu_s
-        .filter(|_| cpu_adapter && cpu_times.len() == iters)
-        .map(|peak_gflops| {
-            let ms_median = percentile(&cpu_times, 0.5);
-            CpuTimeShare {
-                ms_median,
-                peak_gflops,
-                peak_fraction: gflop_per_image * batch as f64 / (ms_median / 1e3) / peak_gflops,
-            }
-        });
+    let median_ms = percentile(&latencies, 0.5);
+    let gflops_effective = gflop / (median_ms / 1e3);
+    let adapter_peak_gflops = median(&peak_rates);
+    let cpu_time = cpu_share.map(|(peak_gflops, peak_fraction)| CpuTimeShare {
+        ms_median: percentile(&cpu_times, 0.5),
+        peak_gflops,
+        peak_fraction,
+    });
     Ok(BenchReport {
         model: model.name().to_string(),
         adapter: ctx.describe(),
@@ -264,12 +313,12 @@ pub fn run(
         }),
         iters,
         precision,
-        latency_ms_median: median,
+        latency_ms_median: median_ms,
         latency_ms_p90: percentile(&latencies, 0.9),
-        images_per_s: batch as f64 / (median / 1e3),
+        images_per_s: batch as f64 / (median_ms / 1e3),
         gflops_effective,
         adapter_peak_gflops,
-        peak_fraction: gflops_effective / adapter_peak_gflops,
+        peak_fraction,
         cpu_time,
         record_ms: percentile(&records, 0.5),
         input_ms: percentile(&inputs, 0.5),
@@ -346,7 +395,7 @@ impl BenchReport {
         );
         let _ = writeln!(
             s,
-            "adapter peak: {:.2} GFLOP/s (FMA shader); model reaches {:.1}% of it",
+            "adapter peak: {:.2} GFLOP/s (FMA shader, median of runs between the forwards); model reaches {:.1}% of it (median of each forward against the peak run after it)",
             self.adapter_peak_gflops,
             100.0 * self.peak_fraction
         );
@@ -480,5 +529,25 @@ impl BenchReport {
             "profile": self.profile.as_ref().map(Profile::json),
         })
         .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_share_takes_each_run_against_its_own_peak() {
+        // 10 GFLOP in 1 s against a 20 GFLOP/s peak, in 2 s against 10 (the machine was busy for
+        // both), in 0.5 s against 40: 50% each time, where a median latency (1 s) over a median
+        // peak (20) would say 50% only by luck and the best peak (40) would say 25%.
+        let share = paired_share(10.0, &[1.0, 2.0, 0.5], &[20.0, 10.0, 40.0]);
+        assert!((share - 0.5).abs() < 1e-12, "{share}");
+        // The median of the three shares (10%, 50%, 90%), not their mean.
+        let share = paired_share(1.0, &[1.0, 1.0, 1.0], &[10.0, 2.0, 1.0 / 0.9]);
+        assert!((share - 0.5).abs() < 1e-12, "{share}");
+        // Runs without a time or a peak are left out; none at all gives 0.
+        assert!((paired_share(1.0, &[0.0, 1.0], &[1.0, 4.0]) - 0.25).abs() < 1e-12);
+        assert_eq!(paired_share(1.0, &[], &[]), 0.0);
     }
 }

@@ -25,33 +25,69 @@ pub struct Peak {
     pub gflops_per_cpu_s: Option<f64>,
 }
 
-/// Measures the adapter's f32 FMA rate: calibrates the loop count so one dispatch takes about
-/// `target`, then keeps the best of `repeats` timed runs (on each clock).
-pub fn fma_peak(ctx: &GpuContext, target: Duration, repeats: usize) -> Result<Peak> {
-    let device = ctx.device();
-    let source = ShaderKey::new(ShaderFile::FmaPeak).source()?;
-    let scopes = ErrorScopes::push(device);
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("fma_peak"),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("fma_peak"),
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: Default::default(),
-        cache: None,
-    });
-    let sink = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("fma_peak sink"),
-        size: u64::from(INVOCATIONS) * 16,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
-    pollster::block_on(scopes.pop("building the FMA benchmark"))?;
+/// The FMA benchmark, built and calibrated once and then run as often as wanted: `bench` runs it
+/// between its timed forwards, so that the model and the peak are measured under the same load
+/// on a busy machine.
+pub struct PeakBench<'a> {
+    ctx: &'a GpuContext,
+    pipeline: wgpu::ComputePipeline,
+    sink: wgpu::Buffer,
+    /// Loop iterations per invocation, calibrated.
+    iters: u32,
+}
 
-    let run = |iters: u32| -> Result<(Duration, Option<Duration>)> {
+impl<'a> PeakBench<'a> {
+    /// Builds the benchmark and calibrates its loop so that one dispatch takes about `target`.
+    pub fn new(ctx: &'a GpuContext, target: Duration) -> Result<Self> {
+        let device = ctx.device();
+        let source = ShaderKey::new(ShaderFile::FmaPeak).source()?;
+        let scopes = ErrorScopes::push(device);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("fma_peak"),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("fma_peak"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let sink = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fma_peak sink"),
+            size: u64::from(INVOCATIONS) * 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        pollster::block_on(scopes.pop("building the FMA benchmark"))?;
+        let mut bench = PeakBench {
+            ctx,
+            pipeline,
+            sink,
+            iters: 64,
+        };
+        // Grow the loop until one dispatch takes a quarter of the target, then scale it.
+        loop {
+            let (t, _) = bench.run()?;
+            if t >= target / 4 || bench.iters >= 1 << 22 {
+                let scale = target.as_secs_f64() / t.as_secs_f64().max(1e-6);
+                bench.iters = ((f64::from(bench.iters) * scale) as u32).clamp(64, 1 << 24);
+                return Ok(bench);
+            }
+            bench.iters *= 4;
+        }
+    }
+
+    /// GFLOP of one run.
+    pub fn gflop(&self) -> f64 {
+        f64::from(INVOCATIONS) * f64::from(self.iters) * FLOPS_PER_ITER / 1e9
+    }
+
+    /// One timed dispatch: wall-clock time and, where the platform has a process clock, the
+    /// process's CPU time.
+    pub fn run(&self) -> Result<(Duration, Option<Duration>)> {
+        let device = self.ctx.device();
         let scopes = ErrorScopes::push(device);
         let params = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("fma_peak params"),
@@ -59,21 +95,21 @@ pub fn fma_peak(ctx: &GpuContext, target: Duration, repeats: usize) -> Result<Pe
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        ctx.queue().write_buffer(
+        self.ctx.queue().write_buffer(
             &params,
             0,
             bytemuck::bytes_of(&PeakParams {
-                iters,
+                iters: self.iters,
                 ..Default::default()
             }),
         );
         let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("fma_peak"),
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &self.pipeline.get_bind_group_layout(0),
             entries: &[
                 wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: sink.as_entire_binding(),
+                    resource: self.sink.as_entire_binding(),
                 },
                 wgpu::BindGroupEntry {
                     binding: 1,
@@ -84,12 +120,12 @@ pub fn fma_peak(ctx: &GpuContext, target: Duration, repeats: usize) -> Result<Pe
         let mut enc = device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&pipeline);
+            pass.set_pipeline(&self.pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(INVOCATIONS / 64, 1, 1);
         }
         let (done, wall, cpu) = host_clock::timed(|| {
-            ctx.queue().submit([enc.finish()]);
+            self.ctx.queue().submit([enc.finish()]);
             device.poll(wgpu::PollType::Wait {
                 submission_index: None,
                 timeout: Some(Duration::from_secs(120)),
@@ -97,27 +133,21 @@ pub fn fma_peak(ctx: &GpuContext, target: Duration, repeats: usize) -> Result<Pe
         });
         done.map_err(|e| Error::Gpu(format!("FMA benchmark did not finish: {e}")))?;
         pollster::block_on(scopes.pop("running the FMA benchmark"))?;
-        ctx.check_health()?;
+        self.ctx.check_health()?;
         Ok((wall, cpu))
-    };
-
-    // Calibrate: grow the loop until one dispatch takes a quarter of the target.
-    let mut iters = 64u32;
-    loop {
-        let (t, _) = run(iters)?;
-        if t >= target / 4 || iters >= 1 << 22 {
-            let scale = target.as_secs_f64() / t.as_secs_f64().max(1e-6);
-            iters = ((f64::from(iters) * scale) as u32).clamp(64, 1 << 24);
-            break;
-        }
-        iters *= 4;
     }
+}
+
+/// Measures the adapter's f32 FMA rate: calibrates the loop count so one dispatch takes about
+/// `target`, then keeps the best of `repeats` timed runs (on each clock).
+pub fn fma_peak(ctx: &GpuContext, target: Duration, repeats: usize) -> Result<Peak> {
+    let bench = PeakBench::new(ctx, target)?;
     let runs = (0..repeats.max(1))
-        .map(|_| run(iters))
+        .map(|_| bench.run())
         .collect::<Result<Vec<_>>>()?;
     let best_wall = runs.iter().map(|r| r.0).min().unwrap_or(Duration::MAX);
     let best_cpu = runs.iter().filter_map(|r| r.1).min();
-    let gflop = f64::from(INVOCATIONS) * f64::from(iters) * FLOPS_PER_ITER / 1e9;
+    let gflop = bench.gflop();
     Ok(Peak {
         gflops: gflop / best_wall.as_secs_f64(),
         gflops_per_cpu_s: best_cpu
