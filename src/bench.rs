@@ -117,11 +117,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// The median of unsorted values.
+/// The median of unsorted values (the mean of the middle two of an even count, so that a share
+/// from two runs leans to neither).
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    percentile(&sorted, 0.5)
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 /// The median over runs of `gflop` done in `seconds[i]` as a share of `peak_gflops[i]`, the FMA
@@ -546,6 +551,9 @@ mod tests {
         // The median of the three shares (10%, 50%, 90%), not their mean.
         let share = paired_share(1.0, &[1.0, 1.0, 1.0], &[10.0, 2.0, 1.0 / 0.9]);
         assert!((share - 0.5).abs() < 1e-12, "{share}");
+        // Two runs: the mean of their shares (20% and 40%).
+        let share = paired_share(1.0, &[1.0, 1.0], &[5.0, 2.5]);
+        assert!((share - 0.3).abs() < 1e-12, "{share}");
         // Runs without a time or a peak are left out; none at all gives 0.
         assert!((paired_share(1.0, &[0.0, 1.0], &[1.0, 4.0]) - 0.25).abs() < 1e-12);
         assert_eq!(paired_share(1.0, &[], &[]), 0.0);
