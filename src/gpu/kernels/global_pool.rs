@@ -17,32 +17,39 @@ use crate::graph::GlobalAvgPool;
 /// Invocations (channels) per workgroup.
 const WG: usize = 64;
 
-/// How the input view is read: the arena, an r32float copy, or an rgba32float copy (`TEXELS`, for
-/// planes of whole texels in views on texel boundaries; a quarter of the loads).
+/// How the input view is read (named as in [`super::pool::Layout`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Input {
-    Arena,
+enum Layout {
+    /// From the arena, value by value.
     Values,
+    /// From an r32float copy (`TEXTURE_INPUT`).
+    ScalarTexels,
+    /// From an rgba32float copy (`TEXELS`): planes of whole texels in a view on texel boundaries,
+    /// a quarter of the loads.
     Texels,
 }
 
-fn key(input: Input) -> KernelKey {
-    let shader = match input {
-        Input::Texels => ShaderKey {
+fn key(layout: Layout) -> KernelKey {
+    let shader = match layout {
+        Layout::Texels => ShaderKey {
             file: ShaderFile::GlobalPool,
             defines: Defines::new().flag("TEXELS"),
         },
         _ => texture_input_shader(
             ShaderFile::GlobalPool,
             Defines::new(),
-            input == Input::Values,
+            layout == Layout::ScalarTexels,
         ),
     };
     KernelKey::new(shader, "global_avg_pool", &[])
 }
 
 pub(crate) fn variants() -> Vec<KernelKey> {
-    vec![key(Input::Arena), key(Input::Values), key(Input::Texels)]
+    vec![
+        key(Layout::Values),
+        key(Layout::ScalarTexels),
+        key(Layout::Texels),
+    ]
 }
 
 /// Lowers a global pool for chunks of `images` images on an adapter with `caps`.
@@ -59,17 +66,17 @@ pub(crate) fn lower(
     let values = g.src.channels * h * w;
     let len = cx.u32(values, "global pool input")?;
     let src = (views.src_off, views.src_bs);
-    let input = if (h * w).is_multiple_of(4)
+    let layout = if (h * w).is_multiple_of(4)
         && on_texel_boundaries(&[src])
         && caps.texture_holds(Texels::Vec4, values, images)
     {
-        Input::Texels
+        Layout::Texels
     } else if caps.texture_holds(Texels::Scalar, values, images) {
-        Input::Values
+        Layout::ScalarTexels
     } else {
-        Input::Arena
+        Layout::Values
     };
-    let texels = if input == Input::Texels {
+    let texels = if layout == Layout::Texels {
         Texels::Vec4
     } else {
         Texels::Scalar
@@ -81,14 +88,14 @@ pub(crate) fn lower(
         ..views
     };
     let lowered = Lowered::plain(
-        key(input),
+        key(layout),
         &params,
         cx.groups(g.src.channels.div_ceil(WG), 1)?,
     );
-    let copies: &[(Slot, (u32, u32))] = match input {
-        Input::Texels => &[(Slot::Input, src)],
-        Input::Values => &[(Slot::InputScalar, src)],
-        Input::Arena => &[],
+    let copies: &[(Slot, (u32, u32))] = match layout {
+        Layout::Texels => &[(Slot::Input, src)],
+        Layout::ScalarTexels => &[(Slot::InputScalar, src)],
+        Layout::Values => &[],
     };
     Ok(with_copies(lowered, copies, len))
 }
