@@ -20,6 +20,22 @@ override KIND: u32 = 0u;
 #endif
 #import arena
 @group(0) @binding(2) var<uniform> p: PoolParams;
+
+// (channel, row, column) of output element e of an image.
+fn position(e: u32) -> vec3<u32> {
+    let out_plane = p.out_h * p.out_w;
+    let r = e % out_plane;
+    return vec3<u32>(e / out_plane, r / p.out_w, r % p.out_w);
+}
+
+// The window of output index o along a dimension of `size` input cells: its start and end clipped
+// to the padded input (PyTorch's avg_pool2d), then its start and end clipped to the input itself.
+fn span(o: u32, size: u32) -> vec4<i32> {
+    let s = i32(o * p.stride) - i32(p.pad);
+    let e = min(s + i32(p.kernel), i32(size + p.pad));
+    return vec4<i32>(s, e, max(s, 0), min(e, i32(size)));
+}
+
 #ifdef OUT4
 #import texel_at
 @group(0) @binding(5) var x4tex: texture_storage_2d<rgba32float, read>;
@@ -29,22 +45,19 @@ fn pool(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let out_plane = p.out_h * p.out_w;
     let q = (wg.y * p.groups_x + wg.x) * 64u + li;
-    if (4u * q >= p.channels * out_plane) {
+    if (4u * q >= p.channels * p.out_h * p.out_w) {
         return;
     }
     let n = wg.z;
-    let c = 4u * q / out_plane;
-    let r = 4u * q % out_plane;
-    let oy = r / p.out_w;
-    let ox = r % p.out_w;
+    let at_q = position(4u * q);
+    let c = at_q.x;
+    let ox = at_q.z;
 
-    // The 4 windows (one row of them), clipped as below.
-    let hs = i32(oy * p.stride) - i32(p.pad);
-    let he = min(hs + i32(p.kernel), i32(p.in_h + p.pad));
-    let h0 = u32(max(hs, 0));
-    let h1 = u32(min(he, i32(p.in_h)));
+    // The 4 windows (one row of them): rows as `span`, columns as `span` for 4 outputs at once.
+    let rows = span(at_q.y, p.in_h);
+    let h0 = u32(rows.z);
+    let h1 = u32(rows.w);
     let ws = vec4<i32>(vec4<u32>(ox, ox + 1u, ox + 2u, ox + 3u) * p.stride) - i32(p.pad);
     let we = min(ws + i32(p.kernel), vec4<i32>(i32(p.in_w + p.pad)));
     let w0 = vec4<u32>(max(ws, vec4<i32>(0)));
@@ -71,7 +84,7 @@ fn pool(
     }
     var out = m;
     if (KIND == 1u) {
-        out = sum / vec4<f32>(vec4<i32>(he - hs) * (we - ws));
+        out = sum / vec4<f32>(vec4<i32>(rows.y - rows.x) * (we - ws));
     } else if (KIND == 2u) {
         out = sum / vec4<f32>(vec4<u32>(h1 - h0) * (w1 - w0));
     }
@@ -85,27 +98,20 @@ fn pool(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let out_plane = p.out_h * p.out_w;
     let e = (wg.y * p.groups_x + wg.x) * 64u + li;
-    if (e >= p.channels * out_plane) {
+    if (e >= p.channels * p.out_h * p.out_w) {
         return;
     }
     let n = wg.z;
-    let c = e / out_plane;
-    let r = e % out_plane;
-    let oy = r / p.out_w;
-    let ox = r % p.out_w;
-
-    // The window, clipped to the padded input (PyTorch's avg_pool2d), then to the input itself.
-    let hs = i32(oy * p.stride) - i32(p.pad);
-    let ws = i32(ox * p.stride) - i32(p.pad);
-    let he = min(hs + i32(p.kernel), i32(p.in_h + p.pad));
-    let we = min(ws + i32(p.kernel), i32(p.in_w + p.pad));
-    let padded_count = (he - hs) * (we - ws);
-    let h0 = u32(max(hs, 0));
-    let w0 = u32(max(ws, 0));
-    let h1 = u32(min(he, i32(p.in_h)));
-    let w1 = u32(min(we, i32(p.in_w)));
+    let at_e = position(e);
+    let c = at_e.x;
+    let rows = span(at_e.y, p.in_h);
+    let cols = span(at_e.z, p.in_w);
+    let padded_count = (rows.y - rows.x) * (cols.y - cols.x);
+    let h0 = u32(rows.z);
+    let w0 = u32(cols.z);
+    let h1 = u32(rows.w);
+    let w1 = u32(cols.w);
 
     let base = c * p.in_h * p.in_w;
     // PyTorch's output-size rule guarantees every window holds at least one input cell.

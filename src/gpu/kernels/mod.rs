@@ -331,6 +331,67 @@ pub(crate) fn with_copies(mut lowered: Lowered, views: &[(Slot, (u32, u32))], le
     lowered
 }
 
+/// How an op outside the conv families (a pool, the global pool) reads its input view: from the
+/// arena value by value, from an r32float copy ([`TEXTURE_INPUT`]), or from an rgba32float copy, 4
+/// values per load, under the shader's own flag for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InputLayout {
+    Values,
+    ScalarTexels,
+    Texels,
+}
+
+impl InputLayout {
+    pub const ALL: [InputLayout; 3] = [
+        InputLayout::Values,
+        InputLayout::ScalarTexels,
+        InputLayout::Texels,
+    ];
+
+    /// `Texels` where `texels_fit` (the op's views and rows allow rgba32float copies) and a
+    /// chunk's copies fit the adapter's rgba32float textures (`values` input values per image,
+    /// `images` images), else `ScalarTexels` where they fit its r32float ones, else `Values`.
+    pub fn choose(texels_fit: bool, values: usize, images: usize, caps: &AdapterCaps) -> Self {
+        use crate::gpu::texture::Texels;
+        if texels_fit && caps.texture_holds(Texels::Vec4, values, images) {
+            InputLayout::Texels
+        } else if caps.texture_holds(Texels::Scalar, values, images) {
+            InputLayout::ScalarTexels
+        } else {
+            InputLayout::Values
+        }
+    }
+
+    /// The shader of `file` for this layout; `texels_flag` is the file's define for `Texels`.
+    pub fn shader(self, file: ShaderFile, texels_flag: &'static str) -> ShaderKey {
+        let defines = match self {
+            InputLayout::Texels => Defines::new().flag(texels_flag),
+            _ => Defines::new(),
+        };
+        texture_input_shader(file, defines, self == InputLayout::ScalarTexels)
+    }
+
+    /// The texel format of the copy (r32float for `Values`, which has none).
+    pub fn texels(self) -> crate::gpu::texture::Texels {
+        use crate::gpu::texture::Texels;
+        if self == InputLayout::Texels {
+            Texels::Vec4
+        } else {
+            Texels::Scalar
+        }
+    }
+
+    /// `lowered` (one dispatch) reading its input view `src` (element offset and per-image stride
+    /// of image 0, `len` values per image) from its copy, if this layout has one.
+    pub fn with_copy(self, lowered: Lowered, src: (u32, u32), len: u32) -> Lowered {
+        match self {
+            InputLayout::Texels => with_copies(lowered, &[(Slot::Input, src)], len),
+            InputLayout::ScalarTexels => with_copies(lowered, &[(Slot::InputScalar, src)], len),
+            InputLayout::Values => lowered,
+        }
+    }
+}
+
 /// Whether views at these (element offset, per-image stride) pairs start on a texel of 4 values
 /// in every image: what rgba32float copies and vec4 stores need.
 pub(crate) fn on_texel_boundaries(views: &[(u32, u32)]) -> bool {

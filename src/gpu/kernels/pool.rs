@@ -5,15 +5,11 @@
 //! on lavapipe several times faster than reading the arena), or the arena where a chunk's images do
 //! not fit the adapter's textures.
 
-use super::{
-    on_texel_boundaries, texture_input_shader, with_copies, AdapterCaps, KernelKey, ShaderFile,
-    ShaderKey, Slot,
-};
+use super::{on_texel_boundaries, AdapterCaps, InputLayout, KernelKey, ShaderFile};
 use crate::error::Result;
 use crate::gpu::lower::{flat_groups, Ctx, Lowered};
-use crate::gpu::texture::{self, Texels};
+use crate::gpu::texture;
 use crate::gpu::uniforms::PoolParams;
-use crate::gpu::wgsl::Defines;
 use crate::graph::{out_size, Pool, PoolKind};
 
 /// Invocations per workgroup.
@@ -32,62 +28,21 @@ fn kind_code(kind: PoolKind) -> u32 {
     }
 }
 
-/// How a pool reads and writes its views.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Layout {
-    /// The arena, value by value.
-    Values,
-    /// The input from an r32float copy, outputs value by value (`TEXTURE_INPUT`).
-    ScalarTexels,
-    /// The input from an rgba32float copy, 4 outputs of a row per invocation stored as one vec4
-    /// (`OUT4`): input and output rows of whole texels in views on texel boundaries.
-    Texels,
-}
+/// The pool's define for [`InputLayout::Texels`]: an invocation computes 4 outputs of a row and
+/// stores them as one vec4, so output rows too must be whole texels.
+const OUT4: &str = "OUT4";
 
-impl Layout {
-    /// The layout for a pool from `in_w`-wide to `out_w`-wide rows over views at these (offset,
-    /// image stride) pairs, `values` input values per image, in chunks of `images` images.
-    pub(crate) fn choose(
-        (in_w, out_w): (usize, usize),
-        views: &[(u32, u32)],
-        values: usize,
-        images: usize,
-        caps: &AdapterCaps,
-    ) -> Layout {
-        if on_texel_boundaries(views)
-            && in_w.is_multiple_of(4)
-            && out_w.is_multiple_of(4)
-            && caps.texture_holds(Texels::Vec4, values, images)
-        {
-            Layout::Texels
-        } else if caps.texture_holds(Texels::Scalar, values, images) {
-            Layout::ScalarTexels
-        } else {
-            Layout::Values
-        }
-    }
-}
-
-fn key(kind: u32, layout: Layout) -> KernelKey {
-    let shader = match layout {
-        Layout::Texels => ShaderKey {
-            file: ShaderFile::Pool,
-            defines: Defines::new().flag("OUT4"),
-        },
-        _ => texture_input_shader(
-            ShaderFile::Pool,
-            Defines::new(),
-            layout == Layout::ScalarTexels,
-        ),
-    };
-    KernelKey::new(shader, "pool", &[("KIND", kind)])
+fn key(kind: u32, layout: InputLayout) -> KernelKey {
+    KernelKey::new(
+        layout.shader(ShaderFile::Pool, OUT4),
+        "pool",
+        &[("KIND", kind)],
+    )
 }
 
 pub(crate) fn variants() -> Vec<KernelKey> {
     (0..3)
-        .flat_map(|kind| {
-            [Layout::Values, Layout::ScalarTexels, Layout::Texels].map(|layout| key(kind, layout))
-        })
+        .flat_map(|kind| InputLayout::ALL.map(|layout| key(kind, layout)))
         .collect()
 }
 
@@ -115,17 +70,16 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
     let views: PoolParams = cx.src_dst(&p.src, &p.dst, "pool")?;
     let values = p.src.channels * in_h * in_w;
     let len = cx.u32(values, "pool input")?;
-    let layout = Layout::choose(
-        (in_w, out_w),
-        &[(views.src_off, views.src_bs), (views.dst_off, views.dst_bs)],
+    let src = (views.src_off, views.src_bs);
+    let layout = InputLayout::choose(
+        on_texel_boundaries(&[src, (views.dst_off, views.dst_bs)])
+            && in_w.is_multiple_of(4)
+            && out_w.is_multiple_of(4),
         values,
         images,
         caps,
     );
-    let (per_invocation, texels) = match layout {
-        Layout::Texels => (4, Texels::Vec4),
-        _ => (1, Texels::Scalar),
-    };
+    let per_invocation = if layout == InputLayout::Texels { 4 } else { 1 };
     let (gx, gy) = flat_groups((p.src.channels * out_h * out_w).div_ceil(WG * per_invocation));
     let params = PoolParams {
         channels: cx.u32(p.src.channels, "channels")?,
@@ -137,15 +91,9 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
         stride: cx.u32(p.stride, "stride")?,
         pad: cx.u32(p.pad, "padding")?,
         groups_x: cx.u32(gx, "workgroups")?,
-        x_img: texture::image_texels(texels, len),
+        x_img: texture::image_texels(layout.texels(), len),
         ..views
     };
     let lowered = Lowered::plain(key(kind_code(p.kind), layout), &params, cx.groups(gx, gy)?);
-    let src = (views.src_off, views.src_bs);
-    let copies: &[(Slot, (u32, u32))] = match layout {
-        Layout::Texels => &[(Slot::Input, src)],
-        Layout::ScalarTexels => &[(Slot::InputScalar, src)],
-        Layout::Values => &[],
-    };
-    Ok(with_copies(lowered, copies, len))
+    Ok(layout.with_copy(lowered, src, len))
 }
