@@ -14,17 +14,6 @@ const INVOCATIONS: u32 = 1024 * 64;
 /// FLOPs per invocation per loop iteration: 8 chains x 4 lanes x 2.
 const FLOPS_PER_ITER: f64 = 64.0;
 
-/// The adapter's FMA rate, by the wall clock and by the process's CPU time.
-#[derive(Clone, Copy, Debug)]
-pub struct Peak {
-    /// GFLOP/s of wall-clock time.
-    pub gflops: f64,
-    /// GFLOP per second of process CPU time, where the platform has a process clock. Only
-    /// meaningful on a CPU adapter, whose driver threads do the work: there it does not count the
-    /// moments other processes held the cores, so it moves less on a busy machine.
-    pub gflops_per_cpu_s: Option<f64>,
-}
-
 /// The FMA benchmark, built and calibrated once and then run as often as wanted: `bench` runs it
 /// between its timed forwards, so that the model and the peak are measured under the same load
 /// on a busy machine.
@@ -136,22 +125,4 @@ impl<'a> PeakBench<'a> {
         self.ctx.check_health()?;
         Ok((wall, cpu))
     }
-}
-
-/// Measures the adapter's f32 FMA rate: calibrates the loop count so one dispatch takes about
-/// `target`, then keeps the best of `repeats` timed runs (on each clock).
-pub fn fma_peak(ctx: &GpuContext, target: Duration, repeats: usize) -> Result<Peak> {
-    let bench = PeakBench::new(ctx, target)?;
-    let runs = (0..repeats.max(1))
-        .map(|_| bench.run())
-        .collect::<Result<Vec<_>>>()?;
-    let best_wall = runs.iter().map(|r| r.0).min().unwrap_or(Duration::MAX);
-    let best_cpu = runs.iter().filter_map(|r| r.1).min();
-    let gflop = bench.gflop();
-    Ok(Peak {
-        gflops: gflop / best_wall.as_secs_f64(),
-        gflops_per_cpu_s: best_cpu
-            .filter(|t| !t.is_zero())
-            .map(|t| gflop / t.as_secs_f64()),
-    })
 }
