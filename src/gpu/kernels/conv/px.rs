@@ -30,11 +30,20 @@ pub const FAMILY: ConvFamily = ConvFamily {
 /// channels x 2 texels per lane (32 vec4 accumulators), 1 texel at 16 lanes and wider.
 pub(super) const BLOCK: usize = 16;
 
-/// Pixel texels per lane for a subgroup width (`None`: no subgroups).
-fn texels_per_lane(width: Option<u32>) -> usize {
-    match width {
-        Some(w) if w >= 16 => 1,
-        _ => 2,
+/// Pixel texels per lane for a subgroup width (`None`: no subgroups) over planes of `texels`
+/// texels: 2 (each step's weights shared by twice the pixels), 1 at 16 lanes and wider, and 1
+/// where tiles of 2 texels per lane would pad the plane by over a tenth more than tiles of 1.
+/// That is a 14x14 plane at 8 lanes: 49 texels take 64 in tiles of 16, 56 in tiles of 8; its
+/// pointwise convs measured 8-10% faster with 1 texel per lane, the 28x28 and 56x56 ones slower.
+fn texels_per_lane(width: Option<u32>, texels: usize) -> usize {
+    if width.is_some_and(|w| w >= 16) {
+        return 1;
+    }
+    let padded = |p: usize| texels.div_ceil(lanes::lanes(width) * p) * lanes::lanes(width) * p;
+    if padded(2) * 10 > padded(1) * 11 {
+        1
+    } else {
+        2
     }
 }
 
@@ -48,8 +57,8 @@ fn fits(s: &ConvShape) -> bool {
         && s.views_whole_texels()
 }
 
-fn defines(width: Option<u32>, ragged: bool) -> Defines {
-    let d = lanes::defines(width, BLOCK, texels_per_lane(width), BLOCK);
+fn defines(width: Option<u32>, texels_per_lane: usize, ragged: bool) -> Defines {
+    let d = lanes::defines(width, BLOCK, texels_per_lane, BLOCK);
     if ragged {
         d.flag(lanes::RAGGED_PLANE)
     } else {
@@ -59,15 +68,11 @@ fn defines(width: Option<u32>, ragged: bool) -> Defines {
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
-    let (cout_blocks, x_blocks) = lanes::grid(
-        s.cout_g,
-        BLOCK,
-        s.out_plane().div_ceil(4),
-        width,
-        texels_per_lane(width),
-    );
+    let texels = s.out_plane().div_ceil(4);
+    let p = texels_per_lane(width, texels);
+    let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, BLOCK, texels, width, p);
     ConvPlan {
-        defines: defines(width, lanes::ragged(s)),
+        defines: defines(width, p, lanes::ragged(s)),
         entry: "conv_px",
         constants: fusions(s),
         cout_blocks,
@@ -98,8 +103,15 @@ fn variants() -> Vec<Variant> {
 }
 
 fn shaders() -> Vec<Defines> {
+    let texels_per_lane = |w: Option<u32>| {
+        if w.is_some_and(|w| w >= 16) {
+            1..=1
+        } else {
+            1..=2
+        }
+    };
     lanes::widths()
-        .flat_map(|w| [false, true].map(|ragged| defines(w, ragged)))
+        .flat_map(|w| texels_per_lane(w).flat_map(move |p| [false, true].map(|r| defines(w, p, r))))
         .collect()
 }
 
@@ -163,8 +175,9 @@ mod tests {
                 let plan = plan(&ConvShape { res, ..POINTWISE }, &caps(sizes));
                 assert!(all.contains(&plan.defines), "{plan:?}");
                 assert!(variants().contains(&(plan.entry, plan.constants.clone())));
-                // 49 texels per channel in tiles of 8 (4 lanes x 2) or 16 texels.
-                let tiles = if sizes == Some((4, 4)) { 7 } else { 4 };
+                // 49 texels per channel in tiles of 8 (4 lanes x 2, 8 lanes or invocations x 1)
+                // or 16 (16 lanes x 1).
+                let tiles = if sizes == Some((16, 16)) { 4 } else { 7 };
                 assert_eq!(plan.groups, (7, tiles), "{sizes:?}");
                 assert_eq!(plan.defines.get(lanes::RAGGED_PLANE), None);
             }
