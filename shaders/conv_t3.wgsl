@@ -27,14 +27,24 @@
 // With STRIDE2 (stride 2 over an input twice the output's size, output rows of whole texels) a
 // lane's output texel reads two input texels and the left one's last pixel per input channel and
 // kernel row, and takes the 3 taps from their even and odd pixels: still 3 loads for 12 products.
+// With STEM7 too the kernel is 7x7 with padding 3 (the RGB stems): a lane reads the 4 input texels
+// around its output texel's 8 input pixels per input channel and kernel row, and takes the 7 taps
+// from that 16-pixel window: 4 loads for 28 products.
 //
-// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, FLAT_ROWS, RAGGED_PLANE, STRIDE2 (flags).
+// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, FLAT_ROWS, RAGGED_PLANE, STRIDE2, STEM7 (flags).
 #import tile
 #ifndef RAGGED_PLANE
 #define ARENA_VEC4
 #endif
 
 #import texels
+
+// Kernel width and height.
+#ifdef STEM7
+#define KS 7
+#else
+#define KS 3
+#endif
 
 #ifdef FLAT_ROWS
 // The 3 taps of one kernel row for the 4 pixels of a texel: the pixels shifted by -1, 0 and +1
@@ -106,13 +116,13 @@ fn conv_t3(id: Invocation) {
 #endif
     let cin_pad = (p.cin_g + 3u) / 4u * 4u;
 #ifdef SUBGROUPS
-    let wb = (g * p.cout_blocks + blk) * cin_pad * #{9 * WQ}u + id.lane;
+    let wb = (g * p.cout_blocks + blk) * cin_pad * #{KS * KS * WQ}u + id.lane;
 #else
-    let wb = (g * p.cout_blocks + blk) * cin_pad * #{9 * WQ}u;
+    let wb = (g * p.cout_blocks + blk) * cin_pad * #{KS * KS * WQ}u;
 #endif
-    for (var r = 0u; r < p.cin_g * 3u; r++) {
-        let ci = gi + r / 3u;
-        let ky = i32(r % 3u);
+    for (var r = 0u; r < p.cin_g * #{KS}u; r++) {
+        let ci = gi + r / #{KS}u;
+        let ky = i32(r % #{KS}u);
 #ifdef FLAT_ROWS
         // The shifted plane's texel t + e starts sh pixels into the window.
         let d = i32(ci * plane) + (ky - 1) * i32(p.in_w);
@@ -132,6 +142,23 @@ fn conv_t3(id: Invocation) {
         let k0_#{J} = select(vec4<f32>(0.0), tp#{J}[0], ok#{J} & lv#{J});
         let c#{J} = select(vec4<f32>(0.0), tp#{J}[1], ok#{J});
         let k2_#{J} = select(vec4<f32>(0.0), tp#{J}[2], ok#{J} & rv#{J});
+#endfor
+#else
+#ifdef STEM7
+#for J in 0..P
+        // Output pixels 4x..4x + 4 of row y read input row 2y + ky - 3, columns 8x - 3 + kx,
+        // 8x - 1 + kx, ...: the window of texels 2x - 1..2x + 3 (e0..e3, the outer two zero past
+        // the row's ends), whose pixel i is column 8x - 4 + i, so tap kx of pixel j is 2j + kx + 1.
+        let yy#{J} = 2 * y#{J} + ky - 3;
+        let ok#{J} = pv#{J} && yy#{J} >= 0 && yy#{J} < i32(p.in_h);
+        let ct#{J} = ci * qi + u32(yy#{J}) * 2u * w4 + 2u * x#{J};
+        let e0_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} - 1u, ab + ct#{J} - 1u), ok#{J} && lv#{J});
+        let e1_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J}, ab + ct#{J}), ok#{J});
+        let e2_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} + 1u, ab + ct#{J} + 1u), ok#{J});
+        let e3_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} + 2u, ab + ct#{J} + 2u), ok#{J} && rv#{J});
+#for KX in 0..7
+        let k#{KX}_#{J} = vec4<f32>(e#{(KX + 1) / 4}_#{J}[#{(KX + 1) % 4}], e#{(KX + 3) / 4}_#{J}[#{(KX + 3) % 4}], e#{(KX + 5) / 4}_#{J}[#{(KX + 5) % 4}], e#{(KX + 7) / 4}_#{J}[#{(KX + 7) % 4}]);
+#endfor
 #endfor
 #else
 #ifdef STRIDE2
@@ -161,9 +188,10 @@ fn conv_t3(id: Invocation) {
 #endfor
 #endif
 #endif
-        let wr = wb + r * #{3 * WQ}u;
+#endif
+        let wr = wb + r * #{KS * WQ}u;
 #ifdef SUBGROUPS
-#for KX in 0..3
+#for KX in 0..KS
 #for R in 0..WQ / SG
         let w#{KX}_#{R} = textureLoad(wtex, at(wr + #{KX * WQ + R * SG}u));
 #endfor
@@ -171,19 +199,27 @@ fn conv_t3(id: Invocation) {
 #endif
 #for Q in 0..M / 4
         {
-#for KX in 0..3
+#for KX in 0..KS
 #ifdef SUBGROUPS
             let v#{KX} = subgroupBroadcast(w#{KX}_#{Q / SG}, #{Q % SG}u);
 #else
             let v#{KX} = textureLoad(wtex, at(wr + #{KX * WQ + Q}u));
 #endif
 #endfor
+#ifdef STEM7
+#for J in 0..P
+#for C in 0..4
+            a#{4 * Q + C}_#{J} = fma(k6_#{J}, vec4<f32>(v6[#{C}]), fma(k5_#{J}, vec4<f32>(v5[#{C}]), fma(k4_#{J}, vec4<f32>(v4[#{C}]), fma(k3_#{J}, vec4<f32>(v3[#{C}]), fma(k2_#{J}, vec4<f32>(v2[#{C}]), fma(k1_#{J}, vec4<f32>(v1[#{C}]), fma(k0_#{J}, vec4<f32>(v0[#{C}]), a#{4 * Q + C}_#{J})))))));
+#endfor
+#endfor
+#else
 #for J in 0..P
             a#{4 * Q}_#{J} = fma(k2_#{J}, vec4<f32>(v2.x), fma(c#{J}, vec4<f32>(v1.x), fma(k0_#{J}, vec4<f32>(v0.x), a#{4 * Q}_#{J})));
             a#{4 * Q + 1}_#{J} = fma(k2_#{J}, vec4<f32>(v2.y), fma(c#{J}, vec4<f32>(v1.y), fma(k0_#{J}, vec4<f32>(v0.y), a#{4 * Q + 1}_#{J})));
             a#{4 * Q + 2}_#{J} = fma(k2_#{J}, vec4<f32>(v2.z), fma(c#{J}, vec4<f32>(v1.z), fma(k0_#{J}, vec4<f32>(v0.z), a#{4 * Q + 2}_#{J})));
             a#{4 * Q + 3}_#{J} = fma(k2_#{J}, vec4<f32>(v2.w), fma(c#{J}, vec4<f32>(v1.w), fma(k0_#{J}, vec4<f32>(v0.w), a#{4 * Q + 3}_#{J})));
 #endfor
+#endif
         }
 #endfor
     }

@@ -1257,8 +1257,8 @@ fn conv_px_matches_cpu() {
 /// (`FLAT_ROWS`: Res2Net's 14x14 maps, texels that straddle two rows or hold several) and planes
 /// that are not a multiple of 4 pixels (`RAGGED_PLANE`: 7x7 maps). The narrow and the wide tile
 /// with ragged channel blocks, the hierarchical add and a residual, both activations, batches and
-/// chunks, rows of one texel or one pixel, more than a texture row per channel. Every case must
-/// run on the variant named.
+/// chunks, rows of one texel or one pixel, more than a texture row per channel; and stride 2 for
+/// 3x3 and 7x7 kernels (`STRIDE2`, `STEM7`). Every case must run on the variant named.
 #[test]
 fn conv_t3_matches_cpu() {
     use Activation::{Relu, Sigmoid};
@@ -1351,6 +1351,34 @@ fn conv_t3_matches_cpu() {
         halved(130, 136, 5, 9),
     ];
     check_runs_on("t3 STRIDE2", &cases, ConvKernel::T3, "STRIDE2");
+    // 7x7 with padding 3 at stride 2 (the RGB stems): windows past both ends of a row, outputs
+    // one texel wide, more than a texture row per channel, groups, every fusion.
+    let stem = |h, w, cin, cout| ConvCase {
+        kernel: (7, 7),
+        pad: 3,
+        act: Relu,
+        ..halved(h, w, cin, cout)
+    };
+    let cases = [
+        ConvCase {
+            add: false,
+            ..stem(32, 24, 3, 64)
+        },
+        ConvCase {
+            residual: true,
+            act: Sigmoid,
+            batch: 3,
+            ..stem(16, 8, 3, 30)
+        },
+        ConvCase {
+            groups: 2,
+            batch: 2,
+            ..stem(8, 16, 6, 18)
+        },
+        stem(2, 8, 5, 9),
+        stem(130, 136, 3, 9),
+    ];
+    check_runs_on("t3 STEM7", &cases, ConvKernel::T3, "STEM7");
 }
 
 /// Checks `cases` against the CPU with `kernel` forced (both precisions, and the second case in

@@ -170,7 +170,8 @@ fn the_rule_runs_the_texture_families() {
         let width = caps.subgroup_sizes.filter(|(a, b)| a == b).map(|(a, _)| a);
         let keys = conv_keys(caps);
         // The 1x1 stride-1 convs run on the pointwise family, the 3x3 stride-1 ones on the row
-        // family, the others (the stem, the grouped stride-2 3x3 convs) on the general one.
+        // family, the stem and the strided 3x3 ones from 56x56 on it too, the others (the grouped
+        // stride-2 3x3 convs from 28x28 and 14x14) on the general one.
         for entry in texture {
             assert!(
                 keys.iter().any(|k| k.entry == entry),

@@ -2,7 +2,8 @@
 //! pixels (the Res2Net chains at 56x56 and 28x28); with the `FLAT_ROWS` define for planes whose
 //! texels may straddle two rows (14x14), with `RAGGED_PLANE` too for planes that are not a multiple
 //! of 4 pixels (7x7), and with `STRIDE2` for stride 2 from an input twice the output's size with
-//! output rows of whole texels (56x56 -> 28x28). Where [`super::gp`] loads one input value per
+//! output rows of whole texels (56x56 -> 28x28), also for 7x7 kernels with padding 3 (`STEM7`: the
+//! RGB stems, 224x224 -> 112x112). Where [`super::gp`] loads one input value per
 //! tap, this family loads a texel of 4 pixels and its two neighbours per input channel and kernel
 //! row and assembles the 3 taps from their components: 12 products per vec4 accumulator write.
 //! Weights use the texture family's layout ([`Packing::Texture`]), so the two share a packing
@@ -76,21 +77,29 @@ enum Rows {
     Ragged,
     /// Stride 2 from an input twice the output's size, output rows of whole texels (`STRIDE2`).
     Halved,
+    /// [`Rows::Halved`] for a 7x7 kernel with padding 3 (`STRIDE2` and `STEM7`).
+    HalvedStem,
 }
 
 /// The define for stride 2 ([`Rows::Halved`]).
 const STRIDE2: &str = "STRIDE2";
 
-/// 3x3, stride 2, padding 1 over an input of twice the output's (even) size whose output rows are
-/// whole texels: Res2Net's and the DLAs' strided 3x3 convs from 56x56 or larger.
+/// The define for a 7x7 kernel with padding 3 at stride 2 ([`Rows::HalvedStem`]).
+const STEM7: &str = "STEM7";
+
+/// 3x3 with padding 1 or 7x7 with padding 3, stride 2, over an input of twice the output's (even)
+/// size whose output rows are whole texels: Res2Net's and the DLAs' strided 3x3 convs from 56x56
+/// or larger, and the RGB stems.
 fn halves(s: &ConvShape) -> bool {
-    (s.kh, s.kw, s.stride, s.pad) == (3, 3, 2, 1)
+    matches!((s.kh, s.kw, s.stride, s.pad), (3, 3, 2, 1) | (7, 7, 2, 3))
         && s.out_w.is_multiple_of(4)
         && (s.in_h, s.in_w) == (2 * s.out_h, 2 * s.out_w)
 }
 
 fn rows(s: &ConvShape) -> Rows {
-    if s.stride == 2 {
+    if s.stride == 2 && s.kh == 7 {
+        Rows::HalvedStem
+    } else if s.stride == 2 {
         Rows::Halved
     } else if lanes::ragged(s) {
         Rows::Ragged
@@ -101,7 +110,7 @@ fn rows(s: &ConvShape) -> Rows {
     }
 }
 
-/// 3x3 padding-1 convs, grouped or not, at stride 1 or at stride 2 where [`halves`] holds, over
+/// 3x3 padding-1 convs, grouped or not, at stride 1, and the stride-2 convs of [`halves`], over
 /// views of whole texels ([`ConvShape::views_whole_texels`]).
 fn fits(s: &ConvShape) -> bool {
     (s.row3() || halves(s)) && s.views_whole_texels()
@@ -114,6 +123,7 @@ fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
         Rows::Flat => d.flag(FLAT_ROWS),
         Rows::Ragged => d.flag(FLAT_ROWS).flag(lanes::RAGGED_PLANE),
         Rows::Halved => d.flag(STRIDE2),
+        Rows::HalvedStem => d.flag(STRIDE2).flag(STEM7),
     }
 }
 
@@ -150,7 +160,14 @@ fn shaders() -> Vec<Defines> {
     lanes::widths()
         .flat_map(|w| {
             tiles().flat_map(move |t| {
-                [Rows::Whole, Rows::Flat, Rows::Ragged, Rows::Halved].map(|r| defines(w, t, r))
+                [
+                    Rows::Whole,
+                    Rows::Flat,
+                    Rows::Ragged,
+                    Rows::Halved,
+                    Rows::HalvedStem,
+                ]
+                .map(|r| defines(w, t, r))
             })
         })
         .collect()
