@@ -1258,7 +1258,8 @@ fn conv_px_matches_cpu() {
 /// that are not a multiple of 4 pixels (`RAGGED_PLANE`: 7x7 maps). The narrow and the wide tile
 /// with ragged channel blocks, the hierarchical add and a residual, both activations, batches and
 /// chunks, rows of one texel or one pixel, more than a texture row per channel; and stride 2 for
-/// 3x3 and 7x7 kernels (`STRIDE2`, `STEM7`). Every case must run on the variant named.
+/// 3x3 kernels to output rows of whole texels or not (`STRIDE2`, with `FLAT_ROWS` and
+/// `RAGGED_PLANE`) and for 7x7 ones (`STEM7`). Every case must run on the variant named.
 #[test]
 fn conv_t3_matches_cpu() {
     use Activation::{Relu, Sigmoid};
@@ -1351,6 +1352,53 @@ fn conv_t3_matches_cpu() {
         halved(130, 136, 5, 9),
     ];
     check_runs_on("t3 STRIDE2", &cases, ConvKernel::T3, "STRIDE2");
+    // Stride 2 to output rows that are not whole texels (28x28 -> 14x14): rows of 14, 6, 2 and 1
+    // pixels, a texel's pixels on up to four rows, more than a texture row per channel.
+    let cases = [
+        halved(28, 28, 26, 26),
+        ConvCase {
+            residual: true,
+            act: Sigmoid,
+            batch: 3,
+            ..halved(12, 4, 7, 30)
+        },
+        ConvCase {
+            groups: 3,
+            batch: 2,
+            ..halved(8, 12, 12, 9)
+        },
+        halved(8, 2, 5, 9),
+        halved(184, 180, 5, 9),
+    ];
+    check_runs_on("t3 STRIDE2 FLAT_ROWS", &cases, ConvKernel::T3, "FLAT_ROWS");
+    // ... and output planes that are not a multiple of 4 pixels (14x14 -> 7x7), stored value by
+    // value (views of whole texels: 4 extra channels, residuals of a multiple of 4 channels).
+    let ragged = |h, w, cin, cout| ConvCase {
+        extra: 4,
+        ..halved(h, w, cin, cout)
+    };
+    let cases = [
+        ragged(14, 14, 52, 52),
+        ConvCase {
+            residual: true,
+            act: Sigmoid,
+            batch: 3,
+            ..ragged(10, 6, 8, 12)
+        },
+        ConvCase {
+            groups: 2,
+            batch: 2,
+            ..ragged(6, 10, 8, 12)
+        },
+        ragged(2, 2, 5, 9),
+        ragged(182, 182, 5, 9),
+    ];
+    check_runs_on(
+        "t3 STRIDE2 RAGGED_PLANE",
+        &cases,
+        ConvKernel::T3,
+        "RAGGED_PLANE",
+    );
     // 7x7 with padding 3 at stride 2 (the RGB stems): windows past both ends of a row, outputs
     // one texel wide, more than a texture row per channel, groups, every fusion.
     let stem = |h, w, cin, cout| ConvCase {

@@ -157,39 +157,49 @@ fn forced_families_run_what_they_fit_and_leave_the_rest_to_the_rule() {
 #[test]
 fn the_rule_runs_the_texture_families() {
     let graph = res2net50(224);
+    let odd = res2net50(37);
     let options = SessionOptions::default();
-    let conv_keys = |caps: &AdapterCaps| -> Vec<KernelKey> {
-        pipeline_keys(&graph, 2, caps, &options)
+    let conv_keys = |graph: &Graph, caps: &AdapterCaps| -> Vec<KernelKey> {
+        pipeline_keys(graph, 2, caps, &options)
             .unwrap()
             .into_iter()
             .filter(|k| k.shader.file.file_name().starts_with("conv"))
             .collect()
     };
     let texture = ["conv_gp", "conv_px", "conv_t3"];
+    // At 224x224 the 1x1 stride-1 convs run on the pointwise family, the 3x3 ones and the stem
+    // on the row family; at 37x37 the stem and the strided 3x3 convs from odd sizes on the
+    // general one.
+    let expected = [
+        (&graph, ["conv_px", "conv_t3"]),
+        (&odd, ["conv_gp", "conv_px"]),
+    ];
     for caps in &ADAPTERS[..7] {
         let width = caps.subgroup_sizes.filter(|(a, b)| a == b).map(|(a, _)| a);
-        let keys = conv_keys(caps);
-        // The 1x1 stride-1 convs run on the pointwise family, the 3x3 stride-1 ones on the row
-        // family, the stem and the strided 3x3 ones from 56x56 on it too, the others (the grouped
-        // stride-2 3x3 convs from 28x28 and 14x14) on the general one.
-        for entry in texture {
-            assert!(
-                keys.iter().any(|k| k.entry == entry),
-                "{caps:?}: no {entry}"
-            );
-        }
-        for key in keys {
-            assert!(texture.contains(&key.entry), "{caps:?}: {}", key.label());
-            let sg = key.shader.defines.get("SG");
-            match width {
-                Some(w) => assert_eq!((sg, key.shader.needs_subgroups()), (Some(w), true)),
-                None => assert!(!key.shader.needs_subgroups(), "{}", key.label()),
+        for (graph, entries) in expected {
+            let keys = conv_keys(graph, caps);
+            for entry in entries {
+                assert!(
+                    keys.iter().any(|k| k.entry == entry),
+                    "{caps:?}: no {entry}"
+                );
+            }
+            for key in keys {
+                assert!(texture.contains(&key.entry), "{caps:?}: {}", key.label());
+                let sg = key.shader.defines.get("SG");
+                match width {
+                    Some(w) => assert_eq!((sg, key.shader.needs_subgroups()), (Some(w), true)),
+                    None => assert!(!key.shader.needs_subgroups(), "{}", key.label()),
+                }
             }
         }
     }
     // Textures of 16 rows: the small maps' convs still fit the shape-specific families, the
     // others take the direct kernels.
-    let short: BTreeSet<&str> = conv_keys(&ADAPTERS[7]).iter().map(|k| k.entry).collect();
+    let short: BTreeSet<&str> = conv_keys(&graph, &ADAPTERS[7])
+        .iter()
+        .map(|k| k.entry)
+        .collect();
     assert!(
         short.contains("conv_px") && short.contains("conv_1x1"),
         "{short:?}"

@@ -3,7 +3,8 @@
 //! texels may straddle two rows (14x14), with `RAGGED_PLANE` too for planes that are not a multiple
 //! of 4 pixels (7x7), and with `STRIDE2` for stride 2 from an input twice the output's size with
 //! output rows of whole texels (56x56 -> 28x28), also for 7x7 kernels with padding 3 (`STEM7`: the
-//! RGB stems, 224x224 -> 112x112). Where [`super::gp`] loads one input value per
+//! RGB stems, 224x224 -> 112x112), and with `FLAT_ROWS` (and `RAGGED_PLANE`) too for 3x3 ones to
+//! rows that are not (28x28 -> 14x14, 14x14 -> 7x7). Where [`super::gp`] loads one input value per
 //! tap, this family loads a texel of 4 pixels and its two neighbours per input channel and kernel
 //! row and assembles the 3 taps from their components: 12 products per vec4 accumulator write.
 //! Weights use the texture family's layout ([`Packing::Texture`]), so the two share a packing
@@ -79,6 +80,11 @@ enum Rows {
     Halved,
     /// [`Rows::Halved`] for a 7x7 kernel with padding 3 (`STRIDE2` and `STEM7`).
     HalvedStem,
+    /// Stride 2 from an input twice the output's size, output rows not of whole texels, the
+    /// output plane whole texels (`STRIDE2` and `FLAT_ROWS`: 28x28 -> 14x14)...
+    HalvedFlat,
+    /// ... or not (`RAGGED_PLANE` too: 14x14 -> 7x7).
+    HalvedRagged,
 }
 
 /// The define for stride 2 ([`Rows::Halved`]).
@@ -87,20 +93,27 @@ const STRIDE2: &str = "STRIDE2";
 /// The define for a 7x7 kernel with padding 3 at stride 2 ([`Rows::HalvedStem`]).
 const STEM7: &str = "STEM7";
 
-/// 3x3 with padding 1 or 7x7 with padding 3, stride 2, over an input of twice the output's (even)
-/// size whose output rows are whole texels: Res2Net's and the DLAs' strided 3x3 convs from 56x56
-/// or larger, and the RGB stems.
+/// Stride 2 over an input of twice the output's (even) size: 3x3 with padding 1 (Res2Net's and
+/// the DLAs' strided 3x3 convs), or 7x7 with padding 3 where output rows are whole texels (the RGB
+/// stems).
 fn halves(s: &ConvShape) -> bool {
-    matches!((s.kh, s.kw, s.stride, s.pad), (3, 3, 2, 1) | (7, 7, 2, 3))
-        && s.out_w.is_multiple_of(4)
-        && (s.in_h, s.in_w) == (2 * s.out_h, 2 * s.out_w)
+    let kernel = match (s.kh, s.kw, s.stride, s.pad) {
+        (3, 3, 2, 1) => true,
+        (7, 7, 2, 3) => s.out_w.is_multiple_of(4),
+        _ => false,
+    };
+    kernel && (s.in_h, s.in_w) == (2 * s.out_h, 2 * s.out_w)
 }
 
 fn rows(s: &ConvShape) -> Rows {
     if s.stride == 2 && s.kh == 7 {
         Rows::HalvedStem
-    } else if s.stride == 2 {
+    } else if s.stride == 2 && s.out_w.is_multiple_of(4) {
         Rows::Halved
+    } else if s.stride == 2 && lanes::ragged(s) {
+        Rows::HalvedRagged
+    } else if s.stride == 2 {
+        Rows::HalvedFlat
     } else if lanes::ragged(s) {
         Rows::Ragged
     } else if !s.in_w.is_multiple_of(4) {
@@ -124,6 +137,8 @@ fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
         Rows::Ragged => d.flag(FLAT_ROWS).flag(lanes::RAGGED_PLANE),
         Rows::Halved => d.flag(STRIDE2),
         Rows::HalvedStem => d.flag(STRIDE2).flag(STEM7),
+        Rows::HalvedFlat => d.flag(STRIDE2).flag(FLAT_ROWS),
+        Rows::HalvedRagged => d.flag(STRIDE2).flag(FLAT_ROWS).flag(lanes::RAGGED_PLANE),
     }
 }
 
@@ -166,6 +181,8 @@ fn shaders() -> Vec<Defines> {
                     Rows::Ragged,
                     Rows::Halved,
                     Rows::HalvedStem,
+                    Rows::HalvedFlat,
+                    Rows::HalvedRagged,
                 ]
                 .map(|r| defines(w, t, r))
             })
@@ -190,8 +207,8 @@ mod tests {
         assert!(fits(&row14));
         // 7x7 planes in views of whole texels (28 channels), stored value by value.
         assert!(fits(&lanes::test_shape(3, 7, 28, 28)));
-        // Stride 2 from 56x56 to 28x28 (output rows of 7 texels); not to 14x14 (rows of 3.5
-        // texels) or from an odd size.
+        // Stride 2 from 56x56 to 28x28 (output rows of 7 texels), from 28x28 to 14x14 (rows of
+        // 3.5 texels) and from 14x14 to 7x7 (a plane of 12.25); not from an odd size.
         let halved = |side: usize, out: usize| ConvShape {
             stride: 2,
             in_h: side,
@@ -202,7 +219,13 @@ mod tests {
         };
         assert!(fits(&halved(56, 28)));
         assert_eq!(rows(&halved(56, 28)), Rows::Halved);
-        assert!(!fits(&halved(28, 14)));
+        assert_eq!(rows(&halved(28, 14)), Rows::HalvedFlat);
+        // The 7x7 output stored value by value from any offset.
+        assert!(fits(&ConvShape {
+            dst: (3, 49 * 27),
+            ..halved(14, 7)
+        }));
+        assert_eq!(rows(&halved(14, 7)), Rows::HalvedRagged);
         assert!(!fits(&halved(57, 29)));
         // Grouped convs: 8 groups of 4 channels.
         assert!(fits(&ConvShape {
