@@ -32,7 +32,8 @@
 // times fewer per product than the general family.
 // With STEM7 too the kernel is 7x7 with padding 3 (the RGB stems): a lane reads the 4 input texels
 // around its output texel's 8 input pixels per input channel and kernel row, and takes the 7 taps
-// from that 16-pixel window: 4 loads for 28 products.
+// from that 16-pixel window: 4 loads for 28 products. STEM7 without STRIDE2 is the 7x7 kernel at
+// stride 1 over rows of whole texels (the DLAs' stems): 3 texels hold a texel's 7 taps.
 //
 // Defines: the tile (lib/tile.wgsl) and SUBGROUPS, FLAT_ROWS, RAGGED_PLANE, STRIDE2, STEM7 (flags).
 #import tile
@@ -177,6 +178,22 @@ fn conv_t3(id: Invocation) {
 #endif
 #else
 #ifdef STEM7
+#ifndef STRIDE2
+#for J in 0..P
+        // Output pixels 4x..4x + 4 of row y read input row y + ky - 3, columns 4x - 3 + kx..: the
+        // window of texels x - 1..x + 2 (e0..e2, the outer two zero past the row's ends), whose
+        // pixel i is column 4x - 4 + i, so tap kx of pixel j is j + kx + 1.
+        let yy#{J} = y#{J} + ky - 3;
+        let ok#{J} = pv#{J} && yy#{J} >= 0 && yy#{J} < i32(p.in_h);
+        let ct#{J} = ci * q + u32(yy#{J}) * w4 + x#{J};
+        let e0_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} - 1u, ab + ct#{J} - 1u), ok#{J} && lv#{J});
+        let e1_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J}, ab + ct#{J}), ok#{J});
+        let e2_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} + 1u, ab + ct#{J} + 1u), ok#{J} && rv#{J});
+#for KX in 0..7
+        let k#{KX}_#{J} = vec4<f32>(e#{(KX + 1) / 4}_#{J}[#{(KX + 1) % 4}], e#{(KX + 2) / 4}_#{J}[#{(KX + 2) % 4}], e#{(KX + 3) / 4}_#{J}[#{(KX + 3) % 4}], e#{(KX + 4) / 4}_#{J}[#{(KX + 4) % 4}]);
+#endfor
+#endfor
+#else
 #for J in 0..P
         // Output pixels 4x..4x + 4 of row y read input row 2y + ky - 3, columns 8x - 3 + kx,
         // 8x - 1 + kx, ...: the window of texels 2x - 1..2x + 3 (e0..e3, the outer two zero past
@@ -192,6 +209,7 @@ fn conv_t3(id: Invocation) {
         let k#{KX}_#{J} = vec4<f32>(e#{(KX + 1) / 4}_#{J}[#{(KX + 1) % 4}], e#{(KX + 3) / 4}_#{J}[#{(KX + 3) % 4}], e#{(KX + 5) / 4}_#{J}[#{(KX + 5) % 4}], e#{(KX + 7) / 4}_#{J}[#{(KX + 7) % 4}]);
 #endfor
 #endfor
+#endif
 #else
 #ifdef STRIDE2
 #for J in 0..P

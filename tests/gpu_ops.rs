@@ -1259,7 +1259,8 @@ fn conv_px_matches_cpu() {
 /// with ragged channel blocks, the hierarchical add and a residual, both activations, batches and
 /// chunks, rows of one texel or one pixel, more than a texture row per channel; and stride 2 for
 /// 3x3 kernels to output rows of whole texels or not (`STRIDE2`, with `FLAT_ROWS` and
-/// `RAGGED_PLANE`) and for 7x7 ones (`STEM7`). Every case must run on the variant named.
+/// `RAGGED_PLANE`) and for 7x7 ones (`STEM7`, also at stride 1). Every case must run on the variant
+/// named.
 #[test]
 fn conv_t3_matches_cpu() {
     use Activation::{Relu, Sigmoid};
@@ -1427,6 +1428,32 @@ fn conv_t3_matches_cpu() {
         stem(130, 136, 3, 9),
     ];
     check_runs_on("t3 STEM7", &cases, ConvKernel::T3, "STEM7");
+    // ... and at stride 1 over rows of whole texels (the DLAs' stems): windows past both ends of
+    // a row, rows of one texel, more than a texture row per channel.
+    let stem1 = |h, w, cin, cout| ConvCase {
+        stride: 1,
+        ..stem(h, w, cin, cout)
+    };
+    let cases = [
+        ConvCase {
+            add: false,
+            ..stem1(20, 12, 3, 16)
+        },
+        ConvCase {
+            residual: true,
+            act: Sigmoid,
+            batch: 3,
+            ..stem1(9, 8, 3, 30)
+        },
+        ConvCase {
+            groups: 2,
+            batch: 2,
+            ..stem1(5, 16, 6, 18)
+        },
+        stem1(1, 4, 5, 9),
+        stem1(130, 132, 3, 9),
+    ];
+    check_runs_on("t3 STEM7 stride 1", &cases, ConvKernel::T3, "STEM7");
 }
 
 /// Checks `cases` against the CPU with `kernel` forced (both precisions, and the second case in

@@ -1,12 +1,13 @@
 //! `conv_t3.wgsl`: 3x3 padding-1 convolution over linear textures for rows of a multiple of 4
 //! pixels (the Res2Net chains at 56x56 and 28x28); with the `FLAT_ROWS` define for planes whose
 //! texels may straddle two rows (14x14), with `RAGGED_PLANE` too for planes that are not a multiple
-//! of 4 pixels (7x7), and with `STRIDE2` for stride 2 from an input twice the output's size with
-//! output rows of whole texels (56x56 -> 28x28), also for 7x7 kernels with padding 3 (`STEM7`: the
-//! RGB stems, 224x224 -> 112x112), and with `FLAT_ROWS` (and `RAGGED_PLANE`) too for 3x3 ones to
-//! rows that are not (28x28 -> 14x14, 14x14 -> 7x7). Where [`super::gp`] loads one input value per
-//! tap, this family loads a texel of 4 pixels and its two neighbours per input channel and kernel
-//! row and assembles the 3 taps from their components: 12 products per vec4 accumulator write.
+//! of 4 pixels (7x7), and with `STRIDE2` for stride 2 from an input twice the output's size
+//! (56x56 -> 28x28; with `FLAT_ROWS` for output rows that are not whole texels, 28x28 -> 14x14 and
+//! 14x14 -> 7x7). `STEM7` takes 7x7 kernels with padding 3 instead, at stride 1 over rows of whole
+//! texels (the DLAs' stems) or 2 with `STRIDE2` (the RGB stems). Where [`super::gp`] loads one
+//! input value per tap, this family loads a texel of 4 pixels and its two neighbours per input
+//! channel and kernel row and assembles the 3 taps from their components: 12 products per vec4
+//! accumulator write.
 //! Weights use the texture family's layout ([`Packing::Texture`]), so the two share a packing
 //! where their blocks agree.
 //!
@@ -72,6 +73,8 @@ const FLAT_ROWS: &str = "FLAT_ROWS";
 enum Rows {
     /// Every row whole texels.
     Whole,
+    /// [`Rows::Whole`] for a 7x7 kernel with padding 3 at stride 1 (`STEM7`).
+    WholeStem,
     /// A plane of whole texels whose rows are not (`FLAT_ROWS`).
     Flat,
     /// A plane of any size in views of whole texels (`FLAT_ROWS` and `RAGGED_PLANE`).
@@ -90,7 +93,7 @@ enum Rows {
 /// The define for stride 2 ([`Rows::Halved`]).
 const STRIDE2: &str = "STRIDE2";
 
-/// The define for a 7x7 kernel with padding 3 at stride 2 ([`Rows::HalvedStem`]).
+/// The define for a 7x7 kernel with padding 3 ([`Rows::WholeStem`], [`Rows::HalvedStem`]).
 const STEM7: &str = "STEM7";
 
 /// Stride 2 over an input of twice the output's (even) size: 3x3 with padding 1 (Res2Net's and
@@ -105,8 +108,15 @@ fn halves(s: &ConvShape) -> bool {
     kernel && (s.in_h, s.in_w) == (2 * s.out_h, 2 * s.out_w)
 }
 
+/// 7x7, stride 1, padding 3 over rows of whole texels: the DLAs' stems.
+fn stem_rows(s: &ConvShape) -> bool {
+    (s.kh, s.kw, s.stride, s.pad) == (7, 7, 1, 3) && s.in_w.is_multiple_of(4)
+}
+
 fn rows(s: &ConvShape) -> Rows {
-    if s.stride == 2 && s.kh == 7 {
+    if stem_rows(s) {
+        Rows::WholeStem
+    } else if s.stride == 2 && s.kh == 7 {
         Rows::HalvedStem
     } else if s.stride == 2 && s.out_w.is_multiple_of(4) {
         Rows::Halved
@@ -123,16 +133,17 @@ fn rows(s: &ConvShape) -> Rows {
     }
 }
 
-/// 3x3 padding-1 convs, grouped or not, at stride 1, and the stride-2 convs of [`halves`], over
-/// views of whole texels ([`ConvShape::views_whole_texels`]).
+/// 3x3 padding-1 convs, grouped or not, at stride 1, the stride-2 convs of [`halves`] and the
+/// stride-1 stems of [`stem_rows`], over views of whole texels ([`ConvShape::views_whole_texels`]).
 fn fits(s: &ConvShape) -> bool {
-    (s.row3() || halves(s)) && s.views_whole_texels()
+    (s.row3() || halves(s) || stem_rows(s)) && s.views_whole_texels()
 }
 
 fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
     let d = lanes::quad_defines(width, tile);
     match rows {
         Rows::Whole => d,
+        Rows::WholeStem => d.flag(STEM7),
         Rows::Flat => d.flag(FLAT_ROWS),
         Rows::Ragged => d.flag(FLAT_ROWS).flag(lanes::RAGGED_PLANE),
         Rows::Halved => d.flag(STRIDE2),
@@ -177,6 +188,7 @@ fn shaders() -> Vec<Defines> {
             tiles().flat_map(move |t| {
                 [
                     Rows::Whole,
+                    Rows::WholeStem,
                     Rows::Flat,
                     Rows::Ragged,
                     Rows::Halved,
@@ -227,6 +239,11 @@ mod tests {
         }));
         assert_eq!(rows(&halved(14, 7)), Rows::HalvedRagged);
         assert!(!fits(&halved(57, 29)));
+        // 7x7 stride-1 stems over rows of whole texels, not over rows of 63 pixels.
+        let stem = |side| lanes::test_shape(7, side, 4, 16);
+        assert!(fits(&stem(224)));
+        assert_eq!(rows(&stem(224)), Rows::WholeStem);
+        assert!(!fits(&stem(63)));
         // Grouped convs: 8 groups of 4 channels.
         assert!(fits(&ConvShape {
             groups: 8,
