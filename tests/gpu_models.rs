@@ -70,8 +70,11 @@ fn res2net50_26w_4s_at_224_matches_cpu() {
     // adds, hierarchical adds and chunk/concat cost no dispatch of their own).
     let per_conv = session.dispatch_count() as f64 / graph.conv_count() as f64;
     assert!(per_conv <= 1.2, "{per_conv:.2} dispatches per convolution");
+    // One pipeline per kernel variant and fusion in use: the texture families' variants for the
+    // 1x1 convs (two tiles), the 3x3 convs (whole, flat and ragged rows), the strided 3x3 convs and
+    // the stem, the pools and the classifier.
     assert!(
-        session.pipeline_count() <= 24,
+        session.pipeline_count() <= 28,
         "{} pipelines",
         session.pipeline_count()
     );
