@@ -43,11 +43,16 @@
 
 #import texels
 
-// Kernel width and height.
+// Kernel width and height, and stride.
 #ifdef STEM7
 #define KS 7
 #else
 #define KS 3
+#endif
+#ifdef STRIDE2
+#define ST 2
+#else
+#define ST 1
 #endif
 
 #ifdef FLAT_ROWS
@@ -112,6 +117,7 @@ fn conv_t3(id: Invocation) {
 #else
     let w4 = p.in_w / 4u;
     let q = p.in_h * w4;
+    let qi = q;
 #endif
 #for J in 0..P
     let t#{J} = id.wg.y * #{SG * P}u + #{J * SG}u + id.lane;
@@ -178,38 +184,23 @@ fn conv_t3(id: Invocation) {
 #endif
 #else
 #ifdef STEM7
-#ifndef STRIDE2
 #for J in 0..P
-        // Output pixels 4x..4x + 4 of row y read input row y + ky - 3, columns 4x - 3 + kx..: the
-        // window of texels x - 1..x + 2 (e0..e2, the outer two zero past the row's ends), whose
-        // pixel i is column 4x - 4 + i, so tap kx of pixel j is j + kx + 1.
-        let yy#{J} = y#{J} + ky - 3;
+        // Output pixels 4x..4x + 4 of row y read input row ST y + ky - 3, columns ST (4x + j) - 3
+        // + kx: the window of texels ST x - 1..ST x + ST + 1 (e0..e<ST + 1>, the outer two zero
+        // past the row's ends), whose pixel i is column 4 ST x - 4 + i, so tap kx of pixel j is
+        // ST j + kx + 1.
+        let yy#{J} = #{ST} * y#{J} + ky - 3;
         let ok#{J} = pv#{J} && yy#{J} >= 0 && yy#{J} < i32(p.in_h);
-        let ct#{J} = ci * q + u32(yy#{J}) * w4 + x#{J};
+        let ct#{J} = ci * qi + u32(yy#{J}) * #{ST}u * w4 + #{ST}u * x#{J};
         let e0_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} - 1u, ab + ct#{J} - 1u), ok#{J} && lv#{J});
-        let e1_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J}, ab + ct#{J}), ok#{J});
-        let e2_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} + 1u, ab + ct#{J} + 1u), ok#{J} && rv#{J});
+#for E in 1..ST + 1
+        let e#{E}_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} + #{E - 1}u, ab + ct#{J} + #{E - 1}u), ok#{J});
+#endfor
+        let e#{ST + 1}_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} + #{ST}u, ab + ct#{J} + #{ST}u), ok#{J} && rv#{J});
 #for KX in 0..7
-        let k#{KX}_#{J} = vec4<f32>(e#{(KX + 1) / 4}_#{J}[#{(KX + 1) % 4}], e#{(KX + 2) / 4}_#{J}[#{(KX + 2) % 4}], e#{(KX + 3) / 4}_#{J}[#{(KX + 3) % 4}], e#{(KX + 4) / 4}_#{J}[#{(KX + 4) % 4}]);
+        let k#{KX}_#{J} = vec4<f32>(e#{(KX + 1) / 4}_#{J}[#{(KX + 1) % 4}], e#{(ST + KX + 1) / 4}_#{J}[#{(ST + KX + 1) % 4}], e#{(2 * ST + KX + 1) / 4}_#{J}[#{(2 * ST + KX + 1) % 4}], e#{(3 * ST + KX + 1) / 4}_#{J}[#{(3 * ST + KX + 1) % 4}]);
 #endfor
 #endfor
-#else
-#for J in 0..P
-        // Output pixels 4x..4x + 4 of row y read input row 2y + ky - 3, columns 8x - 3 + kx,
-        // 8x - 1 + kx, ...: the window of texels 2x - 1..2x + 3 (e0..e3, the outer two zero past
-        // the row's ends), whose pixel i is column 8x - 4 + i, so tap kx of pixel j is 2j + kx + 1.
-        let yy#{J} = 2 * y#{J} + ky - 3;
-        let ok#{J} = pv#{J} && yy#{J} >= 0 && yy#{J} < i32(p.in_h);
-        let ct#{J} = ci * qi + u32(yy#{J}) * 2u * w4 + 2u * x#{J};
-        let e0_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} - 1u, ab + ct#{J} - 1u), ok#{J} && lv#{J});
-        let e1_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J}, ab + ct#{J}), ok#{J});
-        let e2_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} + 1u, ab + ct#{J} + 1u), ok#{J});
-        let e3_#{J} = select(vec4<f32>(0.0), input(xb + ct#{J} + 2u, ab + ct#{J} + 2u), ok#{J} && rv#{J});
-#for KX in 0..7
-        let k#{KX}_#{J} = vec4<f32>(e#{(KX + 1) / 4}_#{J}[#{(KX + 1) % 4}], e#{(KX + 3) / 4}_#{J}[#{(KX + 3) % 4}], e#{(KX + 5) / 4}_#{J}[#{(KX + 5) % 4}], e#{(KX + 7) / 4}_#{J}[#{(KX + 7) % 4}]);
-#endfor
-#endfor
-#endif
 #else
 #ifdef STRIDE2
 #for J in 0..P

@@ -1336,41 +1336,31 @@ fn conv_t3_matches_cpu() {
         act: Relu,
         ..BASE_CASE
     };
-    let cases = [
-        halved(16, 8, 26, 26),
-        ConvCase {
-            residual: true,
-            act: Sigmoid,
-            batch: 3,
-            ..halved(8, 16, 7, 30)
-        },
-        ConvCase {
-            groups: 3,
-            batch: 2,
-            ..halved(24, 16, 12, 9)
-        },
-        halved(2, 8, 5, 9),
-        halved(130, 136, 5, 9),
-    ];
+    let cases = strided_cases(
+        halved,
+        [
+            (16, 8, 26, 26),
+            (8, 16, 7, 30),
+            (24, 16, 12, 9),
+            (2, 8, 5, 9),
+            (130, 136, 5, 9),
+        ],
+        3,
+    );
     check_runs_on("t3 STRIDE2", &cases, ConvKernel::T3, "STRIDE2");
     // Stride 2 to output rows that are not whole texels (28x28 -> 14x14): rows of 14, 6, 2 and 1
     // pixels, a texel's pixels on up to four rows, more than a texture row per channel.
-    let cases = [
-        halved(28, 28, 26, 26),
-        ConvCase {
-            residual: true,
-            act: Sigmoid,
-            batch: 3,
-            ..halved(12, 4, 7, 30)
-        },
-        ConvCase {
-            groups: 3,
-            batch: 2,
-            ..halved(8, 12, 12, 9)
-        },
-        halved(8, 2, 5, 9),
-        halved(184, 180, 5, 9),
-    ];
+    let cases = strided_cases(
+        halved,
+        [
+            (28, 28, 26, 26),
+            (12, 4, 7, 30),
+            (8, 12, 12, 9),
+            (8, 2, 5, 9),
+            (184, 180, 5, 9),
+        ],
+        3,
+    );
     check_runs_on("t3 STRIDE2 FLAT_ROWS", &cases, ConvKernel::T3, "FLAT_ROWS");
     // ... and output planes that are not a multiple of 4 pixels (14x14 -> 7x7), stored value by
     // value (views of whole texels: 4 extra channels, residuals of a multiple of 4 channels).
@@ -1378,22 +1368,17 @@ fn conv_t3_matches_cpu() {
         extra: 4,
         ..halved(h, w, cin, cout)
     };
-    let cases = [
-        ragged(14, 14, 52, 52),
-        ConvCase {
-            residual: true,
-            act: Sigmoid,
-            batch: 3,
-            ..ragged(10, 6, 8, 12)
-        },
-        ConvCase {
-            groups: 2,
-            batch: 2,
-            ..ragged(6, 10, 8, 12)
-        },
-        ragged(2, 2, 5, 9),
-        ragged(182, 182, 5, 9),
-    ];
+    let cases = strided_cases(
+        ragged,
+        [
+            (14, 14, 52, 52),
+            (10, 6, 8, 12),
+            (6, 10, 8, 12),
+            (2, 2, 5, 9),
+            (182, 182, 5, 9),
+        ],
+        2,
+    );
     check_runs_on(
         "t3 STRIDE2 RAGGED_PLANE",
         &cases,
@@ -1401,32 +1386,26 @@ fn conv_t3_matches_cpu() {
         "RAGGED_PLANE",
     );
     // 7x7 with padding 3 at stride 2 (the RGB stems): windows past both ends of a row, outputs
-    // one texel wide, more than a texture row per channel, groups, every fusion.
+    // one texel wide, more than a texture row per channel, groups, every fusion; the first case
+    // without the added input, as a stem.
     let stem = |h, w, cin, cout| ConvCase {
         kernel: (7, 7),
         pad: 3,
         act: Relu,
         ..halved(h, w, cin, cout)
     };
-    let cases = [
-        ConvCase {
-            add: false,
-            ..stem(32, 24, 3, 64)
-        },
-        ConvCase {
-            residual: true,
-            act: Sigmoid,
-            batch: 3,
-            ..stem(16, 8, 3, 30)
-        },
-        ConvCase {
-            groups: 2,
-            batch: 2,
-            ..stem(8, 16, 6, 18)
-        },
-        stem(2, 8, 5, 9),
-        stem(130, 136, 3, 9),
-    ];
+    let mut cases = strided_cases(
+        stem,
+        [
+            (32, 24, 3, 64),
+            (16, 8, 3, 30),
+            (8, 16, 6, 18),
+            (2, 8, 5, 9),
+            (130, 136, 3, 9),
+        ],
+        2,
+    );
+    cases[0].add = false;
     check_runs_on("t3 STEM7", &cases, ConvKernel::T3, "STEM7");
     // ... and at stride 1 over rows of whole texels (the DLAs' stems): windows past both ends of
     // a row, rows of one texel, more than a texture row per channel.
@@ -1434,26 +1413,49 @@ fn conv_t3_matches_cpu() {
         stride: 1,
         ..stem(h, w, cin, cout)
     };
-    let cases = [
-        ConvCase {
-            add: false,
-            ..stem1(20, 12, 3, 16)
-        },
+    let mut cases = strided_cases(
+        stem1,
+        [
+            (20, 12, 3, 16),
+            (9, 8, 3, 30),
+            (5, 16, 6, 18),
+            (1, 4, 5, 9),
+            (130, 132, 3, 9),
+        ],
+        2,
+    );
+    cases[0].add = false;
+    check_runs_on("t3 STEM7 stride 1", &cases, ConvKernel::T3, "STEM7");
+}
+
+/// The five cases of one strided shape, `make(h, w, cin, cout)` at each of `sizes`: the first as
+/// made, the second with a residual, a sigmoid and 3 images, the third in `groups` groups on 2
+/// images, the last two as made (a small and a large input).
+fn strided_cases(
+    make: impl Fn(usize, usize, usize, usize) -> ConvCase,
+    sizes: [(usize, usize, usize, usize); 5],
+    groups: usize,
+) -> [ConvCase; 5] {
+    let at = |i: usize| {
+        let (h, w, cin, cout) = sizes[i];
+        make(h, w, cin, cout)
+    };
+    [
+        at(0),
         ConvCase {
             residual: true,
-            act: Sigmoid,
+            act: Activation::Sigmoid,
             batch: 3,
-            ..stem1(9, 8, 3, 30)
+            ..at(1)
         },
         ConvCase {
-            groups: 2,
+            groups,
             batch: 2,
-            ..stem1(5, 16, 6, 18)
+            ..at(2)
         },
-        stem1(1, 4, 5, 9),
-        stem1(130, 132, 3, 9),
-    ];
-    check_runs_on("t3 STEM7 stride 1", &cases, ConvKernel::T3, "STEM7");
+        at(3),
+        at(4),
+    ]
 }
 
 /// Checks `cases` against the CPU with `kernel` forced (both precisions, and the second case in
