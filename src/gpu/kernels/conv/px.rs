@@ -30,17 +30,24 @@ pub const FAMILY: ConvFamily = ConvFamily {
 /// channels x 2 texels per lane (32 vec4 accumulators), 1 texel at 16 lanes and wider.
 pub(super) const BLOCK: usize = 16;
 
-/// Pixel texels per lane for a subgroup width (`None`: no subgroups) over planes of `texels`
-/// texels: 2 (each step's weights shared by twice the pixels), 1 at 16 lanes and wider, and 1
-/// where tiles of 2 texels per lane would pad the plane by over a tenth more than tiles of 1.
-/// That is a 14x14 plane at 8 lanes: 49 texels take 64 in tiles of 16, 56 in tiles of 8; its
-/// pointwise convs measured 8-10% faster with 1 texel per lane, the 28x28 and 56x56 ones slower.
-fn texels_per_lane(width: Option<u32>, texels: usize) -> usize {
+/// The texels per lane a subgroup width's variants take (`None`: no subgroups): 1 or 2, only 1 at
+/// 16 lanes and wider.
+fn texel_choices(width: Option<u32>) -> std::ops::RangeInclusive<usize> {
     if width.is_some_and(|w| w >= 16) {
-        return 1;
+        1..=1
+    } else {
+        1..=2
     }
+}
+
+/// Pixel texels per lane for a subgroup width over planes of `texels` texels: 2 where the width
+/// takes 2 (each step's weights shared by twice the pixels), except where tiles of 2 texels per
+/// lane would pad the plane by over a tenth more than tiles of 1. That is a 14x14 plane at 8
+/// lanes: 49 texels take 64 in tiles of 16, 56 in tiles of 8; its pointwise convs measured 8-10%
+/// faster with 1 texel per lane, the 28x28 and 56x56 ones slower.
+fn texels_per_lane(width: Option<u32>, texels: usize) -> usize {
     let padded = |p: usize| texels.div_ceil(lanes::lanes(width) * p) * lanes::lanes(width) * p;
-    if padded(2) * 10 > padded(1) * 11 {
+    if *texel_choices(width).end() == 1 || padded(2) * 10 > padded(1) * 11 {
         1
     } else {
         2
@@ -103,15 +110,8 @@ fn variants() -> Vec<Variant> {
 }
 
 fn shaders() -> Vec<Defines> {
-    let texels_per_lane = |w: Option<u32>| {
-        if w.is_some_and(|w| w >= 16) {
-            1..=1
-        } else {
-            1..=2
-        }
-    };
     lanes::widths()
-        .flat_map(|w| texels_per_lane(w).flat_map(move |p| [false, true].map(|r| defines(w, p, r))))
+        .flat_map(|w| texel_choices(w).flat_map(move |p| [false, true].map(|r| defines(w, p, r))))
         .collect()
 }
 
