@@ -1,5 +1,14 @@
 // Adapter peak: eight independent vec4 FMA chains per invocation, nothing else, so the measured rate is
 // the adapter's f32 FMA throughput (2 FLOPs per lane per FMA). The sum is stored so no chain is dead code.
+//
+// LANES is the adapter's subgroup width (0 without subgroups), folded into the first value so that
+// the module differs between adapter shapes. Mesa 22.3's on-disk shader cache keys llvmpipe code by
+// the shader alone, not by LP_NATIVE_VECTOR_WIDTH: without it, a machine that ran this shader at one
+// vector width measured every other width with that width's code (16-lane code read as the 8-lane
+// peak, 8-lane code as the 4-lane one).
+#ifndef LANES
+#define LANES 0
+#endif
 
 #import PeakParams
 
@@ -8,7 +17,7 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = f32(gid.x) * 1e-7;
+    let s = f32(gid.x + #{LANES}u) * 1e-7;
     var a0 = vec4<f32>(s, s + 0.1, s + 0.2, s + 0.3);
     var a1 = a0 + 1.0;
     var a2 = a0 + 2.0;

@@ -5,14 +5,25 @@ use std::time::Duration;
 
 use super::context::{ErrorScopes, GpuContext};
 use super::host_clock;
-use super::kernels::{ShaderFile, ShaderKey};
+use super::kernels::{AdapterCaps, ShaderFile, ShaderKey};
 use super::uniforms::PeakParams;
+use super::wgsl::Defines;
 use crate::error::{Error, Result};
 
 /// Invocations per dispatch (1024 workgroups of 64).
 const INVOCATIONS: u32 = 1024 * 64;
 /// FLOPs per invocation per loop iteration: 8 chains x 4 lanes x 2.
 const FLOPS_PER_ITER: f64 = 64.0;
+
+/// The FMA shader for an adapter: its source names the adapter's subgroup width (`LANES`), so that
+/// a driver cache keyed by the shader alone never hands it code built for another width.
+fn peak_shader(caps: &AdapterCaps) -> ShaderKey {
+    let lanes = caps.subgroup_sizes.map_or(0, |(_, max)| max);
+    ShaderKey {
+        file: ShaderFile::FmaPeak,
+        defines: Defines::new().value("LANES", lanes),
+    }
+}
 
 /// The FMA benchmark, built and calibrated once and then run as often as wanted: `bench` runs it
 /// between its timed forwards, so that the model and the peak are measured under the same load
@@ -29,7 +40,7 @@ impl<'a> PeakBench<'a> {
     /// Builds the benchmark and calibrates its loop so that one dispatch takes about `target`.
     pub fn new(ctx: &'a GpuContext, target: Duration) -> Result<Self> {
         let device = ctx.device();
-        let source = ShaderKey::new(ShaderFile::FmaPeak).source()?;
+        let source = peak_shader(&AdapterCaps::of(ctx)).source()?;
         let scopes = ErrorScopes::push(device);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("fma_peak"),
@@ -124,5 +135,38 @@ impl<'a> PeakBench<'a> {
         pollster::block_on(scopes.pop("running the FMA benchmark"))?;
         self.ctx.check_health()?;
         Ok((wall, cpu))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(subgroup_sizes: Option<(u32, u32)>) -> AdapterCaps {
+        AdapterCaps {
+            subgroup_sizes,
+            f16: false,
+            max_texture_rows: 8192,
+        }
+    }
+
+    /// Each adapter shape gets a module of its own, so a driver cache keyed by the module cannot
+    /// give one width's code to another.
+    #[test]
+    fn every_subgroup_width_has_its_own_module() {
+        let sources: Vec<String> = [None, Some((4, 4)), Some((8, 8)), Some((16, 16))]
+            .into_iter()
+            .map(|s| {
+                peak_shader(&caps(s))
+                    .source()
+                    .expect("the FMA shader expands")
+            })
+            .collect();
+        for (i, a) in sources.iter().enumerate() {
+            for b in &sources[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(sources[2].contains("gid.x + 8u"), "{}", sources[2]);
     }
 }
