@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 
 /// Invocations per dispatch (1024 workgroups of 64).
 const INVOCATIONS: u32 = 1024 * 64;
-/// FLOPs per invocation per loop iteration: 8 chains x 4 lanes x 2.
-const FLOPS_PER_ITER: f64 = 64.0;
+/// FLOPs per invocation per loop iteration: 8 chains x 4 FMAs x 4 lanes x 2.
+const FLOPS_PER_ITER: f64 = 256.0;
 
 /// The FMA shader for an adapter: its source names the adapter's subgroup width (`LANES`), so that
 /// a driver cache keyed by the shader alone never hands it code built for another width.
