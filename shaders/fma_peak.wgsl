@@ -1,8 +1,9 @@
 // Adapter peak: eight independent vec4 FMA chains per invocation, nothing else, so the measured rate is
 // the adapter's f32 FMA throughput (2 FLOPs per lane per FMA). The sum is stored so no chain is dead code.
 // Each chain takes 4 FMAs per loop iteration: on CPU adapters every write of a variable inside the
-// loop pays an exec-mask blend, and with one FMA per write that blend cost a third of the rate, so
-// the kernels (which write each accumulator once per 4 FMAs) read above this "peak" at 4 lanes.
+// loop pays an exec-mask blend. With one FMA per write the shader ran at a half to two thirds of
+// today's rate on lavapipe, and the kernels (which write each accumulator once per 4 FMAs) read up
+// to 106% of that "peak" at 4 lanes.
 //
 // LANES is the adapter's subgroup width (0 without subgroups), folded into the first value so that
 // the module differs between adapter shapes. Mesa 22.3's on-disk shader cache keys llvmpipe code by
