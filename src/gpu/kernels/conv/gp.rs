@@ -79,7 +79,7 @@ fn pointwise_weights(s: &ConvShape) -> bool {
 }
 
 fn pointwise_defines(width: Option<u32>, p: usize) -> Defines {
-    lanes::defines(width, px::BLOCK, p, px::BLOCK).flag(POINTWISE_WEIGHTS)
+    lanes::defines(width, px::block(width), p, px::block(width)).flag(POINTWISE_WEIGHTS)
 }
 
 /// Of `options` (pixels per lane), the one whose tiles of `lanes * p` pixels pad a plane of `units`
@@ -114,7 +114,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let pointwise = pointwise_weights(s);
     let (m, p) = if pointwise {
         let p = least_padding(&POINTWISE_PIXELS, s.out_plane(), lanes::lanes(width));
-        (px::BLOCK, p)
+        (px::block(width), p)
     } else {
         tile(s, lanes::lanes(width))
     };

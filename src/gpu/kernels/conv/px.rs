@@ -26,9 +26,20 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shaders,
 };
 
-/// Output channels per block. Measured on lavapipe at 4, 8 and 16 lanes and over OpenGL: 16
-/// channels x 2 texels per lane (32 vec4 accumulators), 1 texel at 16 lanes and wider.
-pub(super) const BLOCK: usize = 16;
+/// Output channels per block for a subgroup width (`None`: no subgroups): 16, and 32 at 16 lanes
+/// and wider. Each loaded input texel feeds one FMA chain per channel of the block, and at 16 lanes
+/// the per-lane texel loads cost about as much as the arithmetic (they cost the same per lane at
+/// any width, the arithmetic half as much as at 8). On lavapipe with 512-bit vectors (AVX-512)
+/// 32 channels read a higher share of the FMA peak than 16 in each of 7 alternating rounds of
+/// res2net50_26w_4s (28-36% against 26-28% in process CPU time); at 4 and 8 lanes and over OpenGL
+/// 16 channels x 2 texels per lane (32 vec4 accumulators) measured best.
+pub(super) fn block(width: Option<u32>) -> usize {
+    if width.is_some_and(|w| w >= 16) {
+        32
+    } else {
+        16
+    }
+}
 
 /// The texels per lane a subgroup width's variants take (`None`: no subgroups): 1 or 2, only 1 at
 /// 16 lanes and wider.
@@ -65,7 +76,7 @@ fn fits(s: &ConvShape) -> bool {
 }
 
 fn defines(width: Option<u32>, texels_per_lane: usize, ragged: bool) -> Defines {
-    let d = lanes::defines(width, BLOCK, texels_per_lane, BLOCK);
+    let d = lanes::defines(width, block(width), texels_per_lane, block(width));
     if ragged {
         d.flag(lanes::RAGGED_PLANE)
     } else {
@@ -77,7 +88,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
     let texels = s.out_plane().div_ceil(4);
     let p = texels_per_lane(width, texels);
-    let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, BLOCK, texels, width, p);
+    let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, block(width), texels, width, p);
     ConvPlan {
         defines: defines(width, p, lanes::ragged(s)),
         entry: "conv_px",
@@ -96,8 +107,8 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
 /// The weight layout of this family's plans (and of the general family's on the same convs).
 pub(super) fn packing(width: Option<u32>) -> Packing {
     Packing::Pointwise {
-        block: BLOCK,
-        slots: lanes::slots(width, BLOCK),
+        block: block(width),
+        slots: lanes::slots(width, block(width)),
     }
 }
 
@@ -175,10 +186,12 @@ mod tests {
                 let plan = plan(&ConvShape { res, ..POINTWISE }, &caps(sizes));
                 assert!(all.contains(&plan.defines), "{plan:?}");
                 assert!(variants().contains(&(plan.entry, plan.constants.clone())));
-                // 49 texels per channel in tiles of 8 (4 lanes x 2, 8 lanes or invocations x 1)
-                // or 16 (16 lanes x 1).
-                let tiles = if sizes == Some((16, 16)) { 4 } else { 7 };
-                assert_eq!(plan.groups, (7, tiles), "{sizes:?}");
+                // 104 channels in blocks of 16, or 32 at 16 lanes; 49 texels per channel in tiles
+                // of 8 (4 lanes x 2, 8 lanes or invocations x 1) or 16 (16 lanes x 1).
+                let sixteen = sizes == Some((16, 16));
+                let groups = if sixteen { (4, 4) } else { (7, 7) };
+                assert_eq!(plan.groups, groups, "{sizes:?}");
+                assert_eq!(plan.defines.get("M"), Some(if sixteen { 32 } else { 16 }));
                 assert_eq!(plan.defines.get(lanes::RAGGED_PLANE), None);
             }
             // 13 texels per channel, the last holding one pixel.
@@ -186,7 +199,8 @@ mod tests {
             assert!(all.contains(&ragged.defines), "{ragged:?}");
             assert_eq!(ragged.defines.get(lanes::RAGGED_PLANE), Some(1));
             let tiles = if sizes == Some((4, 4)) { 2 } else { 1 };
-            assert_eq!(ragged.groups, (7, tiles), "{sizes:?}");
+            let blocks = if sizes == Some((16, 16)) { 4 } else { 7 };
+            assert_eq!(ragged.groups, (blocks, tiles), "{sizes:?}");
         }
     }
 }
