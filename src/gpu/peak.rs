@@ -141,14 +141,7 @@ impl<'a> PeakBench<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn caps(subgroup_sizes: Option<(u32, u32)>) -> AdapterCaps {
-        AdapterCaps {
-            subgroup_sizes,
-            f16: false,
-            max_texture_rows: 8192,
-        }
-    }
+    use crate::gpu::kernels::conv::lanes::caps;
 
     /// Each adapter shape gets a module of its own, so a driver cache keyed by the module cannot
     /// give one width's code to another.

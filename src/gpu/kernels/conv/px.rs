@@ -30,8 +30,8 @@ pub const FAMILY: ConvFamily = ConvFamily {
 /// and wider. Each loaded input texel feeds one FMA chain per channel of the block, and at 16 lanes
 /// the per-lane texel loads cost about as much as the arithmetic (they cost the same per lane at
 /// any width, the arithmetic half as much as at 8). On lavapipe with 512-bit vectors (AVX-512)
-/// 32 channels read a higher share of the FMA peak than 16 in each of 7 alternating rounds of
-/// res2net50_26w_4s (28-36% against 26-28% in process CPU time); at 4 and 8 lanes and over OpenGL
+/// 32 channels read a higher share of the FMA peak than 16 in each of 10 alternating rounds of
+/// res2net50_26w_4s (28-36% against 24-28% in process CPU time); at 4 and 8 lanes and over OpenGL
 /// 16 channels x 2 texels per lane (32 vec4 accumulators) measured best.
 pub(super) fn block(width: Option<u32>) -> usize {
     if width.is_some_and(|w| w >= 16) {
