@@ -56,7 +56,7 @@ fn conv_gp(id: Invocation) {
 #ifdef POINTWISE_WEIGHTS
     // The pointwise family's layout (ungrouped 1x1 convs): per step, one texel per output channel
     // of the block holding its 4 input channels.
-    let wb = blk * steps * #{WQ}u;
+    let wb = pointwise_weights(blk, steps);
 #else
     let cin_pad = (p.cin_g + 3u) / 4u * 4u;
     let wb = (g * p.cout_blocks + blk) * cin_pad * taps * #{WQ}u;
@@ -88,7 +88,7 @@ fn conv_gp(id: Invocation) {
 #endif
 #endfor
 #ifdef POINTWISE_WEIGHTS
-        let ws = wb + r * #{WQ}u;
+        let ws = wb + r * #{PW}u;
 #ifdef SUBGROUPS
 #for R in 0..WQ / SG
         let w#{R} = textureLoad(wtex, at(ws + #{R * SG}u + id.lane));

@@ -5,9 +5,10 @@
 // The input view is copied per image into an rgba32float texture (binding 5, image n at texel
 // n * x_img): texel c * Q + t holds pixels 4t..4t + 4 of channel c, Q = plane / 4; so is the
 // residual view (binding 9, image n at texel n * res_img), read once per output texel. The weights
-// (binding 4) hold, per block of M output channels, [input channel / 4][WQ texels], texel r = the 4
-// input channels of the step for output channel r of the block (zeros past the last channel and in
-// slots M..WQ). So one step reads 4 input texels per owned pixel texel and one weight texel per
+// (binding 4) hold, per packed block of PB output channels, [input channel / 4][PW texels], texel r =
+// the 4 input channels of the step for output channel r of the packed block (zeros past the last
+// channel and in slots PB..PW); a block of M channels is a whole packed block or half of one
+// (lib/tile.wgsl). So one step reads 4 input texels per owned pixel texel and one weight texel per
 // output channel, and every vec4 accumulator takes 16 products per write: on CPU adapters a
 // storage-texture load is one vector fetch and an accumulator write pays an exec-mask blend, so
 // both are spread over as many FMAs as the registers allow.
@@ -45,9 +46,9 @@ fn conv_px(id: Invocation) {
     let xb = n * p.x_img + tb;
     let steps = p.cin_g / 4u;
 #ifdef SUBGROUPS
-    let wb = blk * steps * #{WQ}u + id.lane;
+    let wb = pointwise_weights(blk, steps) + id.lane;
 #else
-    let wb = blk * steps * #{WQ}u;
+    let wb = pointwise_weights(blk, steps);
 #endif
 #for I in 0..M
 #for J in 0..P
@@ -75,7 +76,7 @@ fn conv_px(id: Invocation) {
 #endfor
 #endfor
 #endif
-        let ws = wb + s * #{WQ}u;
+        let ws = wb + s * #{PW}u;
 #ifdef SUBGROUPS
 #for R in 0..WQ / SG
         let w#{R} = textureLoad(wtex, at(ws + #{R * SG}u));

@@ -44,8 +44,8 @@ const CHAIN: (usize, usize) = (28, 4);
 const SMALL: [usize; 3] = [4, 8, 16];
 /// The pixels per lane of the small blocks, best first.
 const SMALL_PIXELS: [usize; 2] = [8, 4];
-/// The pixels per lane of convs whose weights are in the pointwise family's layout (blocks of its
-/// 16 output channels), best first: 8 keep the accumulators as many as in the wide tile; 7 and 4
+/// The pixels per lane of convs whose weights are in the pointwise family's layout (blocks of
+/// [`pointwise_block`] output channels), best first: 8 keep the accumulators as many as in the wide tile; 7 and 4
 /// fit the 49-pixel planes of 7x7 maps (at 4 and 8 lanes, at 16) with fewer idle lanes.
 const POINTWISE_PIXELS: [usize; 3] = [8, 7, 4];
 
@@ -78,8 +78,19 @@ fn pointwise_weights(s: &ConvShape) -> bool {
     s.pointwise() && s.groups == 1 && s.cin_g.is_multiple_of(4)
 }
 
+/// Output channels per block on the pointwise layout: px's block on large planes, 32 at 16 lanes
+/// and wider, 16 elsewhere (a half of each packed block at 8 lanes).
+fn pointwise_block(width: Option<u32>) -> usize {
+    if width.is_some_and(|w| w >= 16) {
+        32
+    } else {
+        16
+    }
+}
+
 fn pointwise_defines(width: Option<u32>, p: usize) -> Defines {
-    lanes::defines(width, px::block(width), p, px::block(width)).flag(POINTWISE_WEIGHTS)
+    let m = pointwise_block(width);
+    px::layout_defines(lanes::defines(width, m, p, m), width).flag(POINTWISE_WEIGHTS)
 }
 
 /// Of `options` (pixels per lane), the one whose tiles of `lanes * p` pixels pad a plane of `units`
@@ -114,7 +125,7 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let pointwise = pointwise_weights(s);
     let (m, p) = if pointwise {
         let p = least_padding(&POINTWISE_PIXELS, s.out_plane(), lanes::lanes(width));
-        (px::block(width), p)
+        (pointwise_block(width), p)
     } else {
         tile(s, lanes::lanes(width))
     };

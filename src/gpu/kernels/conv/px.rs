@@ -26,42 +26,59 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shaders,
 };
 
-/// Output channels per block for a subgroup width (`None`: no subgroups): 16, and 32 at 16 lanes
-/// and wider. Each loaded input texel feeds one FMA chain per channel of the block, and at 16 lanes
-/// the per-lane texel loads cost about as much as the arithmetic (they cost the same per lane at
-/// any width, the arithmetic half as much as at 8). On lavapipe with 512-bit vectors (AVX-512)
-/// 32 channels read a higher share of the FMA peak than 16 in each of 10 alternating rounds of
-/// res2net50_26w_4s (28-36% against 24-28% in process CPU time); at 4 and 8 lanes and over OpenGL
-/// 16 channels x 2 texels per lane (32 vec4 accumulators) measured best.
-pub(super) fn block(width: Option<u32>) -> usize {
-    if width.is_some_and(|w| w >= 16) {
-        32
-    } else {
-        16
+/// Output channels per block of the pointwise weight layout for a subgroup width (`None`: no
+/// subgroups): the widest block of its [`tiles`], 32 from 8 lanes up and 16 below. Every tile's
+/// block is a whole packed block or one of its halves, so one copy of a conv's weights serves
+/// every plane (and input size) whatever tile each takes.
+pub(super) fn packed_block(width: Option<u32>) -> usize {
+    tiles(width).iter().map(|&(m, _)| m).max().unwrap_or(TILE.0)
+}
+
+/// The defines of the pointwise weight layout for a subgroup width: `PB` output channels per
+/// packed block, `PW` weight texels per step of one.
+pub(super) fn layout_defines(d: Defines, width: Option<u32>) -> Defines {
+    let block = packed_block(width);
+    d.value("PB", block as u32)
+        .value("PW", lanes::slots(width, block) as u32)
+}
+
+/// Planes of at most this many texels (14x14 and smaller) take [`SMALL_PLANE_TILE`] at 8 lanes.
+const SMALL_PLANE_TEXELS: usize = 64;
+
+/// The tile of 8-lane subgroups on small planes: 32 output channels x 1 texel per lane, which
+/// shares each input load (two on 7x7 planes, whose channels start mid-texel) over twice the FMAs.
+/// On lavapipe at 8 lanes (AMD Zen 3, AVX2), res2net50_26w_4s, 60 forwards alternating in one
+/// process with the previous rule (16 x 1 on 14x14 planes, 16 x 2 on 7x7): the fastest times of
+/// the 14x14 pointwise convs 10-16% lower, of the 7x7 ones 1-6%; the median per-forward ratio
+/// 0.97 and 0.95, against 1.01-1.02 on the larger planes, whose tile is unchanged. On those 16 x 2
+/// stayed faster (by up to 21%); at 4 lanes and over OpenGL 32 x 1 was no faster on any plane.
+const SMALL_PLANE_TILE: (usize, usize) = (32, 1);
+
+/// The tile elsewhere below 16 lanes: 16 output channels x 2 texels per lane, 32 vec4
+/// accumulators. Over OpenGL it was also faster than 16 x 1 on 12 of the 13 14x14 convs (by up
+/// to 22%; 2% slower on the other), which it pads from 56 texels to 64.
+const TILE: (usize, usize) = (16, 2);
+
+/// (output channels per block, texels per lane) of a subgroup width (`None`: no subgroups) on
+/// planes of `texels` texels. 32 x 1 at 16 lanes and wider, where the per-lane texel loads cost
+/// about as much as the arithmetic (they cost the same per lane at any width, the arithmetic half
+/// as much as at 8): on lavapipe with 512-bit vectors (AVX-512) 32 channels read a higher share of
+/// the FMA peak than 16 in each of 10 alternating rounds of res2net50_26w_4s (28-36% against
+/// 24-28% in process CPU time). At 8 lanes, [`SMALL_PLANE_TILE`] on small planes; else [`TILE`].
+pub(super) fn tile(width: Option<u32>, texels: usize) -> (usize, usize) {
+    match width {
+        Some(w) if w >= 16 => (32, 1),
+        Some(8) if texels <= SMALL_PLANE_TEXELS => SMALL_PLANE_TILE,
+        _ => TILE,
     }
 }
 
-/// The texels per lane a subgroup width's variants take (`None`: no subgroups): 1 or 2, only 1 at
-/// 16 lanes and wider.
-fn texel_choices(width: Option<u32>) -> std::ops::RangeInclusive<usize> {
-    if width.is_some_and(|w| w >= 16) {
-        1..=1
-    } else {
-        1..=2
-    }
-}
-
-/// Pixel texels per lane for a subgroup width over planes of `texels` texels: 2 where the width
-/// takes 2 (each step's weights shared by twice the pixels), except where tiles of 2 texels per
-/// lane would pad the plane by over a tenth more than tiles of 1. That is a 14x14 plane at 8
-/// lanes: 49 texels take 64 in tiles of 16, 56 in tiles of 8; its pointwise convs measured 8-10%
-/// faster with 1 texel per lane, the 28x28 and 56x56 ones slower.
-fn texels_per_lane(width: Option<u32>, texels: usize) -> usize {
-    let padded = |p: usize| texels.div_ceil(lanes::lanes(width) * p) * lanes::lanes(width) * p;
-    if *texel_choices(width).end() == 1 || padded(2) * 10 > padded(1) * 11 {
-        1
-    } else {
-        2
+/// Every tile [`tile`] gives a subgroup width, for the compiled variants.
+fn tiles(width: Option<u32>) -> Vec<(usize, usize)> {
+    match width {
+        Some(w) if w >= 16 => vec![(32, 1)],
+        Some(8) => vec![TILE, SMALL_PLANE_TILE],
+        _ => vec![TILE],
     }
 }
 
@@ -75,8 +92,8 @@ fn fits(s: &ConvShape) -> bool {
         && s.views_whole_texels()
 }
 
-fn defines(width: Option<u32>, texels_per_lane: usize, ragged: bool) -> Defines {
-    let d = lanes::defines(width, block(width), texels_per_lane, block(width));
+fn defines(width: Option<u32>, (m, p): (usize, usize), ragged: bool) -> Defines {
+    let d = layout_defines(lanes::defines(width, m, p, m), width);
     if ragged {
         d.flag(lanes::RAGGED_PLANE)
     } else {
@@ -87,10 +104,10 @@ fn defines(width: Option<u32>, texels_per_lane: usize, ragged: bool) -> Defines 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
     let texels = s.out_plane().div_ceil(4);
-    let p = texels_per_lane(width, texels);
-    let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, block(width), texels, width, p);
+    let (m, p) = tile(width, texels);
+    let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, texels, width, p);
     ConvPlan {
-        defines: defines(width, p, lanes::ragged(s)),
+        defines: defines(width, (m, p), lanes::ragged(s)),
         entry: "conv_px",
         constants: fusions(s),
         cout_blocks,
@@ -107,8 +124,8 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
 /// The weight layout of this family's plans (and of the general family's on the same convs).
 pub(super) fn packing(width: Option<u32>) -> Packing {
     Packing::Pointwise {
-        block: block(width),
-        slots: lanes::slots(width, block(width)),
+        block: packed_block(width),
+        slots: lanes::slots(width, packed_block(width)),
     }
 }
 
@@ -122,7 +139,11 @@ fn variants() -> Vec<Variant> {
 
 fn shaders() -> Vec<Defines> {
     lanes::widths()
-        .flat_map(|w| texel_choices(w).flat_map(move |p| [false, true].map(|r| defines(w, p, r))))
+        .flat_map(|w| {
+            tiles(w)
+                .into_iter()
+                .flat_map(move |t| [false, true].map(|r| defines(w, t, r)))
+        })
         .collect()
 }
 
@@ -186,21 +207,54 @@ mod tests {
                 let plan = plan(&ConvShape { res, ..POINTWISE }, &caps(sizes));
                 assert!(all.contains(&plan.defines), "{plan:?}");
                 assert!(variants().contains(&(plan.entry, plan.constants.clone())));
-                // 104 channels in blocks of 16, or 32 at 16 lanes; 49 texels per channel in tiles
-                // of 8 (4 lanes x 2, 8 lanes or invocations x 1) or 16 (16 lanes x 1).
-                let sixteen = sizes == Some((16, 16));
-                let groups = if sixteen { (4, 4) } else { (7, 7) };
+                // 104 channels in blocks of 16 (7), or 32 (4) at 8 lanes and wider; 49 texels
+                // per channel in tiles of 16 (2 per lane at 4 lanes and without subgroups,
+                // 1 at 16 lanes) or 8 (1 per lane at 8 lanes: a plane of at most 64 texels).
+                // Weights in blocks of 32 from 8 lanes up.
+                let (m, groups) = match sizes {
+                    Some((8, 8)) => (32, (4, 7)),
+                    Some((16, 16)) => (32, (4, 4)),
+                    Some((4, 4)) => (16, (7, 7)),
+                    _ => (16, (7, 4)),
+                };
                 assert_eq!(plan.groups, groups, "{sizes:?}");
-                assert_eq!(plan.defines.get("M"), Some(if sixteen { 32 } else { 16 }));
+                assert_eq!(plan.defines.get("M"), Some(m));
+                assert_eq!(plan.defines.get("PB"), Some(m));
+                assert_eq!(plan.packing, packing(lanes::subgroup_width(&caps(sizes))));
                 assert_eq!(plan.defines.get(lanes::RAGGED_PLANE), None);
             }
             // 13 texels per channel, the last holding one pixel.
             let ragged = plan(&lanes::test_shape(1, 7, 64, 104), &caps(sizes));
             assert!(all.contains(&ragged.defines), "{ragged:?}");
             assert_eq!(ragged.defines.get(lanes::RAGGED_PLANE), Some(1));
-            let tiles = if sizes == Some((4, 4)) { 2 } else { 1 };
-            let blocks = if sizes == Some((16, 16)) { 4 } else { 7 };
-            assert_eq!(ragged.groups, (blocks, tiles), "{sizes:?}");
+            let groups = match sizes {
+                Some((8, 8)) => (4, 2),
+                Some((16, 16)) => (4, 1),
+                Some((4, 4)) => (7, 2),
+                _ => (7, 1),
+            };
+            assert_eq!(ragged.groups, groups, "{sizes:?}");
         }
+    }
+
+    #[test]
+    fn every_tile_reads_the_same_weight_layout() {
+        // The 28x28 and 14x14 planes of one conv take different tiles at 8 lanes, one copy of
+        // its weights.
+        let large = lanes::test_shape(1, 28, 64, 104);
+        let caps8 = caps(Some((8, 8)));
+        let (a, b) = (plan(&large, &caps8), plan(&POINTWISE, &caps8));
+        assert_ne!(a.defines.get("M"), b.defines.get("M"));
+        assert_eq!(a.packing, b.packing);
+        // Every block is a whole packed block or a half of one.
+        for w in lanes::widths() {
+            let block = packed_block(w);
+            for (m, _) in tiles(w) {
+                assert!(m == block || 2 * m == block, "{w:?}: {m}");
+            }
+        }
+        assert_eq!(packed_block(Some(8)), 32);
+        assert_eq!(packed_block(Some(4)), 16);
+        assert_eq!(packed_block(None), 16);
     }
 }
