@@ -41,26 +41,39 @@ const SMALL: [(usize, usize); 3] = [(4, 4), (8, 4), (16, 2)];
 /// The tiles for wider groups, preferred first; the 1-texel ones pad small planes less (a 14x14
 /// plane is 49 texels: 56 in tiles of 8, 64 in tiles of 16).
 const WIDER: [(usize, usize); 5] = [WIDE, (32, 2), NARROW, (32, 1), (28, 1)];
+/// The same at 4 lanes and at 16 and wider, preferring one texel per lane: on lavapipe (AMD Zen 3,
+/// res2net50_26w_4s, two sessions in one process, 16 forwards each, alternating) 32 x 1 took
+/// 0.85-0.87 of 32 x 2's time on the RGB stem, and 28 x 1 0.79-0.85 of 28 x 2's on layer1's
+/// 26-channel chains; at 8 lanes both read within noise (1.02-1.05), over OpenGL slower (1.16 and
+/// 1.34). A tile of 2 texels does no less work than its 1-texel twin, so none is listed.
+const WIDER_ONE_TEXEL: [(usize, usize); 3] = [WIDE, (32, 1), (28, 1)];
 
 /// Every tile.
 fn tiles() -> impl Iterator<Item = (usize, usize)> {
     SMALL.into_iter().chain(WIDER)
 }
 
-/// The tile of a group's output channels over planes of `texels`, on `lanes` lanes: the narrowest
-/// small tile that holds up to 16 channels; else the first of [`WIDER`] whose padded work
-/// (channels x texels, both rounded up to whole blocks and tiles) is within 5% of the least. So
-/// 56 channels take two 28-channel blocks, where 52-channel ones would compute 48 idle ones.
-fn tile(s: &ConvShape, lanes: usize) -> (usize, usize) {
+/// The tile of a group's output channels over planes of `texels` for a subgroup width (`None`:
+/// no subgroups): the narrowest small tile that holds up to 16 channels; else the first of
+/// [`WIDER`] (at 4 lanes and 16 and wider, [`WIDER_ONE_TEXEL`]) whose padded work (channels x
+/// texels, both rounded up to whole blocks and tiles) is within 5% of the least. So 56 channels
+/// take two 28-channel blocks, where 52-channel ones would compute 48 idle ones.
+fn tile(s: &ConvShape, width: Option<u32>) -> (usize, usize) {
     if let Some(&t) = SMALL.iter().find(|t| s.cout_g <= t.0) {
         return t;
     }
+    let lanes = lanes::lanes(width);
     let texels = s.out_plane().div_ceil(4);
     let work =
         |(m, p): (usize, usize)| s.cout_g.div_ceil(m) * m * texels.div_ceil(lanes * p) * lanes * p;
-    let least = WIDER.iter().map(|&t| work(t)).min().unwrap_or(0);
-    WIDER
-        .into_iter()
+    let order: &[(usize, usize)] = match width {
+        Some(w) if w != 8 => &WIDER_ONE_TEXEL,
+        _ => &WIDER,
+    };
+    let least = order.iter().map(|&t| work(t)).min().unwrap_or(0);
+    order
+        .iter()
+        .copied()
         .find(|&t| work(t) * 100 <= least * 105)
         .unwrap_or(WIDE)
 }
@@ -155,7 +168,7 @@ fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
 
 fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
-    let (m, pt) = tile(s, lanes::lanes(width));
+    let (m, pt) = tile(s, width);
     let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane().div_ceil(4), width, pt);
     let inputs = [
         Some((Slot::Input, Operand::Src)),
@@ -309,7 +322,7 @@ mod tests {
         );
         assert_eq!(grouped.groups, (8, 25));
         // 26 channels keep the 28-channel block, 30 the 32-channel one.
-        let m = |cout_g| tile(&ConvShape { cout_g, ..CHAIN }, 8).0;
+        let m = |cout_g| tile(&ConvShape { cout_g, ..CHAIN }, Some(8)).0;
         assert_eq!(
             [m(3), m(5), m(16), m(26), m(30), m(40)],
             [4, 8, 16, 28, 32, 52]
@@ -318,11 +331,20 @@ mod tests {
         assert_eq!([m(48), m(56), m(112), m(104), m(208)], [52, 28, 28, 52, 52]);
         // On 14x14 planes (49 texels) 112 channels take 28-channel blocks of one texel per lane
         // (56 texels against 64); 104 keep 52-channel blocks.
-        let plane14 = |cout_g| tile(&lanes::test_shape(3, 14, 26, cout_g), 8);
+        let plane14_at = |width, cout_g| tile(&lanes::test_shape(3, 14, 26, cout_g), width);
+        let plane14 = |cout_g| plane14_at(Some(8), cout_g);
         assert_eq!(plane14(112), (28, 1));
         assert_eq!(plane14(104), (52, 1));
-        // The Res2Net chains keep their tiles.
-        assert_eq!(tile(&CHAIN, 8), NARROW);
-        assert_eq!(tile(&lanes::test_shape(3, 28, 52, 52), 8), WIDE);
+        // The Res2Net chains keep their tiles at 8 lanes and without subgroups; at 4 and 16 lanes
+        // the 26-channel ones take one texel per lane.
+        for width in [Some(8), None] {
+            assert_eq!(tile(&CHAIN, width), NARROW);
+            assert_eq!(tile(&lanes::test_shape(3, 28, 52, 52), width), WIDE);
+        }
+        for width in [Some(4), Some(16)] {
+            assert_eq!(tile(&CHAIN, width), (28, 1));
+            assert_eq!(tile(&lanes::test_shape(3, 28, 52, 52), width), WIDE);
+            assert_eq!(plane14_at(width, 104), (52, 1));
+        }
     }
 }
