@@ -45,8 +45,9 @@ const SMALL: [usize; 3] = [4, 8, 16];
 /// The pixels per lane of the small blocks, best first.
 const SMALL_PIXELS: [usize; 2] = [8, 4];
 /// The pixels per lane of convs whose weights are in the pointwise family's layout (blocks of
-/// [`pointwise_block`] output channels), best first: 8 keep the accumulators as many as in the wide tile; 7 and 4
-/// fit the 49-pixel planes of 7x7 maps (at 4 and 8 lanes, at 16) with fewer idle lanes.
+/// [`pointwise_block`] output channels), best first: 8 keep the accumulators as many as in the
+/// wide tile; 7 and 4 fit the 49-pixel planes of 7x7 maps (at 4 and 8 lanes, at 16) with fewer
+/// idle lanes.
 const POINTWISE_PIXELS: [usize; 3] = [8, 7, 4];
 
 /// Input channels per step where a group's input channels are a multiple of 3 and not of 4 (the
