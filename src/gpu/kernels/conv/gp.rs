@@ -79,14 +79,10 @@ fn pointwise_weights(s: &ConvShape) -> bool {
     s.pointwise() && s.groups == 1 && s.cin_g.is_multiple_of(4)
 }
 
-/// Output channels per block on the pointwise layout: px's block on large planes, 32 at 16 lanes
-/// and wider, 16 elsewhere (a half of each packed block at 8 lanes).
+/// Output channels per block on the pointwise layout: px's block on large planes (32 at 16 lanes
+/// and wider, 16 elsewhere: a half of each packed block at 8 lanes).
 fn pointwise_block(width: Option<u32>) -> usize {
-    if width.is_some_and(|w| w >= 16) {
-        32
-    } else {
-        16
-    }
+    px::tile(width, usize::MAX).0
 }
 
 fn pointwise_defines(width: Option<u32>, p: usize) -> Defines {

@@ -73,13 +73,12 @@ pub(super) fn tile(width: Option<u32>, texels: usize) -> (usize, usize) {
     }
 }
 
-/// Every tile [`tile`] gives a subgroup width, for the compiled variants.
+/// Every tile [`tile`] gives a subgroup width, for the compiled variants: the large planes' and
+/// the small ones'.
 fn tiles(width: Option<u32>) -> Vec<(usize, usize)> {
-    match width {
-        Some(w) if w >= 16 => vec![(32, 1)],
-        Some(8) => vec![TILE, SMALL_PLANE_TILE],
-        _ => vec![TILE],
-    }
+    let mut all = vec![tile(width, usize::MAX), tile(width, 1)];
+    all.dedup();
+    all
 }
 
 /// Ungrouped 1x1 stride-1 convs without an added input, with 4-channel steps, over views of whole
@@ -123,9 +122,10 @@ fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
 
 /// The weight layout of this family's plans (and of the general family's on the same convs).
 pub(super) fn packing(width: Option<u32>) -> Packing {
+    let block = packed_block(width);
     Packing::Pointwise {
-        block: packed_block(width),
-        slots: lanes::slots(width, packed_block(width)),
+        block,
+        slots: lanes::slots(width, block),
     }
 }
 
