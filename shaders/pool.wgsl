@@ -8,6 +8,10 @@
 // an rgba32float texture (binding 5; input rows of whole texels) and stores them as one vec4 (output
 // rows of whole texels, views on texel boundaries): on CPU adapters a storage-buffer access or an
 // r32float texel load that differs per lane costs about as much as an rgba32float load of 4 values.
+// With S2 too (stride 2, windows of KS columns from PAD before, KS - PAD <= 2: the stem's max pool,
+// the stage blocks' strided average pools, strided 1x1 convs' picks) the 4 windows' columns are
+// read as 3 texels per row and every tap is a fixed component, instead of a loop over the columns
+// that indexes a texel by a varying component (LEFT: PAD > 0, so the texel before is read).
 
 #import PoolParams
 
@@ -63,13 +67,42 @@ fn pool(
     let w0 = vec4<u32>(max(ws, vec4<i32>(0)));
     let w1 = vec4<u32>(min(we, vec4<i32>(i32(p.in_w))));
 
-    // The columns of all 4 windows, left to right, each texel loaded once.
     var m = vec4<f32>(0.0);
     var seen = vec4<bool>(false);
     var sum = vec4<f32>(0.0);
     let plane_texels = p.in_h * p.in_w / 4u;
     for (var y = h0; y < h1; y++) {
         let row = n * p.x_img + c * plane_texels + y * p.in_w / 4u;
+#ifdef S2
+        // Output column ox + j reads input columns 2 * (ox + j) - PAD + d (d < KS): with ox a
+        // multiple of 4, all of them lie in the 12 columns from 2 * ox - 4 on, the texels before,
+        // at and after input texel ox / 2, so every tap is a fixed component of one of them.
+        let t = row + ox / 2u;
+        var left = vec4<f32>(0.0);
+#ifdef LEFT
+        if (ox > 0u) {
+            left = textureLoad(x4tex, at(t - 1u));
+        }
+#endif
+        let mid = textureLoad(x4tex, at(t));
+        let right = textureLoad(x4tex, at(t + 1u));
+        let win = array<f32, 12>(
+            left.x, left.y, left.z, left.w,
+            mid.x, mid.y, mid.z, mid.w,
+            right.x, right.y, right.z, right.w,
+        );
+#for D in 0..KS
+        {
+            let v = vec4<f32>(win[#{4 - PAD + D}], win[#{6 - PAD + D}], win[#{8 - PAD + D}], win[#{10 - PAD + D}]);
+            let col = vec4<i32>(2 * i32(ox) - #{PAD} + #{D}) + vec4<i32>(0, 2, 4, 6);
+            let inside = (col >= vec4<i32>(0)) & (col < vec4<i32>(i32(p.in_w)));
+            m = select(m, select(max(m, v), v, !seen), inside);
+            seen = seen | inside;
+            sum += select(vec4<f32>(0.0), v, inside);
+        }
+#endfor
+#else
+        // The columns of all 4 windows, left to right, each texel loaded once.
         var t = vec4<f32>(0.0);
         for (var x = w0.x; x < w1.w; x++) {
             if (x == w0.x || x % 4u == 0u) {
@@ -81,6 +114,7 @@ fn pool(
             seen = seen | inside;
             sum += select(vec4<f32>(0.0), v, inside);
         }
+#endif
     }
     var out = m;
     if (KIND == 1u) {

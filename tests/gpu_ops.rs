@@ -975,7 +975,7 @@ fn pools_match_cpu() {
             count_include_pad: false,
         },
     ];
-    let shapes: [PoolShape; 9] = [
+    let shapes: [PoolShape; 12] = [
         (5, 12, 12, 3, 2, 1, false), // stem max pool, stage-block avg pool
         (4, 11, 9, 3, 2, 1, false),  // odd sizes
         (3, 8, 8, 3, 1, 1, false),   // layer1.0 avg pool at stride 1 (4 outputs per invocation)
@@ -985,6 +985,9 @@ fn pools_match_cpu() {
         (3, 16, 16, 3, 2, 1, false), // the stem's max pool, 4 outputs per invocation
         (5, 9, 16, 1, 2, 0, false),  // a strided 1x1 conv's pick, 4 outputs per invocation
         (2, 15, 24, 2, 2, 0, true),  // 2x2 windows in ceil mode, 4 outputs per invocation
+        (3, 7, 40, 3, 2, 1, false),  // stride-2 windows over 3 texels, 5 output texels per row
+        (2, 6, 24, 1, 2, 0, true),   // a pick in ceil mode, 3 output texels per row
+        (3, 8, 16, 4, 2, 1, false),  // 4x4 windows at stride 2: the column loop
     ];
     for kind in kinds {
         for (i, &shape) in shapes.iter().enumerate() {
@@ -1012,8 +1015,18 @@ fn pools_and_scale_add_take_texels_where_views_are_whole_texels() {
         session.kernels().iter().map(|k| k.to_string()).collect()
     };
     let pool = |shape| labels(&pool_graph(PoolKind::Max, shape))[0].clone();
-    assert!(pool((3, 16, 16, 3, 2, 1, false)).contains("+OUT4"));
-    assert!(pool((3, 8, 8, 3, 1, 1, false)).contains("+OUT4"));
+    // At stride 2, windows that reach at most 2 columns past their output's pair take fixed taps
+    // from 3 texels per row (S2); other windows loop over their columns.
+    let out4 = |shape| {
+        let label = pool(shape);
+        assert!(label.contains("OUT4"), "{label}");
+        label.contains("S2")
+    };
+    assert!(out4((3, 16, 16, 3, 2, 1, false)));
+    assert!(out4((5, 9, 16, 1, 2, 0, false)));
+    assert!(out4((2, 15, 24, 2, 2, 0, true)));
+    assert!(!out4((3, 8, 8, 3, 1, 1, false)));
+    assert!(!out4((3, 8, 16, 4, 2, 1, false)));
     // Output rows of 6 values, input rows of 9.
     assert!(pool((5, 12, 12, 3, 2, 1, false)).contains("+TEXTURE_INPUT"));
     assert!(pool((4, 11, 9, 3, 2, 1, false)).contains("+TEXTURE_INPUT"));

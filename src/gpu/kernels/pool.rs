@@ -32,17 +32,33 @@ fn kind_code(kind: PoolKind) -> u32 {
 /// stores them as one vec4, so output rows too must be whole texels.
 const OUT4: &str = "OUT4";
 
-fn key(kind: u32, layout: InputLayout) -> KernelKey {
-    KernelKey::new(
-        layout.shader(ShaderFile::Pool, OUT4),
-        "pool",
-        &[("KIND", kind)],
-    )
+/// The (kernel, padding) pairs of the [`OUT4`] variants for stride 2 (`S2`): windows of at most
+/// 2 columns past their output's column pair, so that the 4 windows of a texel of outputs lie in
+/// 3 input texels, each tap a fixed component of one (the stem's 3x3 max pool, the stage blocks'
+/// 3x3 average pools, 2x2 average-down pools, the picks of strided 1x1 convs).
+const S2_WINDOWS: [(usize, usize); 3] = [(3, 1), (1, 0), (2, 0)];
+
+fn key(kind: u32, layout: InputLayout, s2: Option<(usize, usize)>) -> KernelKey {
+    let mut shader = layout.shader(ShaderFile::Pool, OUT4);
+    if let Some((kernel, pad)) = s2 {
+        let d = std::mem::take(&mut shader.defines)
+            .flag("S2")
+            .value("KS", kernel as u32)
+            .value("PAD", pad as u32);
+        shader.defines = if pad > 0 { d.flag("LEFT") } else { d };
+    }
+    KernelKey::new(shader, "pool", &[("KIND", kind)])
 }
 
 pub(crate) fn variants() -> Vec<KernelKey> {
+    let s2 = S2_WINDOWS.map(Some);
     (0..3)
-        .flat_map(|kind| InputLayout::ALL.map(|layout| key(kind, layout)))
+        .flat_map(|kind| {
+            InputLayout::ALL
+                .map(|layout| key(kind, layout, None))
+                .into_iter()
+                .chain(s2.map(|w| key(kind, InputLayout::Texels, w)))
+        })
         .collect()
 }
 
@@ -94,6 +110,13 @@ pub(crate) fn lower(cx: &Ctx, p: &Pool, caps: &AdapterCaps, images: usize) -> Re
         x_img: texture::image_texels(layout.texels(), len),
         ..views
     };
-    let lowered = Lowered::plain(key(kind_code(p.kind), layout), &params, cx.groups(gx, gy)?);
+    let s2 = (layout == InputLayout::Texels && p.stride == 2)
+        .then_some((p.kernel, p.pad))
+        .filter(|w| S2_WINDOWS.contains(w));
+    let lowered = Lowered::plain(
+        key(kind_code(p.kind), layout, s2),
+        &params,
+        cx.groups(gx, gy)?,
+    );
     Ok(layout.with_copy(lowered, src, len))
 }
