@@ -72,9 +72,10 @@ fn res2net50_26w_4s_at_224_matches_cpu() {
     assert!(per_conv <= 1.2, "{per_conv:.2} dispatches per convolution");
     // One pipeline per kernel variant and fusion in use: the texture families' variants for the
     // 1x1 convs (two tiles), the 3x3 convs (whole, flat and ragged rows), the strided 3x3 convs and
-    // the stem, the pools and the classifier.
+    // the stem, the pools (on fixed taps at stride 2, a loop over columns at stride 1, one value per
+    // invocation on 14x14 and 7x7 maps) and the classifier.
     assert!(
-        session.pipeline_count() <= 28,
+        session.pipeline_count() <= 30,
         "{} pipelines",
         session.pipeline_count()
     );
