@@ -25,9 +25,12 @@
 // c * plane values in, s = (c * plane) mod 4 values into a texel, the same shift in every lane.
 // A lane's pixels 4t..4t + 4 of that channel are assembled from two neighbouring texels; its last
 // texel's pixels past the plane are computed from whatever follows and never stored. Results are
-// stored as single values.
+// stored as single values. The shift of step channel C, (C * plane) mod 4, is a constant of the
+// variant (PLANE4 = plane mod 4): on CPU adapters a shift known only at run time runs every case
+// of `shifted` under an exec mask, and a constant one folds it to a swizzle (or, where it is 0, to
+// the first texel alone).
 //
-// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, RAGGED_PLANE (flags).
+// Defines: the tile (lib/tile.wgsl), SUBGROUPS, RAGGED_PLANE (flags) and PLANE4 (with RAGGED_PLANE).
 #import tile
 #ifndef RAGGED_PLANE
 #define ARENA_VEC4
@@ -64,7 +67,7 @@ fn conv_px(id: Invocation) {
         let x#{C}_#{J} = shifted(
             textureLoad(xtex, at(xs#{C} + #{J * SG}u)),
             textureLoad(xtex, at(xs#{C} + #{J * SG + 1}u)),
-            o#{C} % 4u,
+            (#{(C * PLANE4) % 4}u),
         );
 #endfor
 #endfor

@@ -1226,7 +1226,8 @@ fn conv_px_matches_cpu() {
         // Views of whole texels: 4 extra channels, residuals of a multiple of 4 channels.
         (
             "RAGGED_PLANE",
-            [(7, 7), (5, 1), (1, 1), (131, 129), (3, 1)],
+            // Planes of 1, 2 and 3 pixels past whole texels (each a PLANE4 variant).
+            [(7, 7), (5, 2), (1, 1), (131, 129), (3, 1)],
             32,
         ),
     ];
