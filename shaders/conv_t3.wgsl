@@ -35,7 +35,13 @@
 // from that 16-pixel window: 4 loads for 28 products. STEM7 without STRIDE2 is the 7x7 kernel at
 // stride 1 over rows of whole texels (the DLAs' stems): 3 texels hold a texel's 7 taps.
 //
-// Defines: the tile (lib/tile.wgsl) and SUBGROUPS, FLAT_ROWS, RAGGED_PLANE, STRIDE2, STEM7 (flags).
+// With ROW_SHIFTS (FLAT_ROWS on a plane of whole texels, W4 = width mod 4) the shift of kernel row
+// ky, (ky - 1) * width mod 4, is a constant: the loop takes an input channel per iteration with its
+// 3 rows unrolled, and `taps` folds to the one case instead of running all 4 under an exec mask
+// (on CPU adapters a shift known only at run time does).
+//
+// Defines: the tile (lib/tile.wgsl), SUBGROUPS, FLAT_ROWS, RAGGED_PLANE, STRIDE2, STEM7,
+// ROW_SHIFTS (flags) and W4 (with ROW_SHIFTS).
 #import tile
 #ifndef RAGGED_PLANE
 #define ARENA_VEC4
@@ -137,9 +143,25 @@ fn conv_t3(id: Invocation) {
 #else
     let wb = (g * p.cout_blocks + blk) * cin_pad * #{KS * KS * WQ}u;
 #endif
-    for (var r = 0u; r < p.cin_g * #{KS}u; r++) {
+#ifdef ROW_SHIFTS
+    // The 3 kernel rows of an input channel unrolled, so that each row's shift is a constant.
+#define KYS 3
+    for (var cr = 0u; cr < p.cin_g; cr++) {
+#else
+#define KYS 1
+    for (var cr = 0u; cr < p.cin_g * #{KS}u; cr++) {
+#endif
+#for KY in 0..KYS
+    {
+#ifdef ROW_SHIFTS
+        let r = cr * #{KS}u + #{KY}u;
+        let ci = gi + cr;
+        let ky = #{KY};
+#else
+        let r = cr;
         let ci = gi + r / #{KS}u;
         let ky = i32(r % #{KS}u);
+#endif
 #ifdef FLAT_ROWS
 #ifdef STRIDE2
 #for J in 0..P
@@ -164,7 +186,11 @@ fn conv_t3(id: Invocation) {
 #else
         // The shifted plane's texel t + e starts sh pixels into the window.
         let d = i32(ci * plane) + (ky - 1) * i32(p.in_w);
+#ifdef ROW_SHIFTS
+        let sh = #{((KY + 3) * W4) % 4}u;
+#else
         let sh = u32(d & 3);
+#endif
         let e = (d - i32(sh)) / 4;
 #for J in 0..P
         let yy#{J} = y#{J} + ky - 1;
@@ -262,6 +288,8 @@ fn conv_t3(id: Invocation) {
 #endfor
 #endif
         }
+#endfor
+    }
 #endfor
     }
 #ifdef RAGGED_PLANE
