@@ -35,16 +35,22 @@
 // from that 16-pixel window: 4 loads for 28 products. STEM7 without STRIDE2 is the 7x7 kernel at
 // stride 1 over rows of whole texels (the DLAs' stems): 3 texels hold a texel's 7 taps.
 //
-// With ROW_SHIFTS (FLAT_ROWS on a plane of whole texels, W4 = width mod 4) the shift of kernel row
-// ky, (ky - 1) * width mod 4, is a constant: the loop takes an input channel per iteration with its
-// 3 rows unrolled, and `taps` folds to the one case instead of running all 4 under an exec mask
-// (on CPU adapters a shift known only at run time does).
+// With FLAT_ROWS at stride 1 the loop takes an input channel per iteration, its 3 kernel rows
+// unrolled, and each accumulator is written once per 9 taps (not once per row's 3): on CPU adapters
+// every write of a variable inside the loop pays an exec-mask blend, and the accumulators are
+// spilled. With W4 (planes of whole texels, W4 = width mod 4) each row's shift, (ky - 1) * width
+// mod 4, is a constant, so `taps` folds to one case instead of running all 4 under an exec mask.
 //
-// Defines: the tile (lib/tile.wgsl), SUBGROUPS, FLAT_ROWS, RAGGED_PLANE, STRIDE2, STEM7,
-// ROW_SHIFTS (flags) and W4 (with ROW_SHIFTS).
+// Defines: the tile (lib/tile.wgsl), SUBGROUPS, FLAT_ROWS, RAGGED_PLANE, STRIDE2, STEM7 (flags) and
+// W4 (FLAT_ROWS at stride 1 without RAGGED_PLANE).
 #import tile
 #ifndef RAGGED_PLANE
 #define ARENA_VEC4
+#endif
+#ifdef FLAT_ROWS
+#ifndef STRIDE2
+#define CHANNEL_ROWS
+#endif
 #endif
 
 #import texels
@@ -143,25 +149,71 @@ fn conv_t3(id: Invocation) {
 #else
     let wb = (g * p.cout_blocks + blk) * cin_pad * #{KS * KS * WQ}u;
 #endif
-#ifdef ROW_SHIFTS
-    // The 3 kernel rows of an input channel unrolled, so that each row's shift is a constant.
-#define KYS 3
+#ifdef CHANNEL_ROWS
     for (var cr = 0u; cr < p.cin_g; cr++) {
-#else
-#define KYS 1
-    for (var cr = 0u; cr < p.cin_g * #{KS}u; cr++) {
-#endif
-#for KY in 0..KYS
-    {
-#ifdef ROW_SHIFTS
-        let r = cr * #{KS}u + #{KY}u;
         let ci = gi + cr;
-        let ky = #{KY};
+#for KY in 0..3
+        // The shifted plane's texel t + e starts sh pixels into the window of kernel row KY.
+        let d#{KY} = i32(ci * plane) + (#{KY} - 1) * i32(p.in_w);
+#ifdef W4
+        let sh#{KY} = #{((KY + 3) * W4) % 4}u;
 #else
-        let r = cr;
+        let sh#{KY} = u32(d#{KY} & 3);
+#endif
+        let e#{KY} = (d#{KY} - i32(sh#{KY})) / 4;
+#for J in 0..P
+        let yy#{KY}_#{J} = y#{J} + #{KY} - 1;
+        let ok#{KY}_#{J} = vec4<bool>(pv#{J}) & (yy#{KY}_#{J} >= vec4<i32>(0)) & (yy#{KY}_#{J} < vec4<i32>(i32(p.in_h)));
+        // Wraps below the first texel only where every pixel is masked.
+        let ct#{KY}_#{J} = u32(i32(t#{J}) + e#{KY});
+        let tp#{KY}_#{J} = taps(
+            input(xb + ct#{KY}_#{J} - 1u, ab + ct#{KY}_#{J} - 1u),
+            input(xb + ct#{KY}_#{J}, ab + ct#{KY}_#{J}),
+            input(xb + ct#{KY}_#{J} + 1u, ab + ct#{KY}_#{J} + 1u),
+            sh#{KY},
+        );
+        let k0_#{KY}_#{J} = select(vec4<f32>(0.0), tp#{KY}_#{J}[0], ok#{KY}_#{J} & lv#{J});
+        let k1_#{KY}_#{J} = select(vec4<f32>(0.0), tp#{KY}_#{J}[1], ok#{KY}_#{J});
+        let k2_#{KY}_#{J} = select(vec4<f32>(0.0), tp#{KY}_#{J}[2], ok#{KY}_#{J} & rv#{J});
+#endfor
+        let wr#{KY} = wb + (cr * 3u + #{KY}u) * #{KS * WQ}u;
+#ifdef SUBGROUPS
+#for KX in 0..3
+#for R in 0..WQ / SG
+        let w#{KY}_#{KX}_#{R} = textureLoad(wtex, at(wr#{KY} + #{KX * WQ + R * SG}u));
+#endfor
+#endfor
+#endif
+#endfor
+#for Q in 0..M / 4
+        {
+#for KY in 0..3
+#for KX in 0..3
+#ifdef SUBGROUPS
+            let v#{KY}_#{KX} = subgroupBroadcast(w#{KY}_#{KX}_#{Q / SG}, #{Q % SG}u);
+#else
+            let v#{KY}_#{KX} = textureLoad(wtex, at(wr#{KY} + #{KX * WQ + Q}u));
+#endif
+#endfor
+#endfor
+#for J in 0..P
+#for C in 0..4
+            let s#{C}_#{J}_0 = a#{4 * Q + C}_#{J};
+#for KY in 0..3
+#for KX in 0..3
+            let s#{C}_#{J}_#{3 * KY + KX + 1} = fma(k#{KX}_#{KY}_#{J}, vec4<f32>(v#{KY}_#{KX}[#{C}]), s#{C}_#{J}_#{3 * KY + KX});
+#endfor
+#endfor
+            a#{4 * Q + C}_#{J} = s#{C}_#{J}_9;
+#endfor
+#endfor
+        }
+#endfor
+    }
+#else
+    for (var r = 0u; r < p.cin_g * #{KS}u; r++) {
         let ci = gi + r / #{KS}u;
         let ky = i32(r % #{KS}u);
-#endif
 #ifdef FLAT_ROWS
 #ifdef STRIDE2
 #for J in 0..P
@@ -182,30 +234,6 @@ fn conv_t3(id: Invocation) {
         let k0_#{J} = select(vec4<f32>(0.0), select(vec4(lo#{J}_0.w, lo#{J}_1.w, lo#{J}_2.w, lo#{J}_3.w), vec4(lo#{J}_0.y, lo#{J}_1.y, lo#{J}_2.y, lo#{J}_3.y), s#{J}), ok#{J} & lv#{J});
         let c#{J} = select(vec4<f32>(0.0), select(vec4(hi#{J}_0.x, hi#{J}_1.x, hi#{J}_2.x, hi#{J}_3.x), vec4(lo#{J}_0.z, lo#{J}_1.z, lo#{J}_2.z, lo#{J}_3.z), s#{J}), ok#{J});
         let k2_#{J} = select(vec4<f32>(0.0), select(vec4(hi#{J}_0.y, hi#{J}_1.y, hi#{J}_2.y, hi#{J}_3.y), vec4(lo#{J}_0.w, lo#{J}_1.w, lo#{J}_2.w, lo#{J}_3.w), s#{J}), ok#{J});
-#endfor
-#else
-        // The shifted plane's texel t + e starts sh pixels into the window.
-        let d = i32(ci * plane) + (ky - 1) * i32(p.in_w);
-#ifdef ROW_SHIFTS
-        let sh = #{((KY + 3) * W4) % 4}u;
-#else
-        let sh = u32(d & 3);
-#endif
-        let e = (d - i32(sh)) / 4;
-#for J in 0..P
-        let yy#{J} = y#{J} + ky - 1;
-        let ok#{J} = vec4<bool>(pv#{J}) & (yy#{J} >= vec4<i32>(0)) & (yy#{J} < vec4<i32>(i32(p.in_h)));
-        // Wraps below the first texel only where every pixel is masked.
-        let ct#{J} = u32(i32(t#{J}) + e);
-        let tp#{J} = taps(
-            input(xb + ct#{J} - 1u, ab + ct#{J} - 1u),
-            input(xb + ct#{J}, ab + ct#{J}),
-            input(xb + ct#{J} + 1u, ab + ct#{J} + 1u),
-            sh,
-        );
-        let k0_#{J} = select(vec4<f32>(0.0), tp#{J}[0], ok#{J} & lv#{J});
-        let c#{J} = select(vec4<f32>(0.0), tp#{J}[1], ok#{J});
-        let k2_#{J} = select(vec4<f32>(0.0), tp#{J}[2], ok#{J} & rv#{J});
 #endfor
 #endif
 #else
@@ -290,8 +318,7 @@ fn conv_t3(id: Invocation) {
         }
 #endfor
     }
-#endfor
-    }
+#endif
 #ifdef RAGGED_PLANE
 #import store_values
 #else

@@ -81,11 +81,18 @@ fn tile(s: &ConvShape, width: Option<u32>) -> (usize, usize) {
 /// The define for planes whose rows are not whole texels.
 const FLAT_ROWS: &str = "FLAT_ROWS";
 
-/// The define for [`Rows::Flat`]: each kernel row's shift is a constant (with `W4`, the width mod
-/// 4). On lavapipe at 8 lanes the shift computed per row took 1.00-1.08 times as long (median
-/// 1.03) on each of res2net50_26w_4s's 15 14x14 chain convs (16 forwards alternating in one
-/// process; fastest times 0.92-0.98 ms against 0.88-0.96).
-const ROW_SHIFTS: &str = "ROW_SHIFTS";
+/// The define of [`Rows::Flat`]'s width mod 4, which makes each kernel row's shift into the texels
+/// a constant. With FLAT_ROWS at stride 1 the shader also takes the 3 kernel rows of an input
+/// channel per loop iteration and writes each accumulator once per 9 taps. On lavapipe at 8 lanes
+/// (res2net50_26w_4s, sessions alternating in one process, 16 forwards each): constant shifts took
+/// 0.97 of the time of shifts computed per row on the 14x14 chains (median; fastest times
+/// 0.88-0.96 ms against 0.92-0.98), and the 9-tap writes about 0.95 of that again (fastest
+/// 0.82-0.92 ms against 0.87-0.99); on the 7x7 chains (shifts computed, RAGGED_PLANE) the 9-tap
+/// writes read 0.93-1.00 of the fastest times. On rows of whole texels they were 4-6% faster on
+/// layer1's 26-channel chains but up to 15% slower on layer2's first chain convs, so those keep
+/// a write per kernel row. At 4 and 16 lanes and over OpenGL the 14x14 and 7x7 chains took the
+/// same time as with shifts computed per row (ratios 0.96-1.07, 12 forwards each).
+const W4: &str = "W4";
 
 /// How a plane lies in texels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,8 +101,7 @@ enum Rows {
     Whole,
     /// [`Rows::Whole`] for a 7x7 kernel with padding 3 at stride 1 (`STEM7`).
     WholeStem,
-    /// A plane of whole texels whose rows are not (`FLAT_ROWS`), of this width mod 4: each kernel
-    /// row's shift into the texels is a constant of the variant (`ROW_SHIFTS`, `W4`).
+    /// A plane of whole texels whose rows are not (`FLAT_ROWS`), of this width mod 4 ([`W4`]).
     Flat(u32),
     /// A plane of any size in views of whole texels (`FLAT_ROWS` and `RAGGED_PLANE`).
     Ragged,
@@ -164,7 +170,7 @@ fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
     match rows {
         Rows::Whole => d,
         Rows::WholeStem => d.flag(STEM7),
-        Rows::Flat(w4) => d.flag(FLAT_ROWS).flag(ROW_SHIFTS).value("W4", w4),
+        Rows::Flat(w4) => d.flag(FLAT_ROWS).value(W4, w4),
         Rows::Ragged => d.flag(FLAT_ROWS).flag(lanes::RAGGED_PLANE),
         Rows::Halved => d.flag(STRIDE2),
         Rows::HalvedStem => d.flag(STRIDE2).flag(STEM7),
@@ -310,8 +316,7 @@ mod tests {
         assert_eq!(flat.defines.get(FLAT_ROWS), Some(1));
         assert_eq!(flat.defines.get(lanes::RAGGED_PLANE), None);
         // Rows of 14 pixels: each kernel row's shift is a constant (W4 = 14 mod 4).
-        assert_eq!(flat.defines.get(ROW_SHIFTS), Some(1));
-        assert_eq!(flat.defines.get("W4"), Some(2));
+        assert_eq!(flat.defines.get(W4), Some(2));
         let rows7 = ConvShape {
             in_h: 4,
             out_h: 4,
@@ -321,12 +326,12 @@ mod tests {
         };
         let flat7 = plan(&rows7, &caps(Some((8, 8))));
         assert!(all.contains(&flat7.defines), "{flat7:?}");
-        assert_eq!(flat7.defines.get("W4"), Some(3));
+        assert_eq!(flat7.defines.get(W4), Some(3));
         // 13 texels per channel: 2 tiles of 8 texels (8 lanes x 1) for 52-channel blocks.
         let ragged = plan(&lanes::test_shape(3, 7, 52, 52), &caps(Some((8, 8))));
         assert!(all.contains(&ragged.defines), "{ragged:?}");
         assert_eq!(ragged.defines.get(lanes::RAGGED_PLANE), Some(1));
-        assert_eq!(ragged.defines.get(ROW_SHIFTS), None);
+        assert_eq!(ragged.defines.get(W4), None);
         assert_eq!(ragged.groups, (1, 2));
         // 8 groups of 4 channels: 4-channel blocks, a block per group; 4 texels per lane.
         let grouped = plan(
