@@ -11,7 +11,7 @@
 // With S2 too (stride 2, windows of KS columns from PAD before, KS - PAD <= 2: the stem's max pool,
 // the stage blocks' strided average pools, strided 1x1 convs' picks) the 4 windows' columns are
 // read as 3 texels per row and every tap is a fixed component, instead of a loop over the columns
-// that indexes a texel by a varying component (LEFT: PAD > 0, so the texel before is read).
+// that indexes a texel by a varying component.
 
 #import PoolParams
 
@@ -78,12 +78,11 @@ fn pool(
         // multiple of 4, all of them lie in the 12 columns from 2 * ox - 4 on, the texels before,
         // at and after input texel ox / 2, so every tap is a fixed component of one of them.
         let t = row + ox / 2u;
+        // Without padding no tap reaches the texel before (the condition folds at compile time).
         var left = vec4<f32>(0.0);
-#ifdef LEFT
-        if (ox > 0u) {
+        if (#{PAD}u > 0u && ox > 0u) {
             left = textureLoad(x4tex, at(t - 1u));
         }
-#endif
         let mid = textureLoad(x4tex, at(t));
         let right = textureLoad(x4tex, at(t + 1u));
         let win = array<f32, 12>(

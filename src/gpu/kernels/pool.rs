@@ -41,11 +41,10 @@ const S2_WINDOWS: [(usize, usize); 3] = [(3, 1), (1, 0), (2, 0)];
 fn key(kind: u32, layout: InputLayout, s2: Option<(usize, usize)>) -> KernelKey {
     let mut shader = layout.shader(ShaderFile::Pool, OUT4);
     if let Some((kernel, pad)) = s2 {
-        let d = std::mem::take(&mut shader.defines)
+        shader.defines = std::mem::take(&mut shader.defines)
             .flag("S2")
             .value("KS", kernel as u32)
             .value("PAD", pad as u32);
-        shader.defines = if pad > 0 { d.flag("LEFT") } else { d };
     }
     KernelKey::new(shader, "pool", &[("KIND", kind)])
 }
