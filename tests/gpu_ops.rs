@@ -170,15 +170,22 @@ fn check_precision(
     conv_kernel: ConvKernel,
     precision: Precision,
 ) {
-    let Some(ctx) = context() else { return };
-    let input = random(batch * graph.input_shape().numel(), 99);
     let options = SessionOptions {
         max_chunk,
         conv_kernel,
         precision,
         ..Default::default()
     };
-    let built = Session::with_options(&ctx, graph, batch, &options);
+    check_options(name, graph, batch, &options);
+}
+
+/// [`check`] with these session options: the forward passes on the GPU and on the CPU agree, or
+/// the session is refused for what the adapter lacks.
+fn check_options(name: &str, graph: &Graph, batch: usize, options: &SessionOptions) {
+    let Some(ctx) = context() else { return };
+    let (conv_kernel, precision) = (options.conv_kernel, options.precision);
+    let input = random(batch * graph.input_shape().numel(), 99);
+    let built = Session::with_options(&ctx, graph, batch, options);
     if let Some(why) = refusal(&ctx, conv_kernel, precision) {
         // What this adapter cannot run must be refused, saying why, never run as something else.
         let err = built
@@ -1498,6 +1505,119 @@ fn check_runs_on(label: &str, cases: &[ConvCase], kernel: ConvKernel, shader: &s
             counts.iter().any(|(k, _)| k.contains(shader)),
             "{c:?}: {counts:?}"
         );
+    }
+}
+
+/// Every tile the tuner may time of the families with several (px, t3 and the workgroup-tiled
+/// ones), forced, against the CPU: on whole, flat and ragged planes, stride 2, ragged channel
+/// blocks, the hierarchical add and a residual, batches. Each session is checked to run the tile.
+#[test]
+fn every_tile_matches_cpu() {
+    use Activation::Relu;
+    let Some(ctx) = context() else { return };
+    let caps = AdapterCaps::of(&ctx);
+    let pointwise = |h, w, cin, cout| ConvCase {
+        cin,
+        cout,
+        h,
+        w,
+        residual: true,
+        act: Relu,
+        batch: 2,
+        extra: 4,
+        ..POINTWISE_CASE
+    };
+    let chain = |h, w, cin, cout, stride| ConvCase {
+        cin,
+        cout,
+        h,
+        w,
+        stride,
+        add: stride == 1,
+        act: Relu,
+        extra: 4,
+        ..BASE_CASE
+    };
+    let families: [(ConvKernel, Vec<ConvCase>); 4] = [
+        (
+            ConvKernel::Px,
+            vec![pointwise(14, 14, 36, 40), pointwise(7, 7, 12, 33)],
+        ),
+        (
+            ConvKernel::T3,
+            vec![
+                chain(9, 12, 28, 30, 1),
+                chain(14, 14, 52, 53, 1),
+                ConvCase {
+                    batch: 2,
+                    ..chain(7, 7, 28, 40, 1)
+                },
+                chain(28, 28, 24, 60, 2),
+            ],
+        ),
+        (
+            ConvKernel::TiledDouble,
+            vec![chain(9, 11, 20, 40, 1), chain(6, 6, 12, 20, 2)],
+        ),
+        (ConvKernel::TiledSplitK, vec![chain(5, 7, 20, 36, 1)]),
+    ];
+    for (kernel, cases) in families {
+        let family = conv::family(kernel).unwrap();
+        for c in cases {
+            let graph = conv_graph(c);
+            let tiles = (family.tiles)(&conv_shape(&c), &caps);
+            assert!(tiles.len() > 1, "{kernel:?} {c:?}: {tiles:?}");
+            for tile in tiles {
+                let options = SessionOptions {
+                    conv_kernel: kernel,
+                    conv_tile: Some(tile),
+                    ..Default::default()
+                };
+                let name = format!("{kernel:?} {tile:?} {c:?}");
+                check_options(&name, &graph, c.batch, &options);
+                let session = Session::with_options(&ctx, &graph, c.batch, &options).unwrap();
+                let ran = |k: &str| match kernel {
+                    ConvKernel::Px | ConvKernel::T3 => {
+                        k.contains(&format!("M={},P={},", tile.0, tile.1))
+                    }
+                    _ => k.contains(&format!("TILE_M={}", tile.0)),
+                };
+                let kernels = session.kernels();
+                assert!(kernels.iter().any(|k| ran(k)), "{name}: {kernels:?}");
+            }
+        }
+    }
+    // A tile without a forced family is refused, saying so.
+    let options = SessionOptions {
+        conv_tile: Some((16, 1)),
+        ..Default::default()
+    };
+    let err = Session::with_options(&ctx, &conv_graph(BASE_CASE), 1, &options)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("forced conv kernel"), "{err}");
+}
+
+/// The facts of a case's conv that a family's tiles depend on (channels, kernel, planes).
+fn conv_shape(c: &ConvCase) -> conv::ConvShape {
+    let out = |side: usize, k: usize| (side + 2 * c.pad - k) / c.stride + 1;
+    conv::ConvShape {
+        cin_g: c.cin / c.groups,
+        cout_g: c.cout / c.groups,
+        groups: c.groups,
+        kh: c.kernel.0,
+        kw: c.kernel.1,
+        stride: c.stride,
+        pad: c.pad,
+        in_h: c.h,
+        in_w: c.w,
+        out_h: out(c.h, c.kernel.0),
+        out_w: out(c.w, c.kernel.1),
+        act: 0,
+        src: (0, 0),
+        add: None,
+        dst: (0, 0),
+        res: None,
     }
 }
 

@@ -298,8 +298,7 @@ fn a_classifier_fed_three_sizes_holds_one_copy_of_the_weights() {
 /// rewrites it).
 #[test]
 fn tuning_choices_are_cached_and_corrupt_foreign_or_stale_files_are_ignored() {
-    let Some(ctx) = context() else { return };
-    let competing = gpu_common::families_compete(&ctx);
+    let Some(_device) = context() else { return };
     let graph = small_graph();
     let dir = fresh_dir("tune-cache");
     let options = |tune, dir: &std::path::Path| SessionOptions {
@@ -314,16 +313,15 @@ fn tuning_choices_are_cached_and_corrupt_foreign_or_stale_files_are_ignored() {
 
     let first = build(Tune::Full).unwrap();
     let tuned = first.build_stats().tuning.clone();
-    assert_eq!(tuned.measured > 0, competing, "{tuned:?}");
+    // Every adapter has tiles to time for the pointwise convs (and CPU adapters with 8-lane
+    // subgroups the GEMM families too).
+    assert!(tuned.measured > 0, "{tuned:?}");
     let off = [build(Tune::Off).unwrap(), build(Tune::Off).unwrap()];
     for s in &off {
         let t = &s.build_stats().tuning;
         assert_eq!((t.measured, t.cached), (0, 0), "{t:?}");
     }
     assert_eq!(off[0].kernels(), off[1].kernels());
-    if !competing {
-        return;
-    }
     let path = tuned.path.clone().unwrap();
     let again = build(Tune::Auto).unwrap();
     let t = &again.build_stats().tuning;

@@ -34,6 +34,11 @@ pub struct GpuArgs {
     /// Run every conv it can on one kernel family (`auto`: the tuner's or the rule's choice).
     #[arg(long, value_name = "FAMILY", default_value = "auto", value_parser = parse_kernel)]
     pub conv_kernel: ConvKernel,
+    /// With --conv-kernel, the tile it runs each conv it offers the tile for (px, t3: output
+    /// channels per block x texels per lane, e.g. 16x2; tiled: pixels x channels), as the tuner
+    /// times them.
+    #[arg(long, value_name = "AxB", value_parser = parse_tile)]
+    pub conv_tile: Option<(usize, usize)>,
 }
 
 impl GpuArgs {
@@ -41,6 +46,7 @@ impl GpuArgs {
         SessionOptions {
             precision: self.precision.into(),
             conv_kernel: self.conv_kernel,
+            conv_tile: self.conv_tile,
             tune: self.tune.unwrap_or_else(Tune::from_env),
             ..SessionOptions::default()
         }
@@ -49,6 +55,13 @@ impl GpuArgs {
 
 fn parse_tune(s: &str) -> Result<Tune, String> {
     s.parse().map_err(|e: res2net_wgpu::Error| e.to_string())
+}
+
+fn parse_tile(s: &str) -> Result<(usize, usize), String> {
+    let side = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n > 0);
+    s.split_once(['x', 'X'])
+        .and_then(|(a, b)| side(a).zip(side(b)))
+        .ok_or_else(|| format!("expected a tile AxB of positive numbers (16x2), found '{s}'"))
 }
 
 fn parse_kernel(s: &str) -> Result<ConvKernel, String> {

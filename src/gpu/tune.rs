@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::autotune::Bucket;
-use super::kernels::conv::{self, ConvFamily, ConvShape, Packing};
+use super::kernels::conv::{self, ConvFamily, ConvShape, Packing, Tile};
 use super::kernels::AdapterCaps;
 
 /// A conv kernel family, for [`SessionOptions::conv_kernel`](super::SessionOptions::conv_kernel).
@@ -140,17 +140,42 @@ impl std::str::FromStr for Precision {
     }
 }
 
+/// A conv family and, for one with several tiles, the tile it runs (`None`: its rule's): what the
+/// tuner times and keeps per conv bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvChoice {
+    pub kernel: ConvKernel,
+    pub tile: Option<Tile>,
+}
+
+impl ConvChoice {
+    /// A family at its rule's tile.
+    pub fn rule(kernel: ConvKernel) -> Self {
+        ConvChoice { kernel, tile: None }
+    }
+
+    /// `Px`, or `Px 16x2` with a tile: how the tuning cache names it.
+    pub fn label(&self) -> String {
+        match self.tile {
+            None => format!("{:?}", self.kernel),
+            Some((a, b)) => format!("{:?} {a}x{b}", self.kernel),
+        }
+    }
+}
+
 /// How lowering picks a conv family: the requested one, else the tuner's choice for the conv's
 /// bucket, else the automatic rule; and whether weights are stored as f16.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ConvPolicy {
     pub requested: ConvKernel,
+    /// The requested family's tile, for the convs it offers it for.
+    pub requested_tile: Option<Tile>,
     /// Store conv and linear weights as f16 (the device has `SHADER_F16`; checked by the session).
     pub f16_weights: bool,
     /// Images per dispatch (the session's chunk), part of a tuning bucket.
     pub images: usize,
     /// The tuner's choices (empty when tuning is off or nothing needed timing).
-    pub tuned: BTreeMap<Bucket, ConvKernel>,
+    pub tuned: BTreeMap<Bucket, ConvChoice>,
     /// The weight layout each node already has on the device (by node name), from earlier sessions
     /// of the model: a family that reads it is preferred, so one copy of the weights serves every
     /// input size.
@@ -161,6 +186,7 @@ impl ConvPolicy {
     pub(crate) fn new(requested: ConvKernel, precision: Precision) -> Self {
         ConvPolicy {
             requested,
+            requested_tile: None,
             f16_weights: precision == Precision::F16,
             images: 1,
             tuned: BTreeMap::new(),
@@ -168,41 +194,47 @@ impl ConvPolicy {
         }
     }
 
-    /// The family for one conv. A forced family runs every conv whose shape it fits (the others get
-    /// the automatic choice); a forced family the adapter cannot run at all is an error, never a
-    /// silent substitute.
+    /// The family and tile for one conv. A forced family runs every conv whose shape it fits (the
+    /// others get the automatic choice), with the forced tile where it offers it for the conv (else
+    /// its rule's); a forced family the adapter cannot run at all is an error, never a silent
+    /// substitute.
     pub(crate) fn choose(
         &self,
         node: &str,
         s: &ConvShape,
         caps: &AdapterCaps,
-    ) -> Result<&'static ConvFamily, String> {
+    ) -> Result<(&'static ConvFamily, Option<Tile>), String> {
         let Some(family) = conv::family(self.requested) else {
             let usable = |f: &&ConvFamily| f.usable(s, caps, self.images);
             let bucket = Bucket::new(s, self.images, self.f16_weights);
-            let tuned = self
-                .tuned
-                .get(&bucket)
-                .and_then(|&k| conv::family(k))
-                .filter(usable);
-            let choice = tuned.unwrap_or_else(|| automatic(s, caps, self.images));
-            // Weights already on the device in another layout: the best family that reads them.
+            let tuned = self.tuned.get(&bucket).and_then(|c| {
+                let f = conv::family(c.kernel).filter(usable)?;
+                Some((f, f.offered(s, caps, c.tile)))
+            });
+            let choice = tuned.unwrap_or_else(|| (automatic(s, caps, self.images), None));
+            // Weights already on the device in another layout: the chosen family at a tile that
+            // reads them, else the best family that does at its rule's tile.
             let Some(held) = self.held.get(node) else {
                 return Ok(choice);
             };
-            let reads_held = |f: &&ConvFamily| (f.plan)(s, caps).packing == *held;
-            return Ok(Some(choice)
-                .filter(reads_held)
-                .or_else(|| conv::FAMILIES.into_iter().filter(usable).find(reads_held))
+            let reads_held =
+                |&(f, t): &(&ConvFamily, Option<Tile>)| (f.plan)(s, caps, t).packing == *held;
+            let tiles = (choice.0.tiles)(s, caps).into_iter();
+            let others = tiles
+                .map(|t| (choice.0, Some(t)))
+                .chain(conv::FAMILIES.into_iter().filter(usable).map(|f| (f, None)));
+            return Ok(std::iter::once(choice)
+                .chain(others)
+                .find(reads_held)
                 .unwrap_or(choice));
         };
         family
             .supports(caps)
             .map_err(|why| format!("conv kernel {:?} {why}", self.requested))?;
         Ok(if family.usable(s, caps, self.images) {
-            family
+            (family, family.offered(s, caps, self.requested_tile))
         } else {
-            automatic(s, caps, self.images)
+            (automatic(s, caps, self.images), None)
         })
     }
 }
@@ -225,4 +257,51 @@ pub(crate) fn automatic(s: &ConvShape, caps: &AdapterCaps, images: usize) -> &'s
         .into_iter()
         .find(|f| f.usable(s, caps, images))
         .unwrap_or(&conv::direct::FAMILY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::kernels::conv::lanes::{caps, test_shape};
+
+    const NODE: &str = "layer3.0.conv2";
+
+    #[test]
+    fn a_forced_tile_runs_where_the_family_offers_it() {
+        let pointwise = test_shape(1, 14, 64, 104);
+        let caps8 = caps(Some((8, 8)));
+        let mut policy = ConvPolicy::new(ConvKernel::Px, Precision::F32);
+        policy.requested_tile = Some((16, 1));
+        let (family, tile) = policy.choose(NODE, &pointwise, &caps8).unwrap();
+        assert_eq!((family.kernel, tile), (ConvKernel::Px, Some((16, 1))));
+        // A tile px does not offer gives its rule's; a conv px does not fit, the automatic family.
+        policy.requested_tile = Some((7, 3));
+        let (_, tile) = policy.choose(NODE, &pointwise, &caps8).unwrap();
+        assert_eq!(tile, None);
+        let chain = test_shape(3, 14, 52, 52);
+        let (family, tile) = policy.choose(NODE, &chain, &caps8).unwrap();
+        assert_eq!((family.kernel, tile), (ConvKernel::T3, None));
+    }
+
+    #[test]
+    fn a_tuned_tile_yields_to_weights_held_in_another_layout() {
+        let chain = test_shape(3, 14, 52, 52);
+        let caps8 = caps(Some((8, 8)));
+        let mut policy = ConvPolicy::new(ConvKernel::Auto, Precision::F32);
+        let tuned = ConvChoice {
+            kernel: ConvKernel::T3,
+            tile: Some((28, 2)),
+        };
+        policy.tuned.insert(Bucket::new(&chain, 1, false), tuned);
+        let (family, tile) = policy.choose(NODE, &chain, &caps8).unwrap();
+        assert_eq!((family.kernel, tile), (ConvKernel::T3, Some((28, 2))));
+        // Weights packed for the rule's 52-channel blocks by an earlier session: t3 again, at a
+        // tile that reads them.
+        let rule = (conv::t3::FAMILY.plan)(&chain, &caps8, None);
+        policy.held.insert(NODE.into(), rule.packing);
+        let (family, tile) = policy.choose(NODE, &chain, &caps8).unwrap();
+        assert_eq!(family.kernel, ConvKernel::T3);
+        assert_eq!((family.plan)(&chain, &caps8, tile).packing, rule.packing);
+        assert_ne!(tile, Some((28, 2)));
+    }
 }

@@ -130,13 +130,3 @@ pub fn gpu() -> Option<(GpuContext, MutexGuard<'static, ()>)> {
     let ctx = context()?;
     Some((ctx, one_at_a_time()))
 }
-
-/// Whether `Tune::Full` times several conv families on this adapter. A CPU adapter without 8-lane
-/// subgroups has one worth timing per conv (a texture family): the tuner has nothing to choose
-/// there. (`Tune::Auto` times nothing on any CPU adapter.)
-pub fn families_compete(ctx: &GpuContext) -> bool {
-    let info = ctx.adapter_info();
-    let eight_lanes = ctx.device().features().contains(wgpu::Features::SUBGROUP)
-        && (info.subgroup_min_size, info.subgroup_max_size) == (8, 8);
-    info.device_type != wgpu::DeviceType::Cpu || eight_lanes
-}

@@ -1,17 +1,19 @@
 //! Timing one conv bucket: a one-conv graph with the bucket's shape (random weights, the same
-//! optional operands and alignment), a session per candidate family, the conv's GPU time from
+//! optional operands and alignment), a session per candidate (a family at its rule's tile or at
+//! another it offers), the conv's GPU time from
 //! [`Session::profile`](crate::gpu::Session::profile) (timestamps where the adapter has them, else
 //! the host clock).
 //!
 //! To keep a tuning start short, a tall conv is timed on a band of its rows ([`PROXY_PIXELS`]
 //! output pixels, full width, same channels and kernel): per-pixel cost is what differs between
-//! families. Every candidate runs once after a warm-up; those within [`RETIME_WITHIN`] of the
-//! fastest run once more and keep their best time.
+//! families. Every candidate runs once as a warm-up, then [`TIMINGS`] times in turns, and keeps its
+//! best time.
 
 use super::Bucket;
 use crate::error::Result;
 use crate::gpu::kernels::conv::ConvShape;
-use crate::gpu::{ConvKernel, GpuContext, Precision, Session, SessionOptions, Tune};
+use crate::gpu::tune::ConvChoice;
+use crate::gpu::{GpuContext, Precision, Session, SessionOptions, Tune};
 use crate::graph::{
     out_size, Activation, Conv, GlobalAvgPool, Graph, Head, Node, Op, Shape, Softmax, TensorId,
     TensorInfo, View,
@@ -20,15 +22,17 @@ use crate::model::SplitMix;
 
 /// Output pixels per image of the band a tall conv is timed on.
 pub const PROXY_PIXELS: usize = 2048;
-/// Candidates this close to the fastest are timed a second time.
-const RETIME_WITHIN: f64 = 0.25;
+/// Times each candidate is timed, in turns (so that a busy spell of the machine slows them all),
+/// keeping its fastest: tiles of one family often differ by less than a CPU adapter's run-to-run
+/// noise, and a conv's run costs far less than building its session.
+const TIMINGS: usize = 4;
 
 /// Milliseconds per dispatch of each candidate on `bucket`.
 pub(super) fn measure(
     ctx: &GpuContext,
     bucket: &Bucket,
-    candidates: &[ConvKernel],
-) -> Result<Vec<(ConvKernel, f64)>> {
+    candidates: &[ConvChoice],
+) -> Result<Vec<(ConvChoice, f64)>> {
     let graph = stand_in(bucket);
     let input = {
         let mut rng = SplitMix::new(11);
@@ -38,9 +42,10 @@ pub(super) fn measure(
     };
     let sessions = candidates
         .iter()
-        .map(|&kernel| {
+        .map(|&choice| {
             let options = SessionOptions {
-                conv_kernel: kernel,
+                conv_kernel: choice.kernel,
+                conv_tile: choice.tile,
                 tune: Tune::Off,
                 precision: if bucket.f16 {
                     Precision::F16
@@ -51,7 +56,7 @@ pub(super) fn measure(
             };
             let session = Session::with_options(ctx, &graph, bucket.images, &options)?;
             session.run(&input)?;
-            Ok((kernel, session))
+            Ok((choice, session))
         })
         .collect::<Result<Vec<_>>>()?;
     let time = |s: &Session| -> Result<f64> {
@@ -62,9 +67,8 @@ pub(super) fn measure(
         .iter()
         .map(|(k, s)| Ok((*k, time(s)?)))
         .collect::<Result<Vec<_>>>()?;
-    let best = ms.iter().map(|m| m.1).fold(f64::INFINITY, f64::min);
-    for ((_, t), (_, s)) in ms.iter_mut().zip(&sessions) {
-        if *t <= best * (1.0 + RETIME_WITHIN) {
+    for _ in 1..TIMINGS {
+        for ((_, t), (_, s)) in ms.iter_mut().zip(&sessions) {
             *t = t.min(time(s)?);
         }
     }

@@ -1,11 +1,14 @@
 //! The autotuner: at session build, each conv shape (bucketed, so equal shapes tune once) is timed
-//! with every family this adapter can run for it, and the fastest is kept, in memory for the device
-//! and on disk for the next process, next to the pipeline cache. On a CPU adapter (lavapipe) the
+//! with every family this adapter can run for it, each family with several tiles at every tile it
+//! offers the conv, and the fastest is kept, in memory for the device and on disk for the next
+//! process, next to the pipeline cache. On a CPU adapter (lavapipe) the
 //! direct and workgroup-tiled families are not timed where another family runs the shape: they
 //! measured 3-25x slower there on every res2net50_26w_4s shape (the tiled ones about 1% of peak),
 //! and timing them made up most of a tuning start. Where a shape-specific texture family (`px`,
 //! `t3`) runs the conv, nothing else is timed there: the general texture family ran about half as
-//! fast on those shapes, the 8-lane subgroup GEMMs 3-10 times slower.
+//! fast on those shapes, the 8-lane subgroup GEMMs 3-10 times slower. There [`Tune::Auto`] also
+//! keeps each family's rule for its tile (measured per subgroup width, and within the machine's
+//! noise of the other tiles in [`Tune::Full`]'s timings); [`Tune::Full`] times every tile.
 //!
 //! The cache file is keyed by the adapter (name, vendor, device, driver, backend) and a hash of every
 //! shader source and family, so a new driver or a changed kernel starts over; a corrupt or foreign
@@ -25,7 +28,7 @@ mod measure;
 use super::kernels::conv::{self, ConvFamily, ConvShape};
 use super::kernels::{AdapterCaps, ShaderFile, LIBRARY};
 use super::pipeline_cache::{cache_dir, PipelineCacheSetting};
-use super::tune::{automatic, ConvKernel, SHAPE_SPECIFIC, TEXTURE_FAMILIES};
+use super::tune::{automatic, ConvChoice, ConvKernel, SHAPE_SPECIFIC, TEXTURE_FAMILIES};
 use super::uniforms;
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -142,10 +145,13 @@ pub struct TuneReport {
     pub note: Option<String>,
 }
 
-/// One cached choice: the family and what every candidate measured (ms).
+/// One cached choice: the family, its tile (absent: the family's rule's) and what every candidate
+/// measured (ms).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Entry {
     pub family: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tile: Option<[usize; 2]>,
     pub ms: BTreeMap<String, f64>,
 }
 
@@ -158,7 +164,7 @@ struct CacheFile {
     choices: BTreeMap<String, Entry>,
 }
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// A device's tuned choices, loaded from its file on first use.
 #[derive(Default)]
@@ -287,7 +293,7 @@ pub(crate) fn tune(
     f16: bool,
     tune: Tune,
     setting: &PipelineCacheSetting,
-) -> Result<(BTreeMap<Bucket, ConvKernel>, TuneReport)> {
+) -> Result<(BTreeMap<Bucket, ConvChoice>, TuneReport)> {
     let mut report = TuneReport::default();
     let mut chosen = BTreeMap::new();
     if tune == Tune::Off {
@@ -311,17 +317,23 @@ pub(crate) fn tune(
             .into_iter()
             .filter(|f| f.usable(s, &caps, images))
             .collect();
-        let candidates: Vec<ConvKernel> = cpu_candidates(&usable, tune, cpu_adapter)
+        let time_tiles = tune == Tune::Full || !cpu_adapter;
+        let candidates: Vec<ConvChoice> = cpu_candidates(&usable, tune, cpu_adapter)
             .into_iter()
-            .map(|f| f.kernel)
+            .flat_map(|f| choices(f, s, &caps, time_tiles))
             .collect();
         let key = bucket.key();
-        // Any usable family a cached choice names stays chosen (`Full` times more than `Auto`).
+        // Any usable family (at a tile it offers) a cached choice names stays chosen (`Full` times
+        // more than `Auto`).
         let cached = store.choices.get(&key).and_then(|e| {
-            usable
+            let family = usable
                 .iter()
-                .map(|f| f.kernel)
-                .find(|k| format!("{k:?}") == e.family)
+                .find(|f| format!("{:?}", f.kernel) == e.family)?;
+            let tile = e.tile.map(|[a, b]| (a, b));
+            (family.offered(s, &caps, tile) == tile).then_some(ConvChoice {
+                kernel: family.kernel,
+                tile,
+            })
         });
         let kernel = match cached {
             Some(k) if tune == Tune::Auto => {
@@ -331,13 +343,14 @@ pub(crate) fn tune(
             _ if candidates.len() < 2 => continue,
             _ => {
                 let ms = measure::measure(ctx, &bucket, &candidates)?;
-                let rule = automatic(s, &caps, images).kernel;
+                let rule = ConvChoice::rule(automatic(s, &caps, images).kernel);
                 let k = pick(&ms, rule);
                 store.choices.insert(
                     key,
                     Entry {
-                        family: format!("{k:?}"),
-                        ms: ms.iter().map(|(k, t)| (format!("{k:?}"), *t)).collect(),
+                        family: format!("{:?}", k.kernel),
+                        tile: k.tile.map(|(a, b)| [a, b]),
+                        ms: ms.iter().map(|(c, t)| (c.label(), *t)).collect(),
                     },
                 );
                 report.measured += 1;
@@ -396,8 +409,29 @@ fn cpu_candidates<'a>(
         .collect()
 }
 
-/// The fastest family, except that `rule`'s stays when it is within [`KEEP_RULE_WITHIN`].
-pub(crate) fn pick(ms: &[(ConvKernel, f64)], rule: ConvKernel) -> ConvKernel {
+/// What is timed of a family: its rule's tile, and with `tiles` every other tile it offers for
+/// the conv.
+fn choices(family: &ConvFamily, s: &ConvShape, caps: &AdapterCaps, tiles: bool) -> Vec<ConvChoice> {
+    let others = if tiles {
+        (family.tiles)(s, caps)
+            .into_iter()
+            .skip(1)
+            .map(Some)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    std::iter::once(None)
+        .chain(others)
+        .map(|tile| ConvChoice {
+            kernel: family.kernel,
+            tile,
+        })
+        .collect()
+}
+
+/// The fastest choice, except that `rule`'s stays when it is within [`KEEP_RULE_WITHIN`].
+pub(crate) fn pick(ms: &[(ConvChoice, f64)], rule: ConvChoice) -> ConvChoice {
     let Some(&(fastest, best)) = ms.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else {
         return rule;
     };
@@ -413,11 +447,40 @@ mod tests {
 
     #[test]
     fn the_rule_wins_ties_within_the_margin() {
-        let ms = [(ConvKernel::Direct, 10.0), (ConvKernel::Gemm32x32, 10.2)];
-        assert_eq!(pick(&ms, ConvKernel::Gemm32x32), ConvKernel::Gemm32x32);
-        let ms = [(ConvKernel::Direct, 10.0), (ConvKernel::Gemm32x32, 11.0)];
-        assert_eq!(pick(&ms, ConvKernel::Gemm32x32), ConvKernel::Direct);
-        assert_eq!(pick(&[], ConvKernel::Direct), ConvKernel::Direct);
+        let (direct, gemm) = (
+            ConvChoice::rule(ConvKernel::Direct),
+            ConvChoice::rule(ConvKernel::Gemm32x32),
+        );
+        let ms = [(direct, 10.0), (gemm, 10.2)];
+        assert_eq!(pick(&ms, gemm), gemm);
+        let ms = [(direct, 10.0), (gemm, 11.0)];
+        assert_eq!(pick(&ms, gemm), direct);
+        assert_eq!(pick(&[], direct), direct);
+        // Another tile of the rule's family is a candidate like any other.
+        let px = ConvChoice::rule(ConvKernel::Px);
+        let other = ConvChoice {
+            tile: Some((16, 1)),
+            ..px
+        };
+        assert_eq!(pick(&[(px, 10.0), (other, 10.2)], px), px);
+        assert_eq!(pick(&[(px, 10.0), (other, 9.0)], px), other);
+        assert_eq!(other.label(), "Px 16x1");
+    }
+
+    #[test]
+    fn tiles_are_timed_with_full_or_off_cpu_adapters() {
+        use conv::{direct, lanes, px};
+        let shape = lanes::test_shape(1, 14, 64, 104);
+        let caps = lanes::caps(Some((8, 8)));
+        let px_tiles = |tiles| choices(&px::FAMILY, &shape, &caps, tiles);
+        assert_eq!(px_tiles(false), [ConvChoice::rule(ConvKernel::Px)]);
+        let all = px_tiles(true);
+        // The rule's tile (32 x 1 on this 14x14 plane at 8 lanes) once, as `None`, then the others.
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert_eq!(all[0], ConvChoice::rule(ConvKernel::Px));
+        assert!(!all[1..].iter().any(|c| c.tile == Some((32, 1))));
+        let once = choices(&direct::FAMILY, &shape, &caps, true);
+        assert_eq!(once, [ConvChoice::rule(ConvKernel::Direct)]);
     }
 
     #[test]

@@ -236,7 +236,13 @@ impl Session {
         }
         let (chunk, plan) = choose_chunk(graph, batch, options.max_chunk, &limits)?;
         let caps = AdapterCaps::of(ctx);
+        if options.conv_tile.is_some() && options.conv_kernel == ConvKernel::Auto {
+            return Err(Error::Config(
+                "a conv tile applies to a forced conv kernel family; the kernel is auto".into(),
+            ));
+        }
         let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
+        policy.requested_tile = options.conv_tile;
         policy.images = chunk;
         policy.held = weights.held_packings(policy.f16_weights);
         let mut tuning = TuneReport::default();
@@ -560,6 +566,7 @@ pub fn pipeline_keys(
     check_graph(graph, batch)?;
     let plan = plan(graph, batch);
     let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
+    policy.requested_tile = options.conv_tile;
     policy.images = batch;
     Ok(lower_all(graph, &plan, &policy, caps, u32::MAX)?
         .into_iter()

@@ -59,6 +59,11 @@ pub struct SessionOptions {
     pub pipeline_cache: PipelineCacheSetting,
     /// Which conv kernel family to use (tests force each one; `Auto` picks per adapter).
     pub conv_kernel: ConvKernel,
+    /// With a forced `conv_kernel`, the tile it runs the convs it offers this tile for (the others
+    /// take its rule's): for the texture families (output channels per block, pixels or texels
+    /// per lane), for the workgroup-tiled ones (output pixels, output channels). The tuner times
+    /// tiles this way; `None` keeps every family's rule.
+    pub conv_tile: Option<(usize, usize)>,
     /// The number format of the weights ([`Precision::F16`] needs `Features::SHADER_F16`).
     pub precision: Precision,
     /// Whether conv families are timed on this adapter ([`Tune::Auto`] by default, or what
@@ -73,6 +78,7 @@ impl Default for SessionOptions {
             max_chunk: None,
             pipeline_cache: PipelineCacheSetting::Default,
             conv_kernel: ConvKernel::Auto,
+            conv_tile: None,
             precision: Precision::F32,
             tune: Tune::from_env(),
         }

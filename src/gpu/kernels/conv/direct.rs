@@ -4,8 +4,8 @@
 //! 1x1 stride-1 convs. 8 x 8 invocations per workgroup.
 
 use super::{
-    any_shape, fusion_variants, fusions, no_defines, ConvFamily, ConvPlan, ConvShape, Packing,
-    Variant,
+    any_shape, fusion_variants, fusions, no_defines, one_tile, ConvFamily, ConvPlan, ConvShape,
+    Packing, Variant,
 };
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
@@ -19,7 +19,8 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::Conv,
     lanes: None,
     fits: any_shape,
-    plan: |s, _| plan(s),
+    tiles: one_tile,
+    plan: |s, _, _| plan(s),
     variants,
     shaders: no_defines,
 };

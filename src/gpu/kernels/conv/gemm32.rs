@@ -4,8 +4,8 @@
 
 use super::gemm64::LANES;
 use super::{
-    any_shape, fusion_variants, fusions, no_defines, ConvFamily, ConvPlan, ConvShape, Packing,
-    Variant,
+    any_shape, fusion_variants, fusions, no_defines, one_tile, ConvFamily, ConvPlan, ConvShape,
+    Packing, Variant,
 };
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
@@ -28,7 +28,8 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvGemm32,
     lanes: Some(LANES),
     fits: any_shape,
-    plan: |s, _| plan(s),
+    tiles: one_tile,
+    plan: |s, _, _| plan(s),
     variants: || aligned_variants("conv_gemm_32"),
     shaders: no_defines,
 };

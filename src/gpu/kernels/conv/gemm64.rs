@@ -5,8 +5,8 @@
 //! stem's 3) the other reduces over (input channel, tap) as one flat index (`FLAT`).
 
 use super::{
-    any_shape, fusion_variants, fusions, no_defines, ConvFamily, ConvPlan, ConvShape, Packing,
-    Variant,
+    any_shape, fusion_variants, fusions, no_defines, one_tile, ConvFamily, ConvPlan, ConvShape,
+    Packing, Variant,
 };
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
@@ -23,14 +23,15 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvGemm64,
     lanes: Some(LANES),
     fits: any_shape,
-    plan: |s, _| plan(s, false),
+    tiles: one_tile,
+    plan: |s, _, _| plan(s, false),
     variants: || variants(false),
     shaders: no_defines,
 };
 
 pub const FAMILY_K8: ConvFamily = ConvFamily {
     kernel: ConvKernel::Gemm64x16K8,
-    plan: |s, _| plan(s, true),
+    plan: |s, _, _| plan(s, true),
     variants: || variants(true),
     ..FAMILY
 };

@@ -12,7 +12,8 @@
 //! `M / 4` texels at uniform coordinates. The subgroup width is a define, one variant per width.
 
 use super::{
-    any_shape, fusions, lanes, px, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant,
+    any_shape, fusions, lanes, one_tile, px, ConvFamily, ConvPlan, ConvShape, Operand, Packing,
+    Variant,
 };
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
@@ -23,7 +24,8 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvGp,
     lanes: None,
     fits: any_shape,
-    plan,
+    tiles: one_tile,
+    plan: |s, caps, _| plan(s, caps),
     variants,
     shaders,
 };

@@ -192,9 +192,14 @@ pub struct ConvFamily {
     pub lanes: Option<u32>,
     /// Whether it can run a conv of this shape (on an adapter it supports).
     pub fits: fn(&ConvShape) -> bool,
+    /// The tiles it can run a conv it fits with on this adapter, its rule's first (empty for
+    /// families with one tile): what the tuner times and [`SessionOptions::conv_tile`] forces.
+    ///
+    /// [`SessionOptions::conv_tile`]: crate::gpu::SessionOptions::conv_tile
+    pub tiles: fn(&ConvShape, &AdapterCaps) -> Vec<Tile>,
     /// Entry, constants, tile, workgroups and packing for a conv it fits, on an adapter it
-    /// supports.
-    pub plan: fn(&ConvShape, &AdapterCaps) -> ConvPlan,
+    /// supports, with one of its `tiles` (`None`: its rule's).
+    pub plan: fn(&ConvShape, &AdapterCaps, Option<Tile>) -> ConvPlan,
     /// Every (entry, constants) the family can produce, with each of `shaders`.
     pub variants: fn() -> Vec<Variant>,
     /// Every set of shader defines its plans can have, on any adapter.
@@ -218,7 +223,12 @@ impl ConvFamily {
     pub fn usable(&self, s: &ConvShape, caps: &AdapterCaps, images: usize) -> bool {
         self.supports(caps).is_ok()
             && (self.fits)(s)
-            && (self.plan)(s, caps).textures_fit(s, caps, images)
+            && (self.plan)(s, caps, None).textures_fit(s, caps, images)
+    }
+
+    /// `tile` when the family offers it for this conv, else `None` (its rule's).
+    pub fn offered(&self, s: &ConvShape, caps: &AdapterCaps, tile: Option<Tile>) -> Option<Tile> {
+        tile.filter(|t| (self.tiles)(s, caps).contains(t))
     }
 }
 
@@ -240,6 +250,15 @@ pub(crate) fn no_defines() -> Vec<Defines> {
 /// Any conv shape.
 pub(crate) fn any_shape(_: &ConvShape) -> bool {
     true
+}
+
+/// A family's tile: for the texture families (output channels per block, pixels or texels per
+/// lane), for the workgroup-tiled ones (output pixels, output channels) per workgroup.
+pub type Tile = (usize, usize);
+
+/// The tiles of a family with only its rule's.
+pub(crate) fn one_tile(_: &ConvShape, _: &AdapterCaps) -> Vec<Tile> {
+    Vec::new()
 }
 
 /// Every conv family.
@@ -312,10 +331,10 @@ pub(crate) fn lower(
     caps: &AdapterCaps,
 ) -> Result<Lowered> {
     let s = shape(cx, c)?;
-    let family = policy
+    let (family, tile) = policy
         .choose(cx.node, &s, caps)
         .map_err(|why| cx.err(why))?;
-    let plan = (family.plan)(&s, caps);
+    let plan = (family.plan)(&s, caps, tile);
     cx.expect_len(c.weight.len(), c.cout() * s.cin_g * s.taps(), "conv weight")?;
     cx.expect_len(c.bias.len(), c.cout(), "conv bias")?;
     let bias_off = plan.packing.bias_offset(c);

@@ -11,7 +11,7 @@
 //! without (OpenGL, adapters whose subgroup size varies) every lane loads the `M` texels at uniform
 //! coordinates. The subgroup width is a define, one variant per width.
 
-use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
+use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Tile, Variant};
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
@@ -21,17 +21,22 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvPx,
     lanes: None,
     fits,
+    tiles: candidates,
     plan,
     variants,
     shaders,
 };
 
 /// Output channels per block of the pointwise weight layout for a subgroup width (`None`: no
-/// subgroups): the widest block of its [`tiles`], 32 from 8 lanes up and 16 below. Every tile's
-/// block is a whole packed block or one of its halves, so one copy of a conv's weights serves
-/// every plane (and input size) whatever tile each takes.
+/// subgroups): the widest block of its [`rule_tiles`], 32 from 8 lanes up and 16 below. Every
+/// tile's block is a whole packed block or one of its halves, so one copy of a conv's weights
+/// serves every plane (and input size) whatever tile each takes.
 pub(super) fn packed_block(width: Option<u32>) -> usize {
-    tiles(width).iter().map(|&(m, _)| m).max().unwrap_or(TILE.0)
+    rule_tiles(width)
+        .iter()
+        .map(|&(m, _)| m)
+        .max()
+        .unwrap_or(TILE.0)
 }
 
 /// The defines of the pointwise weight layout for a subgroup width: `PB` output channels per
@@ -73,12 +78,27 @@ pub(super) fn tile(width: Option<u32>, texels: usize) -> (usize, usize) {
     }
 }
 
-/// Every tile [`tile`] gives a subgroup width, for the compiled variants: the large planes' and
-/// the small ones'.
-fn tiles(width: Option<u32>) -> Vec<(usize, usize)> {
+/// Every tile [`tile`] gives a subgroup width: the large planes' and the small ones'.
+fn rule_tiles(width: Option<u32>) -> Vec<(usize, usize)> {
     let mut all = vec![tile(width, usize::MAX), tile(width, 1)];
     all.dedup();
     all
+}
+
+/// Every tile of a subgroup width, for the tuner and the compiled variants: blocks of a whole
+/// packed block and of half of one, 1 and 2 texels per lane.
+fn all_tiles(width: Option<u32>) -> [Tile; 4] {
+    let block = packed_block(width);
+    [(block, 1), (block, 2), (block / 2, 1), (block / 2, 2)]
+}
+
+/// The tiles the tuner may time for a conv: the rule's, then the others of its width.
+fn candidates(s: &ConvShape, caps: &AdapterCaps) -> Vec<Tile> {
+    let width = lanes::subgroup_width(caps);
+    let rule = tile(width, s.out_plane().div_ceil(4));
+    std::iter::once(rule)
+        .chain(all_tiles(width).into_iter().filter(|&t| t != rule))
+        .collect()
 }
 
 /// Ungrouped 1x1 stride-1 convs without an added input, with 4-channel steps, over views of whole
@@ -104,10 +124,10 @@ fn defines(width: Option<u32>, (m, p): (usize, usize), plane4: u32) -> Defines {
     }
 }
 
-fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
+fn plan(s: &ConvShape, caps: &AdapterCaps, tile: Option<Tile>) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
     let texels = s.out_plane().div_ceil(4);
-    let (m, p) = tile(width, texels);
+    let (m, p) = tile.unwrap_or_else(|| self::tile(width, texels));
     let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, texels, width, p);
     ConvPlan {
         defines: defines(width, (m, p), (s.out_plane() % 4) as u32),
@@ -144,7 +164,7 @@ fn variants() -> Vec<Variant> {
 fn shaders() -> Vec<Defines> {
     lanes::widths()
         .flat_map(|w| {
-            tiles(w)
+            all_tiles(w)
                 .into_iter()
                 .flat_map(move |t| (0..4).map(move |plane4| defines(w, t, plane4)))
         })
@@ -208,7 +228,7 @@ mod tests {
         let all = shaders();
         for sizes in lanes::TEST_SIZES {
             for res in [None, Some((0, 196 * 104))] {
-                let plan = plan(&ConvShape { res, ..POINTWISE }, &caps(sizes));
+                let plan = plan(&ConvShape { res, ..POINTWISE }, &caps(sizes), None);
                 assert!(all.contains(&plan.defines), "{plan:?}");
                 assert!(variants().contains(&(plan.entry, plan.constants.clone())));
                 // 104 channels in blocks of 16 (7), or 32 (4) at 8 lanes and wider; 49 texels
@@ -228,12 +248,12 @@ mod tests {
                 assert_eq!(plan.defines.get(lanes::RAGGED_PLANE), None);
             }
             // 13 texels per channel, the last holding one pixel.
-            let ragged = plan(&lanes::test_shape(1, 7, 64, 104), &caps(sizes));
+            let ragged = plan(&lanes::test_shape(1, 7, 64, 104), &caps(sizes), None);
             assert!(all.contains(&ragged.defines), "{ragged:?}");
             assert_eq!(ragged.defines.get(lanes::RAGGED_PLANE), Some(1));
             assert_eq!(ragged.defines.get("PLANE4"), Some(1));
             for (side, plane4) in [(6, 0), (5, 1), (17, 1), (11, 1), (9, 1), (3, 1)] {
-                let d = plan(&lanes::test_shape(1, side, 64, 104), &caps(sizes)).defines;
+                let d = plan(&lanes::test_shape(1, side, 64, 104), &caps(sizes), None).defines;
                 assert!(all.contains(&d), "{d:?}");
                 assert_eq!(d.get("PLANE4").unwrap_or(0), plane4, "{side}x{side}");
             }
@@ -246,7 +266,7 @@ mod tests {
                     out_w: w,
                     ..lanes::test_shape(1, 5, 64, 104)
                 };
-                let d = plan(&s, &caps(sizes)).defines;
+                let d = plan(&s, &caps(sizes), None).defines;
                 assert!(all.contains(&d), "{d:?}");
                 assert_eq!(d.get("PLANE4"), Some(plane4), "{h}x{w}");
             }
@@ -261,18 +281,41 @@ mod tests {
     }
 
     #[test]
+    fn the_tuner_times_every_tile_of_a_width_the_rules_first() {
+        for sizes in lanes::TEST_SIZES {
+            let caps = caps(sizes);
+            for side in [28, 14, 7] {
+                let s = lanes::test_shape(1, side, 64, 104);
+                let tiles = candidates(&s, &caps);
+                assert_eq!(tiles.len(), 4, "{sizes:?} {side}: {tiles:?}");
+                let rule = plan(&s, &caps, None);
+                assert_eq!(plan(&s, &caps, Some(tiles[0])), rule);
+                for t in tiles {
+                    let p = plan(&s, &caps, Some(t));
+                    assert!(shaders().contains(&p.defines), "{p:?}");
+                    assert_eq!(
+                        (p.defines.get("M"), p.defines.get("P")),
+                        (Some(t.0 as u32), Some(t.1 as u32))
+                    );
+                    assert_eq!(p.packing, rule.packing, "one weight layout for every tile");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn every_tile_reads_the_same_weight_layout() {
         // The 28x28 and 14x14 planes of one conv take different tiles at 8 lanes, one copy of
         // its weights.
         let large = lanes::test_shape(1, 28, 64, 104);
         let caps8 = caps(Some((8, 8)));
-        let (a, b) = (plan(&large, &caps8), plan(&POINTWISE, &caps8));
+        let (a, b) = (plan(&large, &caps8, None), plan(&POINTWISE, &caps8, None));
         assert_ne!(a.defines.get("M"), b.defines.get("M"));
         assert_eq!(a.packing, b.packing);
-        // Every block is a whole packed block or a half of one.
+        // Every block, the rule's and the tuner's, is a whole packed block or a half of one.
         for w in lanes::widths() {
             let block = packed_block(w);
-            for (m, _) in tiles(w) {
+            for (m, _) in rule_tiles(w).into_iter().chain(all_tiles(w)) {
                 assert!(m == block || 2 * m == block, "{w:?}: {m}");
             }
         }

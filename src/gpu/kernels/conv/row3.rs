@@ -4,7 +4,7 @@
 
 use super::gemm32::{aligned_variants, PACKING};
 use super::gemm64::LANES;
-use super::{fusions, no_defines, ConvFamily, ConvPlan, ConvShape};
+use super::{fusions, no_defines, one_tile, ConvFamily, ConvPlan, ConvShape};
 use crate::gpu::kernels::ShaderFile;
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
@@ -18,7 +18,8 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvRow3,
     lanes: Some(LANES),
     fits: ConvShape::row3,
-    plan: |s, _| plan(s),
+    tiles: one_tile,
+    plan: |s, _, _| plan(s),
     variants: || aligned_variants("conv_gemm_row3"),
     shaders: no_defines,
 };

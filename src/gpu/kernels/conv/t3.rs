@@ -14,7 +14,7 @@
 //! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `P`
 //! texels x `M` output channels of one block.
 
-use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Variant};
+use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Tile, Variant};
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
@@ -24,6 +24,7 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvT3,
     lanes: None,
     fits,
+    tiles: candidates,
     plan,
     variants,
     shaders,
@@ -76,6 +77,19 @@ fn tile(s: &ConvShape, width: Option<u32>) -> (usize, usize) {
         .copied()
         .find(|&t| work(t) * 100 <= least * 105)
         .unwrap_or(WIDE)
+}
+
+/// The tiles the tuner may time for a conv: the rule's, then for groups of more than 16 output
+/// channels every other tile of [`WIDER`] (the small tiles would compute a wide group in many
+/// blocks, re-reading its input for each; a small group keeps its one tile).
+fn candidates(s: &ConvShape, caps: &AdapterCaps) -> Vec<Tile> {
+    let rule = tile(s, lanes::subgroup_width(caps));
+    if SMALL.contains(&rule) {
+        return vec![rule];
+    }
+    std::iter::once(rule)
+        .chain(WIDER.into_iter().filter(|&t| t != rule))
+        .collect()
 }
 
 /// The define for planes whose rows are not whole texels.
@@ -179,9 +193,9 @@ fn defines(width: Option<u32>, tile: (usize, usize), rows: Rows) -> Defines {
     }
 }
 
-fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
+fn plan(s: &ConvShape, caps: &AdapterCaps, tile: Option<Tile>) -> ConvPlan {
     let width = lanes::subgroup_width(caps);
-    let (m, pt) = tile(s, width);
+    let (m, pt) = tile.unwrap_or_else(|| self::tile(s, width));
     let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane().div_ceil(4), width, pt);
     let inputs = [
         Some((Slot::Input, Operand::Src)),
@@ -297,21 +311,56 @@ mod tests {
     }
 
     #[test]
+    fn the_tuner_times_the_wide_tiles_of_wide_groups_the_rules_first() {
+        for sizes in lanes::TEST_SIZES {
+            let caps = caps(sizes);
+            for (side, cout) in [(56, 26), (14, 52), (7, 104), (28, 64)] {
+                let s = lanes::test_shape(3, side, cout, cout);
+                let tiles = candidates(&s, &caps);
+                assert_eq!(tiles.len(), WIDER.len(), "{tiles:?}");
+                assert_eq!(plan(&s, &caps, Some(tiles[0])), plan(&s, &caps, None));
+                for t in tiles {
+                    let p = plan(&s, &caps, Some(t));
+                    assert!(shaders().contains(&p.defines), "{p:?}");
+                    assert_eq!(p.defines.get("M"), Some(t.0 as u32));
+                    assert_eq!(
+                        p.packing,
+                        Packing::Texture {
+                            block: t.0,
+                            slots: lanes::slots(lanes::subgroup_width(&caps), t.0 / 4)
+                        }
+                    );
+                }
+            }
+            let small = ConvShape {
+                groups: 8,
+                cin_g: 8,
+                cout_g: 8,
+                ..CHAIN
+            };
+            assert_eq!(
+                candidates(&small, &caps),
+                [tile(&small, lanes::subgroup_width(&caps))]
+            );
+        }
+    }
+
+    #[test]
     fn planned_defines_are_compiled_shaders() {
         let all = shaders();
         for sizes in lanes::TEST_SIZES {
             for cout_g in [26, 52, 100] {
-                let plan = plan(&ConvShape { cout_g, ..CHAIN }, &caps(sizes));
+                let plan = plan(&ConvShape { cout_g, ..CHAIN }, &caps(sizes), None);
                 assert!(all.contains(&plan.defines), "{plan:?}");
                 assert!(variants().contains(&(plan.entry, plan.constants.clone())));
                 assert_eq!(plan.inputs.len(), 2);
             }
         }
         // 784 texels per channel: 49 tiles of 16 at 8 lanes x 2 texels.
-        let aligned = plan(&CHAIN, &caps(Some((8, 8))));
+        let aligned = plan(&CHAIN, &caps(Some((8, 8))), None);
         assert_eq!(aligned.groups, (1, 49));
         assert_eq!(aligned.defines.get(FLAT_ROWS), None);
-        let flat = plan(&lanes::test_shape(3, 14, 26, 26), &caps(Some((8, 8))));
+        let flat = plan(&lanes::test_shape(3, 14, 26, 26), &caps(Some((8, 8))), None);
         assert!(all.contains(&flat.defines), "{flat:?}");
         assert_eq!(flat.defines.get(FLAT_ROWS), Some(1));
         assert_eq!(flat.defines.get(lanes::RAGGED_PLANE), None);
@@ -324,11 +373,11 @@ mod tests {
             out_w: 7,
             ..lanes::test_shape(3, 14, 26, 26)
         };
-        let flat7 = plan(&rows7, &caps(Some((8, 8))));
+        let flat7 = plan(&rows7, &caps(Some((8, 8))), None);
         assert!(all.contains(&flat7.defines), "{flat7:?}");
         assert_eq!(flat7.defines.get(W4), Some(3));
         // 13 texels per channel: 2 tiles of 8 texels (8 lanes x 1) for 52-channel blocks.
-        let ragged = plan(&lanes::test_shape(3, 7, 52, 52), &caps(Some((8, 8))));
+        let ragged = plan(&lanes::test_shape(3, 7, 52, 52), &caps(Some((8, 8))), None);
         assert!(all.contains(&ragged.defines), "{ragged:?}");
         assert_eq!(ragged.defines.get(lanes::RAGGED_PLANE), Some(1));
         assert_eq!(ragged.defines.get(W4), None);
@@ -342,6 +391,7 @@ mod tests {
                 ..CHAIN
             },
             &caps(Some((8, 8))),
+            None,
         );
         assert!(all.contains(&grouped.defines), "{grouped:?}");
         assert_eq!(

@@ -12,7 +12,7 @@
 
 use super::{
     any_shape, fusion_variants, fusions, no_defines, ConvFamily, ConvPlan, ConvShape, Packing,
-    SplitK, Variant, TILED_K_ROWS,
+    SplitK, Tile, Variant, TILED_K_ROWS,
 };
 use crate::gpu::kernels::{with_activations, with_flags, ShaderFile};
 use crate::gpu::tune::ConvKernel;
@@ -34,14 +34,15 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvTiled,
     lanes: None,
     fits: any_shape,
-    plan: |s, _| plan(s, false),
+    tiles: |s, _| candidates(s),
+    plan: |s, _, t| plan(s, false, t),
     variants: || variants(false),
     shaders: no_defines,
 };
 
 pub const FAMILY_DOUBLE: ConvFamily = ConvFamily {
     kernel: ConvKernel::TiledDouble,
-    plan: |s, _| plan(s, true),
+    plan: |s, _, t| plan(s, true, t),
     variants: || variants(true),
     ..FAMILY
 };
@@ -60,7 +61,8 @@ pub const FAMILY_SPLIT_K: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvTiledSplit,
     lanes: None,
     fits: |s| k_chunks(s) >= 2,
-    plan: |s, _| plan_split(s),
+    tiles: |s, _| candidates(s),
+    plan: |s, _, t| plan_split(s, t),
     variants: split_variants,
     shaders: no_defines,
 };
@@ -74,13 +76,19 @@ fn tile(s: &ConvShape) -> (usize, usize) {
     }
 }
 
+/// The tiles the tuner may time: the rule's, then the other.
+fn candidates(s: &ConvShape) -> Vec<Tile> {
+    let rule = tile(s);
+    vec![rule, if rule == WIDE { NARROW } else { WIDE }]
+}
+
 /// Input read as vec4s: 1x1 stride-1 convs on planes of whole, aligned vec4s.
 fn aligned(s: &ConvShape) -> u32 {
     u32::from(s.pointwise() && s.input_vec4_aligned())
 }
 
-fn plan(s: &ConvShape, double: bool) -> ConvPlan {
-    let (tile_m, tile_n) = tile(s);
+fn plan(s: &ConvShape, double: bool, tile: Option<Tile>) -> ConvPlan {
+    let (tile_m, tile_n) = tile.unwrap_or_else(|| self::tile(s));
     let x_blocks = s.out_plane().div_ceil(tile_m);
     let cout_blocks = s.cout_g.div_ceil(tile_n);
     let mut constants = fusions(s);
@@ -132,15 +140,16 @@ fn split_len(s: &ConvShape, tiles: usize) -> usize {
     chunks.div_ceil(splits) * TILED_K_ROWS
 }
 
-fn plan_split(s: &ConvShape) -> ConvPlan {
-    let mut plan = plan(s, true);
+fn plan_split(s: &ConvShape, tile: Option<Tile>) -> ConvPlan {
+    let tile = tile.unwrap_or_else(|| self::tile(s));
+    let mut plan = plan(s, true, Some(tile));
     let tiles = plan.x_blocks * s.groups * plan.cout_blocks;
     let k_split = split_len(s, tiles);
     let splits = (k_chunks(s) * TILED_K_ROWS).div_ceil(k_split.max(1));
     let cout = s.groups * s.cout_g;
     let quads = s.out_plane().div_ceil(4);
     plan.entry = "conv_tiled_partial";
-    plan.constants = partial_constants(u32::from(s.add.is_some()), aligned(s), tile(s).0 as u32);
+    plan.constants = partial_constants(u32::from(s.add.is_some()), aligned(s), tile.0 as u32);
     plan.groups.0 *= splits;
     plan.split_k = Some(SplitK {
         k_split,
@@ -211,13 +220,13 @@ mod tests {
     fn split_k_fills_late_layers_and_keeps_splits_whole() {
         // res2net50 layer4 conv1 at 224: 2048 -> 416 on 7x7, 7 tiles, K = 2048: 32 splits of 64.
         let s = shape(2048, 416, 1, 7);
-        let plan = plan_split(&s);
+        let plan = plan_split(&s, None);
         let split = plan.split_k.clone().unwrap();
         assert_eq!(split.k_split, 64);
         assert_eq!(plan.groups, (32, 7));
         assert_eq!(split.scratch, 32 * 416 * 13 * 4);
         // A 3x3 chain conv, 26 -> 26 on 7x7: 1 tile, K = 234 (15 chunks): 3 splits of 80.
-        let split = plan_split(&shape(26, 26, 3, 7)).split_k.unwrap();
+        let split = plan_split(&shape(26, 26, 3, 7), None).split_k.unwrap();
         assert_eq!(split.k_split, 80);
         // Many tiles still split in two; K of 2 chunks splits into 2 of 16.
         assert_eq!(split_len(&shape(64, 64, 1, 56), 49), 32);
@@ -240,7 +249,7 @@ mod tests {
         for family in [&FAMILY, &FAMILY_DOUBLE, &FAMILY_SPLIT_K] {
             let all = (family.variants)();
             for s in &shapes {
-                let plan = (family.plan)(s, &caps);
+                let plan = (family.plan)(s, &caps, None);
                 assert!(
                     all.contains(&(plan.entry, plan.constants.clone())),
                     "{plan:?}"
