@@ -1508,9 +1508,10 @@ fn check_runs_on(label: &str, cases: &[ConvCase], kernel: ConvKernel, shader: &s
     }
 }
 
-/// Every tile the tuner may time of the families with several (px, t3 and the workgroup-tiled
-/// ones), forced, against the CPU: on whole, flat and ragged planes, stride 2, ragged channel
-/// blocks, the hierarchical add and a residual, batches. Each session is checked to run the tile.
+/// Every tile the tuner may time of each family with several (px, t3, gp and the workgroup-tiled
+/// ones), forced, against the CPU: on whole, flat and ragged planes, stride 2, groups, ragged
+/// channel blocks, the hierarchical add and a residual, batches. Each session is checked to run
+/// the tile.
 #[test]
 fn every_tile_matches_cpu() {
     use Activation::Relu;
@@ -1538,7 +1539,7 @@ fn every_tile_matches_cpu() {
         extra: 4,
         ..BASE_CASE
     };
-    let families: [(ConvKernel, Vec<ConvCase>); 4] = [
+    let families: [(ConvKernel, Vec<ConvCase>); 5] = [
         (
             ConvKernel::Px,
             vec![pointwise(14, 14, 36, 40), pointwise(7, 7, 12, 33)],
@@ -1560,6 +1561,20 @@ fn every_tile_matches_cpu() {
             vec![chain(9, 11, 20, 40, 1), chain(6, 6, 12, 20, 2)],
         ),
         (ConvKernel::TiledSplitK, vec![chain(5, 7, 20, 36, 1)]),
+        (
+            ConvKernel::Gp,
+            vec![
+                ConvCase {
+                    groups: 2,
+                    ..chain(9, 11, 24, 80, 2)
+                },
+                ConvCase {
+                    groups: 4,
+                    ..chain(6, 10, 16, 16, 1)
+                },
+                pointwise(7, 7, 12, 33),
+            ],
+        ),
     ];
     for (kernel, cases) in families {
         let family = conv::family(kernel).unwrap();
@@ -1577,7 +1592,7 @@ fn every_tile_matches_cpu() {
                 check_options(&name, &graph, c.batch, &options);
                 let session = Session::with_options(&ctx, &graph, c.batch, &options).unwrap();
                 let ran = |k: &str| match kernel {
-                    ConvKernel::Px | ConvKernel::T3 => {
+                    ConvKernel::Px | ConvKernel::T3 | ConvKernel::Gp => {
                         k.contains(&format!("M={},P={},", tile.0, tile.1))
                     }
                     _ => k.contains(&format!("TILE_M={}", tile.0)),

@@ -34,9 +34,9 @@ pub struct GpuArgs {
     /// Run every conv it can on one kernel family (`auto`: the tuner's or the rule's choice).
     #[arg(long, value_name = "FAMILY", default_value = "auto", value_parser = parse_kernel)]
     pub conv_kernel: ConvKernel,
-    /// With --conv-kernel, the tile it runs each conv it offers the tile for (px, t3: output
-    /// channels per block x texels per lane, e.g. 16x2; tiled: pixels x channels), as the tuner
-    /// times them.
+    /// With --conv-kernel, the tile it runs each conv it offers the tile for (px, t3, gp: output
+    /// channels per block x texels or pixels per lane, e.g. 16x2; tiled: pixels x channels), as
+    /// the tuner times them.
     #[arg(long, value_name = "AxB", value_parser = parse_tile)]
     pub conv_tile: Option<(usize, usize)>,
 }

@@ -62,7 +62,7 @@ pub struct SessionOptions {
     /// With a forced `conv_kernel`, the tile it runs the convs it offers this tile for (the others
     /// take its rule's): for the texture families (output channels per block, pixels or texels
     /// per lane), for the workgroup-tiled ones (output pixels, output channels). The tuner times
-    /// tiles this way; `None` keeps every family's rule.
+    /// tiles this way; `None` keeps every family's rule. A tile with `ConvKernel::Auto` is refused.
     pub conv_tile: Option<(usize, usize)>,
     /// The number format of the weights ([`Precision::F16`] needs `Features::SHADER_F16`).
     pub precision: Precision,

@@ -12,8 +12,7 @@
 //! `M / 4` texels at uniform coordinates. The subgroup width is a define, one variant per width.
 
 use super::{
-    any_shape, fusions, lanes, one_tile, px, ConvFamily, ConvPlan, ConvShape, Operand, Packing,
-    Variant,
+    any_shape, fusions, lanes, px, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Tile, Variant,
 };
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
@@ -24,8 +23,8 @@ pub const FAMILY: ConvFamily = ConvFamily {
     shader: ShaderFile::ConvGp,
     lanes: None,
     fits: any_shape,
-    tiles: one_tile,
-    plan: |s, caps, _| plan(s, caps),
+    tiles: candidates,
+    plan,
     variants,
     shaders,
 };
@@ -119,15 +118,38 @@ fn tile(s: &ConvShape, lanes: usize) -> (usize, usize) {
     }
 }
 
-fn plan(s: &ConvShape, caps: &AdapterCaps) -> ConvPlan {
-    let width = lanes::subgroup_width(caps);
-    let pointwise = pointwise_weights(s);
-    let (m, p) = if pointwise {
+/// The rule's tile for a conv: [`tile`], or on the pointwise layout its block with the pixels per
+/// lane that pad the plane least.
+fn rule(s: &ConvShape, width: Option<u32>) -> Tile {
+    if pointwise_weights(s) {
         let p = least_padding(&POINTWISE_PIXELS, s.out_plane(), lanes::lanes(width));
         (pointwise_block(width), p)
     } else {
         tile(s, lanes::lanes(width))
+    }
+}
+
+/// The tiles the tuner may time for a conv: the rule's, then the other pixels per lane of the
+/// pointwise layout's block or of a small group's, or the other wide tiles.
+fn candidates(s: &ConvShape, caps: &AdapterCaps) -> Vec<Tile> {
+    let width = lanes::subgroup_width(caps);
+    let rule = rule(s, width);
+    let others: Vec<Tile> = if pointwise_weights(s) {
+        POINTWISE_PIXELS.map(|p| (rule.0, p)).to_vec()
+    } else if SMALL.contains(&rule.0) {
+        SMALL_PIXELS.map(|p| (rule.0, p)).to_vec()
+    } else {
+        [WIDE, WIDE_52, NARROW, CHAIN].to_vec()
     };
+    std::iter::once(rule)
+        .chain(others.into_iter().filter(|&t| t != rule))
+        .collect()
+}
+
+fn plan(s: &ConvShape, caps: &AdapterCaps, tile: Option<Tile>) -> ConvPlan {
+    let width = lanes::subgroup_width(caps);
+    let pointwise = pointwise_weights(s);
+    let (m, p) = tile.unwrap_or_else(|| rule(s, width));
     let (cout_blocks, x_blocks) = lanes::grid(s.cout_g, m, s.out_plane(), width, p);
     let mut inputs = vec![(Slot::InputScalar, Operand::Src)];
     if s.add.is_some() {
@@ -230,7 +252,7 @@ mod tests {
         ] {
             for cout_g in [4, 7, 16, 26, 30, 64, 104, 130] {
                 let s = ConvShape { cout_g, ..s };
-                let plan = plan(&s, &caps(sizes));
+                let plan = plan(&s, &caps(sizes), None);
                 assert!(all.contains(&plan.defines), "{plan:?}");
                 assert!(variants().contains(&(plan.entry, plan.constants.clone())));
                 assert_eq!(plan.inputs.len(), 2);
@@ -254,12 +276,33 @@ mod tests {
                         ..s
                     },
                     &caps(sizes),
+                    None,
                 );
                 assert!(all.contains(&stem.defines), "{stem:?}");
                 assert_eq!(stem.defines.get("CU"), cu, "{cin_g}");
             }
+            // Every tile the tuner may time is a compiled variant, the rule's first.
+            for shape in [
+                ConvShape { cout_g: 4, ..s },
+                ConvShape { cout_g: 104, ..s },
+                ConvShape { cout_g: 26, ..s },
+                lanes::test_shape(1, 7, 64, 104),
+            ] {
+                let caps = caps(sizes);
+                let tiles = candidates(&shape, &caps);
+                assert!(tiles.len() > 1, "{tiles:?}");
+                assert_eq!(
+                    plan(&shape, &caps, Some(tiles[0])),
+                    plan(&shape, &caps, None)
+                );
+                for t in tiles {
+                    let p = plan(&shape, &caps, Some(t));
+                    assert!(all.contains(&p.defines), "{p:?}");
+                    assert_eq!(p.defines.get("P"), Some(t.1 as u32));
+                }
+            }
             for side in [7, 14, 56] {
-                let plan = plan(&lanes::test_shape(1, side, 64, 104), &caps(sizes));
+                let plan = plan(&lanes::test_shape(1, side, 64, 104), &caps(sizes), None);
                 assert!(all.contains(&plan.defines), "{plan:?}");
                 assert_eq!(plan.defines.get(POINTWISE_WEIGHTS), Some(1));
             }
