@@ -310,9 +310,10 @@ fn precision_f16_verifies_and_benches_or_names_the_missing_feature() {
     assert_eq!(json["precision"], "f16");
 }
 
-/// `--tune` and `--conv-kernel` reach the sessions: `full` times every conv shape and writes the
-/// cache, `auto` then reads every choice from it, `off` times nothing, a forced family runs every
-/// conv, and an unknown family is refused with the list of names.
+/// `--tune`, `--conv-kernel` and `--conv-tile` reach the sessions: `full` times every conv shape
+/// and writes the cache, `auto` then reads every choice from it, `off` times nothing, a forced
+/// family runs every conv (at a forced tile where it offers it), and an unknown family, a tile
+/// without a family and a malformed tile are refused.
 #[test]
 fn tune_and_conv_kernel_flags_choose_the_kernels() {
     let Some(_device) = context() else { return };

@@ -27,8 +27,8 @@ pub struct GpuArgs {
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     pub precision: PrecisionArg,
     /// How conv kernels are chosen: `auto` times each new conv shape once on this adapter and
-    /// caches the fastest family on disk, `off` uses the fixed rule, `full` times every shape
-    /// again [default: $RES2NET_TUNE, else auto].
+    /// caches the fastest family and tile on disk, `off` uses the fixed rule, `full` times every
+    /// shape again [default: $RES2NET_TUNE, else auto].
     #[arg(long, value_name = "auto|off|full", value_parser = parse_tune)]
     pub tune: Option<Tune>,
     /// Run every conv it can on one kernel family (`auto`: the tuner's or the rule's choice).

@@ -33,7 +33,7 @@ use super::uniforms;
 use super::GpuContext;
 use crate::error::{Error, Result};
 
-/// How conv families are chosen at session build, for
+/// How conv families (and their tiles) are chosen at session build, for
 /// [`SessionOptions::tune`](super::SessionOptions::tune).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tune {
@@ -41,7 +41,8 @@ pub enum Tune {
     Off,
     /// Cached choices where the cache has them; time the other shapes on this adapter and cache them.
     Auto,
-    /// Time every conv shape again and rewrite the cache.
+    /// Time every conv shape again (on a CPU adapter more families, and every tile, than `Auto`)
+    /// and rewrite the cache.
     Full,
 }
 
