@@ -55,7 +55,8 @@ fi
 step 60 verify "$bin" verify --arch "$arch" --size "$size" --tune off
 tail -n 1 "$out/verify.txt" | tee -a "$log"
 
-# The first bench tunes (and caches) the conv families; the rest start from the cache.
+# Each bench tunes (and caches) the conv families and tiles for its batch size and precision: a
+# tuning start, whose time its JSON reports apart ("tuning"); a rerun reads the cache.
 for precision in f32 f16; do
   for batch in 1 8 32; do
     iters=10
