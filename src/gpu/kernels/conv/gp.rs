@@ -12,7 +12,8 @@
 //! `M / 4` texels at uniform coordinates. The subgroup width is a define, one variant per width.
 
 use super::{
-    any_shape, fusions, lanes, px, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Tile, Variant,
+    any_shape, fusions, lanes, px, rule_first, ConvFamily, ConvPlan, ConvShape, Operand, Packing,
+    Tile, Variant,
 };
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
@@ -141,9 +142,7 @@ fn candidates(s: &ConvShape, caps: &AdapterCaps) -> Vec<Tile> {
     } else {
         [WIDE, WIDE_52, NARROW, CHAIN].to_vec()
     };
-    std::iter::once(rule)
-        .chain(others.into_iter().filter(|&t| t != rule))
-        .collect()
+    rule_first(rule, others)
 }
 
 fn plan(s: &ConvShape, caps: &AdapterCaps, tile: Option<Tile>) -> ConvPlan {

@@ -256,6 +256,14 @@ pub(crate) fn any_shape(_: &ConvShape) -> bool {
 /// lane), for the workgroup-tiled ones (output pixels, output channels) per workgroup.
 pub type Tile = (usize, usize);
 
+/// A family's tiles for a conv as [`ConvFamily::tiles`] lists them: `rule` first, then each of
+/// `others` that differs from it.
+pub(crate) fn rule_first(rule: Tile, others: impl IntoIterator<Item = Tile>) -> Vec<Tile> {
+    std::iter::once(rule)
+        .chain(others.into_iter().filter(|&t| t != rule))
+        .collect()
+}
+
 /// The tiles of a family with only its rule's.
 pub(crate) fn one_tile(_: &ConvShape, _: &AdapterCaps) -> Vec<Tile> {
     Vec::new()

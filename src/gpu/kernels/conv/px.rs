@@ -11,7 +11,9 @@
 //! without (OpenGL, adapters whose subgroup size varies) every lane loads the `M` texels at uniform
 //! coordinates. The subgroup width is a define, one variant per width.
 
-use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Tile, Variant};
+use super::{
+    fusions, lanes, rule_first, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Tile, Variant,
+};
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
@@ -96,9 +98,7 @@ fn all_tiles(width: Option<u32>) -> [Tile; 4] {
 fn candidates(s: &ConvShape, caps: &AdapterCaps) -> Vec<Tile> {
     let width = lanes::subgroup_width(caps);
     let rule = tile(width, s.out_plane().div_ceil(4));
-    std::iter::once(rule)
-        .chain(all_tiles(width).into_iter().filter(|&t| t != rule))
-        .collect()
+    rule_first(rule, all_tiles(width))
 }
 
 /// Ungrouped 1x1 stride-1 convs without an added input, with 4-channel steps, over views of whole

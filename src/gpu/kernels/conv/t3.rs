@@ -14,7 +14,9 @@
 //! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `P`
 //! texels x `M` output channels of one block.
 
-use super::{fusions, lanes, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Tile, Variant};
+use super::{
+    fusions, lanes, rule_first, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Tile, Variant,
+};
 use crate::gpu::kernels::{AdapterCaps, ShaderFile, Slot};
 use crate::gpu::tune::ConvKernel;
 use crate::gpu::wgsl::Defines;
@@ -87,9 +89,7 @@ fn candidates(s: &ConvShape, caps: &AdapterCaps) -> Vec<Tile> {
     if SMALL.contains(&rule) {
         return vec![rule];
     }
-    std::iter::once(rule)
-        .chain(WIDER.into_iter().filter(|&t| t != rule))
-        .collect()
+    rule_first(rule, WIDER)
 }
 
 /// The define for planes whose rows are not whole texels.

@@ -11,8 +11,8 @@
 //! whose few output pixels give too few tiles to fill a GPU.
 
 use super::{
-    any_shape, fusion_variants, fusions, no_defines, ConvFamily, ConvPlan, ConvShape, Packing,
-    SplitK, Tile, Variant, TILED_K_ROWS,
+    any_shape, fusion_variants, fusions, no_defines, rule_first, ConvFamily, ConvPlan, ConvShape,
+    Packing, SplitK, Tile, Variant, TILED_K_ROWS,
 };
 use crate::gpu::kernels::{with_activations, with_flags, ShaderFile};
 use crate::gpu::tune::ConvKernel;
@@ -78,8 +78,7 @@ fn tile(s: &ConvShape) -> (usize, usize) {
 
 /// The tiles the tuner may time: the rule's, then the other.
 fn candidates(s: &ConvShape) -> Vec<Tile> {
-    let rule = tile(s);
-    vec![rule, if rule == WIDE { NARROW } else { WIDE }]
+    rule_first(tile(s), [WIDE, NARROW])
 }
 
 /// Input read as vec4s: 1x1 stride-1 convs on planes of whole, aligned vec4s.
