@@ -58,9 +58,7 @@ fn parse_tune(s: &str) -> Result<Tune, String> {
 }
 
 fn parse_tile(s: &str) -> Result<(usize, usize), String> {
-    let side = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n > 0);
-    s.split_once(['x', 'X'])
-        .and_then(|(a, b)| side(a).zip(side(b)))
+    super::size::parse_pair(s)
         .ok_or_else(|| format!("expected a tile AxB of positive numbers (16x2), found '{s}'"))
 }
 

@@ -12,12 +12,23 @@ impl std::fmt::Display for Size {
     }
 }
 
+/// A positive number.
+fn positive(s: &str) -> Option<usize> {
+    s.trim().parse::<usize>().ok().filter(|&v| v > 0)
+}
+
+/// `AxB` (or `AXB`) of positive numbers: an input size's `HxW`, a conv tile.
+pub fn parse_pair(text: &str) -> Option<(usize, usize)> {
+    let (a, b) = text.split_once(['x', 'X'])?;
+    positive(a).zip(positive(b))
+}
+
 /// Parses `224` or `800x1333` (clap's value parser: the message is shown after the argument).
 pub fn parse_size(text: &str) -> std::result::Result<Size, String> {
-    let side = |s: &str| s.trim().parse::<usize>().ok().filter(|&v| v > 0);
-    let size = match text.split_once(['x', 'X']) {
-        Some((h, w)) => side(h).zip(side(w)).map(|(h, w)| Size { h, w }),
-        None => side(text).map(|s| Size { h: s, w: s }),
+    let size = match parse_pair(text) {
+        Some((h, w)) => Some(Size { h, w }),
+        None if !text.contains(['x', 'X']) => positive(text).map(|s| Size { h: s, w: s }),
+        None => None,
     };
     size.ok_or_else(|| {
         format!("expected a size S or HxW of positive numbers (224, 800x1333), found '{text}'")
