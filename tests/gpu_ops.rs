@@ -12,8 +12,8 @@ use res2net_wgpu::gpu::kernels::{conv, AdapterCaps};
 use res2net_wgpu::gpu::tune::ConvKernel;
 use res2net_wgpu::gpu::{GpuContext, Precision, Session, SessionOptions};
 use res2net_wgpu::graph::{
-    Activation, Conv, GlobalAvgPool, Graph, Head, Linear, Node, Op, Pool, PoolKind, ScaleAdd,
-    Shape, Softmax, TensorId, TensorInfo, View,
+    out_size, Activation, Conv, GlobalAvgPool, Graph, Head, Linear, Node, Op, Pool, PoolKind,
+    ScaleAdd, Shape, Softmax, TensorId, TensorInfo, View,
 };
 
 /// Single ops are exact sums of at most a few thousand products of values in [-1, 1]: their f32
@@ -180,9 +180,14 @@ fn check_precision(
 }
 
 /// [`check`] with these session options: the forward passes on the GPU and on the CPU agree, or
-/// the session is refused for what the adapter lacks.
-fn check_options(name: &str, graph: &Graph, batch: usize, options: &SessionOptions) {
-    let Some(ctx) = context() else { return };
+/// the session is refused for what the adapter lacks. The session that ran, when one did.
+fn check_options(
+    name: &str,
+    graph: &Graph,
+    batch: usize,
+    options: &SessionOptions,
+) -> Option<Session> {
+    let ctx = context()?;
     let (conv_kernel, precision) = (options.conv_kernel, options.precision);
     let input = random(batch * graph.input_shape().numel(), 99);
     let built = Session::with_options(&ctx, graph, batch, options);
@@ -192,7 +197,7 @@ fn check_options(name: &str, graph: &Graph, batch: usize, options: &SessionOptio
             .err()
             .unwrap_or_else(|| panic!("{name}: built without {why}"));
         assert!(err.to_string().contains(why), "{name}: {err}");
-        return;
+        return None;
     }
     let session = built.unwrap_or_else(|e| panic!("{name}: {e}"));
     let gpu = session
@@ -228,6 +233,7 @@ fn check_options(name: &str, graph: &Graph, batch: usize, options: &SessionOptio
         ATOL,
         RTOL,
     );
+    Some(session)
 }
 
 /// What a session with `kernel` and `precision` needs that this adapter lacks (a word its error
@@ -1589,8 +1595,8 @@ fn every_tile_matches_cpu() {
                     ..Default::default()
                 };
                 let name = format!("{kernel:?} {tile:?} {c:?}");
-                check_options(&name, &graph, c.batch, &options);
-                let session = Session::with_options(&ctx, &graph, c.batch, &options).unwrap();
+                let session = check_options(&name, &graph, c.batch, &options)
+                    .unwrap_or_else(|| panic!("{name}: refused"));
                 let ran = |k: &str| match kernel {
                     ConvKernel::Px | ConvKernel::T3 | ConvKernel::Gp => {
                         k.contains(&format!("M={},P={},", tile.0, tile.1))
@@ -1615,7 +1621,7 @@ fn every_tile_matches_cpu() {
 
 /// The facts of a case's conv that a family's tiles depend on (channels, kernel, planes).
 fn conv_shape(c: &ConvCase) -> conv::ConvShape {
-    let out = |side: usize, k: usize| (side + 2 * c.pad - k) / c.stride + 1;
+    let out = |side, k| out_size(side, k, c.stride, c.pad, false).unwrap();
     conv::ConvShape {
         cin_g: c.cin / c.groups,
         cout_g: c.cout / c.groups,
