@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use super::autotune::Bucket;
 use super::kernels::conv::{self, ConvFamily, ConvShape, Packing, Tile};
 use super::kernels::AdapterCaps;
+use super::SessionOptions;
 
 /// A conv kernel family, for [`SessionOptions::conv_kernel`](super::SessionOptions::conv_kernel).
 ///
@@ -191,6 +192,16 @@ impl ConvPolicy {
             images: 1,
             tuned: BTreeMap::new(),
             held: BTreeMap::new(),
+        }
+    }
+
+    /// The policy a session's options ask for, at `images` per dispatch (before tuning and
+    /// without held weights).
+    pub(crate) fn for_session(options: &SessionOptions, images: usize) -> Self {
+        ConvPolicy {
+            requested_tile: options.conv_tile,
+            images,
+            ..Self::new(options.conv_kernel, options.precision)
         }
     }
 

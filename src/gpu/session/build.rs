@@ -241,9 +241,7 @@ impl Session {
                 "a conv tile applies to a forced conv kernel family; the kernel is auto".into(),
             ));
         }
-        let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
-        policy.requested_tile = options.conv_tile;
-        policy.images = chunk;
+        let mut policy = ConvPolicy::for_session(options, chunk);
         policy.held = weights.held_packings(policy.f16_weights);
         let mut tuning = TuneReport::default();
         if options.conv_kernel == ConvKernel::Auto {
@@ -565,9 +563,7 @@ pub fn pipeline_keys(
 ) -> Result<Vec<crate::gpu::kernels::KernelKey>> {
     check_graph(graph, batch)?;
     let plan = plan(graph, batch);
-    let mut policy = ConvPolicy::new(options.conv_kernel, options.precision);
-    policy.requested_tile = options.conv_tile;
-    policy.images = batch;
+    let policy = ConvPolicy::for_session(options, batch);
     Ok(lower_all(graph, &plan, &policy, caps, u32::MAX)?
         .into_iter()
         .flat_map(|l| l.steps.into_iter().map(|s| s.key))
