@@ -25,10 +25,10 @@ pub fn parse_pair(text: &str) -> Option<(usize, usize)> {
 
 /// Parses `224` or `800x1333` (clap's value parser: the message is shown after the argument).
 pub fn parse_size(text: &str) -> std::result::Result<Size, String> {
-    let size = match parse_pair(text) {
-        Some((h, w)) => Some(Size { h, w }),
-        None if !text.contains(['x', 'X']) => positive(text).map(|s| Size { h: s, w: s }),
-        None => None,
+    let size = if text.contains(['x', 'X']) {
+        parse_pair(text).map(|(h, w)| Size { h, w })
+    } else {
+        positive(text).map(|s| Size { h: s, w: s })
     };
     size.ok_or_else(|| {
         format!("expected a size S or HxW of positive numbers (224, 800x1333), found '{text}'")
