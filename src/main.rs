@@ -153,6 +153,8 @@ use cli::gpu_args::GpuArgs;
 use cli::size::{parse_size, Size};
 
 fn main() -> ExitCode {
+    // Before any thread starts: it sets an environment variable (see its docs for the measurements).
+    res2net_wgpu::gpu::llvmpipe::set_default_threads();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

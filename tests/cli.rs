@@ -270,6 +270,47 @@ fn bench_json_has_every_key() {
     }
 }
 
+/// On llvmpipe the command runs several driver threads per core unless `LP_NUM_THREADS` says
+/// otherwise, and `bench` names the count it ran with.
+#[test]
+fn llvmpipe_threads_default_to_several_per_core_and_yield_to_the_environment() {
+    use res2net_wgpu::gpu::llvmpipe::{default_threads, THREADS_VAR};
+    let Some(ctx) = context() else { return };
+    if !ctx.adapter_info().name.starts_with("llvmpipe") {
+        return;
+    }
+    let adapter = |threads: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_res2net"));
+        cmd.args([
+            "bench",
+            "--arch",
+            "res2net50_26w_4s",
+            "--size",
+            "32",
+            "--iters",
+            "1",
+            "--json",
+        ]);
+        match threads {
+            Some(t) => cmd.env(THREADS_VAR, t),
+            None => cmd.env_remove(THREADS_VAR),
+        };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["adapter"].as_str().unwrap().to_string()
+    };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let own = adapter(None);
+    let expected = format!("{} threads ({THREADS_VAR})", default_threads(cores));
+    assert!(own.contains(&expected), "{expected} in {own}");
+    let told = adapter(Some("3"));
+    assert!(
+        told.contains(&format!("3 threads ({THREADS_VAR})")),
+        "{told}"
+    );
+}
+
 /// `--precision f16` on verify and bench: passes the wider f16 tolerance and says so, or, on an
 /// adapter without SHADER_F16, fails with exit code 1 and one line naming the feature.
 #[test]

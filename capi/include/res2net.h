@@ -150,7 +150,7 @@ const char *r2n_model_arch(const r2n_model *m);
 
 /**
  * Where the model runs, in words: the GPU adapter (e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan,
- * Cpu)") or "cpu". NULL for NULL. Valid until the model is freed.
+ * Cpu; one thread per core)") or "cpu". NULL for NULL. Valid until the model is freed.
  *
  * # Safety
  * `m` must be NULL or a live model.

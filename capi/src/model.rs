@@ -154,7 +154,7 @@ pub unsafe extern "C" fn r2n_model_arch(m: *const r2n_model) -> *const c_char {
 }
 
 /// Where the model runs, in words: the GPU adapter (e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan,
-/// Cpu)") or "cpu". NULL for NULL. Valid until the model is freed.
+/// Cpu; one thread per core)") or "cpu". NULL for NULL. Valid until the model is freed.
 ///
 /// # Safety
 /// `m` must be NULL or a live model.

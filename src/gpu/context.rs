@@ -153,10 +153,14 @@ impl GpuContext {
         &self.info
     }
 
-    /// One line describing the adapter, for reports: `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
+    /// One line describing the adapter, for reports: `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu;
+    /// 16 threads (LP_NUM_THREADS))`, the threads only for llvmpipe.
     pub fn describe(&self) -> String {
+        let threads = super::llvmpipe::threads_note(&self.info.name)
+            .map(|t| format!("; {t}"))
+            .unwrap_or_default();
         format!(
-            "{} ({:?}, {:?})",
+            "{} ({:?}, {:?}{threads})",
             self.info.name, self.info.backend, self.info.device_type
         )
     }

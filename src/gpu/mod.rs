@@ -16,6 +16,7 @@
 //! - [`host_clock`]: the CPU time a forward pass costs the calling thread.
 //! - [`profile`]: per-op GPU time from timestamp queries ([`Session::profile`]).
 //! - [`pipeline_cache`]: compiled pipelines kept on disk between processes (Vulkan).
+//! - [`llvmpipe`]: how many threads Mesa's CPU driver computes on.
 //!
 //! ```no_run
 //! use res2net_wgpu::{arch, gpu, Model};
@@ -33,6 +34,7 @@ pub mod autotune;
 pub mod context;
 pub mod host_clock;
 pub mod kernels;
+pub mod llvmpipe;
 mod lower;
 pub mod peak;
 pub mod pipeline_cache;
