@@ -15,8 +15,12 @@
 //
 // A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = block of M
 // output channels (fastest, so neighbouring workgroups read the same input texels), y = tile of
-// SG * P texels, z = image. Lane l owns texels tile * SG * P + j * SG + l (j < P) x the M
-// channels: M * P vec4 accumulators. With SUBGROUPS each lane loads WQ / SG weight texels per
+// SG * P texels, z = image. The tiles run over the chunk's images side by side: workgroup (y, z)
+// takes tile z * Y + y (Y = tiles per image) of the images' Q texels each, one after another, and
+// lane l owns texels tile * SG * P + j * SG + l (j < P) of that sequence x the M channels: M * P
+// vec4 accumulators. So a plane that is not a multiple of a tile (14x14: 49 texels in tiles of 8)
+// leaves a part tile only at the end of the chunk, and the workgroups past the last tile (one
+// fewer than the images at most) return at once. With SUBGROUPS each lane loads WQ / SG weight texels per
 // step and the lanes share them with subgroupBroadcast (never subgroupBroadcastFirst, which aborts
 // LLVM on lavapipe); without, every lane loads the M texels at uniform coordinates.
 //
@@ -39,14 +43,25 @@
 #import texels
 
 @compute @workgroup_size(#{SG})
-fn conv_px(id: Invocation) {
-    let n = id.wg.z;
+fn conv_px(id: Invocation, @builtin(num_workgroups) grid: vec3<u32>) {
     let blk = id.wg.x;
     let g0 = 0u;
     let plane = p.in_h * p.in_w;
     let q = (plane + 3u) / 4u;
-    let tb = id.wg.y * #{SG * P}u + id.lane;
-    let xb = n * p.x_img + tb;
+    let texels = grid.z * q;
+    let fb = (id.wg.z * grid.y + id.wg.y) * #{SG * P}u;
+    if (fb >= texels) {
+        return;
+    }
+    // Texel J of the lane: texel t<J> of image n<J> (past the last image for lanes past the
+    // chunk's texels, which pv<J> keeps from storing).
+#for J in 0..P
+    let f#{J} = fb + #{J * SG}u + id.lane;
+    let n#{J} = f#{J} / q;
+    let t#{J} = f#{J} - n#{J} * q;
+    let pv#{J} = f#{J} < texels;
+    let xb#{J} = n#{J} * p.x_img + t#{J};
+#endfor
     let steps = p.cin_g / 4u;
 #ifdef SUBGROUPS
     let wb = pointwise_weights(blk, steps) + id.lane;
@@ -61,21 +76,20 @@ fn conv_px(id: Invocation) {
     for (var s = 0u; s < steps; s++) {
 #ifdef RAGGED_PLANE
 #for C in 0..4
-        let o#{C} = (4u * s + #{C}u) * plane;
-        let xs#{C} = xb + o#{C} / 4u;
+        let o#{C} = (4u * s + #{C}u) * plane / 4u;
 #for J in 0..P
         let x#{C}_#{J} = shifted(
-            textureLoad(xtex, at(xs#{C} + #{J * SG}u)),
-            textureLoad(xtex, at(xs#{C} + #{J * SG + 1}u)),
+            textureLoad(xtex, at(xb#{J} + o#{C})),
+            textureLoad(xtex, at(xb#{J} + o#{C} + 1u)),
             (#{(C * PLANE4) % 4}u),
         );
 #endfor
 #endfor
 #else
-        let xs = xb + s * 4u * q;
+        let xs = s * 4u * q;
 #for C in 0..4
 #for J in 0..P
-        let x#{C}_#{J} = textureLoad(xtex, at(xs + #{C}u * q + #{J * SG}u));
+        let x#{C}_#{J} = textureLoad(xtex, at(xb#{J} + xs + #{C}u * q));
 #endfor
 #endfor
 #endif
@@ -98,10 +112,6 @@ fn conv_px(id: Invocation) {
         }
 #endfor
     }
-#for J in 0..P
-    let t#{J} = tb + #{J * SG}u;
-    let pv#{J} = t#{J} < q;
-#endfor
 #ifdef RAGGED_PLANE
 #import store_values
 #else

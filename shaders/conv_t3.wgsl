@@ -319,6 +319,10 @@ fn conv_t3(id: Invocation) {
 #endfor
     }
 #endif
+    // The image of each texel, for the stores: the workgroup's.
+#for J in 0..P
+    let n#{J} = n;
+#endfor
 #ifdef RAGGED_PLANE
 #import store_values
 #else

@@ -1223,9 +1223,10 @@ fn batches_split_into_chunks_give_the_same_results() {
 
 /// The pointwise texture family on the shapes it runs, on planes of whole texels and (`RAGGED_PLANE`)
 /// on planes that are not a multiple of 4 pixels, such as Res2Net's 7x7 maps: ragged channel blocks
-/// and pixel tiles, a residual, both activations, batches and chunks, planes of one texel or one
-/// pixel per channel, more than a texture row per channel, long reductions. Every case must run on
-/// the variant named.
+/// and pixel tiles, a residual, both activations, batches and chunks (whose tiles run over the
+/// chunk's images side by side, several images in one tile where planes are small), planes of one
+/// texel or one pixel per channel, more than a texture row per channel, long reductions. Every case
+/// must run on the variant named.
 #[test]
 fn conv_px_matches_cpu() {
     use Activation::{Relu, Sigmoid};
@@ -1262,8 +1263,10 @@ fn conv_px_matches_cpu() {
                 batch: 3,
                 ..sized(1, 36, cout)
             },
+            // Several images' planes in one tile.
             ConvCase {
                 act: Sigmoid,
+                batch: 3,
                 ..sized(2, 4, 17)
             },
             // Blocks of 16 channels on the large planes below 16 lanes: both halves of a packed
