@@ -20,9 +20,9 @@
 // lane l owns texels tile * SG * P + j * SG + l (j < P) of that sequence x the M channels: M * P
 // vec4 accumulators. So a plane that is not a multiple of a tile (14x14: 49 texels in tiles of 8)
 // leaves a part tile only at the end of the chunk, and the workgroups past the last tile (one
-// fewer than the images at most) return at once. With SUBGROUPS each lane loads WQ / SG weight texels per
-// step and the lanes share them with subgroupBroadcast (never subgroupBroadcastFirst, which aborts
-// LLVM on lavapipe); without, every lane loads the M texels at uniform coordinates.
+// fewer than the images at most) return at once. With SUBGROUPS each lane loads WQ / SG weight
+// texels per step and the lanes share them with subgroupBroadcast (never subgroupBroadcastFirst,
+// which aborts LLVM on lavapipe); without, every lane loads the M texels at uniform coordinates.
 //
 // With RAGGED_PLANE the plane need not be a multiple of 4 pixels (7x7 maps): the views are still
 // whole texels (a multiple of 4 channels, starting on vec4s), so channel c of a view starts

@@ -1,9 +1,9 @@
 // The end of the vec4 texture families' entry points for planes that are not a multiple of 4
 // pixels (imported inside them, RAGGED_PLANE): every accumulator a<I>_<J> (output channel I of
 // block `blk` of the group whose first output channel is `g0`, pixels 4t<J>..4t<J> + 4 of image
-// n<J>'s plane of `plane` pixels, valid where pv<J>) plus its bias and its residual (a view of whole
-// texels, read shifted like the input), stored value by value: an output channel's plane starts
-// anywhere in a texel.
+// n<J>'s plane of `plane` pixels, valid where pv<J>) plus its bias and its residual (a view of
+// whole texels, read shifted like the input), stored value by value: an output channel's plane
+// starts anywhere in a texel.
     let co0 = blk * #{M}u;
 #for J in 0..P
     let dst#{J} = p.dst_off + n#{J} * p.dst_bs;

@@ -8,12 +8,12 @@
 //! A workgroup is one subgroup of `SG` lanes (8 invocations without subgroups); lane `l` owns `P`
 //! texels of 4 pixels x `M` output channels of one block. The tiles of texels run over a chunk's
 //! images side by side, so a plane that is not a multiple of a tile (14x14: 49 texels, tiles of 8
-//! or 16) leaves one part tile per chunk instead of one per image: at batch 8 on lavapipe the 14x14
-//! pointwise convs took a median 0.91 of the time per image tiles took at 8 lanes, 0.78 at 16 lanes
-//! and 0.82 over OpenGL (README, *Tiles over the batch*). Each step reduces 4 input channels. With
-//! subgroups each lane loads `ceil(M / SG)` weight texels per step, shared with `subgroupBroadcast`;
-//! without (OpenGL, adapters whose subgroup size varies) every lane loads the `M` texels at uniform
-//! coordinates. The subgroup width is a define, one variant per width.
+//! or 16) leaves one part tile per chunk instead of one per image: at batch 8 the 14x14 pointwise
+//! convs took a median 0.91 of their time with tiles per image on lavapipe at 8 lanes, 0.78 at 16
+//! lanes and 0.82 over OpenGL (README, *Tiles over the batch*). Each step reduces 4 input
+//! channels. With subgroups each lane loads `ceil(M / SG)` weight texels per step, shared with
+//! `subgroupBroadcast`; without (OpenGL, adapters whose subgroup size varies) every lane loads the
+//! `M` texels at uniform coordinates. The subgroup width is a define, one variant per width.
 
 use super::{
     fusions, lanes, rule_first, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Tile, Variant,
