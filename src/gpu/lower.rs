@@ -194,9 +194,13 @@ pub(crate) fn flat_groups(groups: usize) -> (usize, usize) {
 }
 
 /// Whether every value fits f16's range (an overflow to infinity would poison the whole output, so
-/// such an op keeps f32 weights).
+/// such an op keeps f32 weights). NaN does not fit. Checked a block at a time without an early exit
+/// inside the block, which the compiler vectorises: lowering scans every weight of the model.
 pub(crate) fn fits_f16(values: &[f32]) -> bool {
-    values.iter().all(|v| v.abs() <= f32::from(half::f16::MAX))
+    const MAX: f32 = half::f16::MAX.to_f32_const();
+    values
+        .chunks(256)
+        .all(|block| block.iter().fold(true, |fits, v| fits & (v.abs() <= MAX)))
 }
 
 pub(crate) fn bytes<T: Pod>(v: &T) -> Vec<u8> {
@@ -241,6 +245,21 @@ mod tests {
         for n in [1, 64, 65535, 65536, 1 << 20] {
             let (x, y) = flat_groups(n);
             assert!(x <= MAX_GROUPS && x * y >= n && x * (y - 1) < n);
+        }
+    }
+
+    #[test]
+    fn fits_f16_finds_one_value_out_of_range_anywhere() {
+        let mut values = vec![0.5f32; 1000];
+        values[3] = -65504.0;
+        assert!(fits_f16(&values));
+        assert!(fits_f16(&[]));
+        for bad in [65536.0, -1e9, f32::INFINITY, f32::NAN] {
+            for at in [0, 255, 256, 999] {
+                let mut v = values.clone();
+                v[at] = bad;
+                assert!(!fits_f16(&v), "{bad} at {at}");
+            }
         }
     }
 }
