@@ -10,8 +10,9 @@
 //! writer has no f16, and wgpu never offers `SHADER_F16` on its GL backend, so the runtime never
 //! creates them there.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
@@ -61,22 +62,25 @@ fn shaders_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders")
 }
 
-/// Specialises one variant and writes it with all four backends.
-fn translate(key: &KernelKey) {
-    let (module, info) = parse_key(&key.shader);
-    let constants: Vec<(&str, f64)> = key
-        .constants
-        .iter()
-        .map(|(k, v)| (*k, f64::from(*v)))
-        .collect();
-    translate_module(
-        &key.label(),
-        &module,
-        &info,
-        key.entry,
-        &constants,
-        key.shader.needs_f16(),
-    );
+/// Specialises each variant of one shader module (parsed once) and writes it with all four
+/// backends.
+fn translate(shader: &ShaderKey, variants: &[&KernelKey]) {
+    let (module, info) = parse_key(shader);
+    for key in variants {
+        let constants: Vec<(&str, f64)> = key
+            .constants
+            .iter()
+            .map(|(k, v)| (*k, f64::from(*v)))
+            .collect();
+        translate_module(
+            &key.label(),
+            &module,
+            &info,
+            key.entry,
+            &constants,
+            shader.needs_f16(),
+        );
+    }
 }
 
 fn translate_module(
@@ -285,7 +289,21 @@ fn every_runtime_variant_translates_to_spirv_msl_hlsl_and_glsl() {
     assert_eq!(used.len(), ShaderFile::ALL.len());
     let unique: BTreeSet<&KernelKey> = variants.iter().collect();
     assert_eq!(unique.len(), variants.len(), "variants are listed once");
+    let mut by_module: BTreeMap<&ShaderKey, Vec<&KernelKey>> = BTreeMap::new();
     for key in &variants {
-        translate(key);
+        by_module.entry(&key.shader).or_default().push(key);
     }
+    // Thousands of translations: the modules are shared out over the cores.
+    let modules: Vec<_> = by_module.into_iter().collect();
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while let Some((shader, keys)) = modules.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    translate(shader, keys);
+                }
+            });
+        }
+    });
 }
