@@ -133,16 +133,31 @@ fn conv(graph: &Graph, c: &Conv, tensors: &mut [Vec<f32>], batch: usize) {
                 let ic = g * cin_g + ci;
                 let src = &input[(n * cin + ic) * ih * iw..][..ih * iw];
                 let wk = &c.weight[(co * cin_g + ci) * kh * kw..][..kh * kw];
+                if (kh, kw, c.stride, c.pad) == (1, 1, 1, 0) {
+                    // A pointwise conv: the whole plane at once.
+                    axpy(plane, src, wk[0]);
+                    continue;
+                }
                 for ky in 0..kh {
                     let ys = valid_range(oh, ih, ky, c.stride, c.pad);
                     for kx in 0..kw {
                         let wv = wk[ky * kw + kx];
                         let xs = valid_range(ow, iw, kx, c.stride, c.pad);
+                        if xs.is_empty() {
+                            // This tap falls in the padding for every output column.
+                            continue;
+                        }
                         for oy in ys.clone() {
                             let row = &src[(oy * c.stride + ky - c.pad) * iw..][..iw];
-                            let dst = &mut plane[oy * ow..(oy + 1) * ow];
-                            for ox in xs.clone() {
-                                dst[ox] += wv * row[ox * c.stride + kx - c.pad];
+                            let dst = &mut plane[oy * ow..(oy + 1) * ow][xs.clone()];
+                            let x0 = xs.start * c.stride + kx - c.pad;
+                            if c.stride == 1 {
+                                axpy(dst, &row[x0..x0 + dst.len()], wv);
+                            } else {
+                                let taps = row[x0..].iter().step_by(c.stride);
+                                for (d, x) in dst.iter_mut().zip(taps) {
+                                    *d += wv * x;
+                                }
                             }
                         }
                     }
@@ -158,6 +173,14 @@ fn conv(graph: &Graph, c: &Conv, tensors: &mut [Vec<f32>], batch: usize) {
         *o = activate(*o, c.act);
     }
     scatter(graph, c.dst, &out, tensors, batch);
+}
+
+/// `dst += w * src`, element by element (the compiler vectorises it; no fused multiply-add, so the
+/// sums are the ones the plain loop makes).
+fn axpy(dst: &mut [f32], src: &[f32], w: f32) {
+    for (d, x) in dst.iter_mut().zip(src) {
+        *d += w * x;
+    }
 }
 
 fn pool(graph: &Graph, p: &Pool, tensors: &mut [Vec<f32>], batch: usize) {
@@ -274,6 +297,97 @@ fn softmax(graph: &Graph, s: &Softmax, tensors: &mut [Vec<f32>], batch: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::{Shape, TensorId, TensorInfo};
+
+    /// The conv of `c` on `input` (one image), summed tap by tap in the reference's order: bias,
+    /// then input channel, kernel row, kernel column, skipping taps in the padding.
+    fn conv_by_taps(c: &Conv, input: &[f32], ins: Shape, outs: Shape) -> Vec<f32> {
+        let (kh, kw) = c.kernel;
+        let (cin_g, cout_g) = (c.cin() / c.groups, c.cout() / c.groups);
+        let mut out = Vec::new();
+        for co in 0..c.cout() {
+            for oy in 0..outs.h {
+                for ox in 0..outs.w {
+                    let mut sum = c.bias[co];
+                    for ci in 0..cin_g {
+                        let ic = co / cout_g * cin_g + ci;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let y = (oy * c.stride + ky) as isize - c.pad as isize;
+                                let x = (ox * c.stride + kx) as isize - c.pad as isize;
+                                if y < 0 || x < 0 || y >= ins.h as isize || x >= ins.w as isize {
+                                    continue;
+                                }
+                                let w = c.weight[((co * cin_g + ci) * kh + ky) * kw + kx];
+                                sum += w * input[(ic * ins.h + y as usize) * ins.w + x as usize];
+                            }
+                        }
+                    }
+                    out.push(sum);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn conv_paths_sum_exactly_like_tap_by_tap() {
+        let value = |i: usize| ((i * 7919 % 1009) as f32 / 1009.0) - 0.5;
+        for (ih, iw) in [(1usize, 1usize), (2, 3), (5, 4), (9, 7)] {
+            for (k, pad) in [(1usize, 0usize), (1, 1), (3, 1), (3, 0), (7, 3)] {
+                for stride in [1, 2, 3] {
+                    for groups in [1, 2] {
+                        let (Some(oh), Some(ow)) = (
+                            (ih + 2 * pad).checked_sub(k).map(|d| d / stride + 1),
+                            (iw + 2 * pad).checked_sub(k).map(|d| d / stride + 1),
+                        ) else {
+                            continue;
+                        };
+                        let (cin, cout) = (2 * groups, 3 * groups);
+                        let (ins, outs) = (Shape::new(cin, ih, iw), Shape::new(cout, oh, ow));
+                        let info = |name: &str, shape| TensorInfo {
+                            name: name.into(),
+                            shape,
+                        };
+                        let graph = Graph {
+                            tensors: vec![info("in", ins), info("out", outs)],
+                            nodes: Vec::new(),
+                            input: TensorId(0),
+                            head: None,
+                            features: Vec::new(),
+                            has_weights: true,
+                        };
+                        let view = |t, channels| View {
+                            tensor: TensorId(t),
+                            c0: 0,
+                            channels,
+                        };
+                        let conv = Conv {
+                            src: view(0, cin),
+                            src_add: None,
+                            dst: view(1, cout),
+                            residual: None,
+                            weight: (0..cout * cin / groups * k * k).map(value).collect(),
+                            bias: (0..cout).map(|i| value(i + 5)).collect(),
+                            kernel: (k, k),
+                            stride,
+                            pad,
+                            groups,
+                            act: Activation::None,
+                        };
+                        let input: Vec<f32> = (0..ins.numel()).map(|i| value(i + 11)).collect();
+                        let mut tensors = vec![input.clone(), vec![0.0; outs.numel()]];
+                        run_op(&graph, &Op::Conv(conv.clone()), &mut tensors, 1);
+                        assert_eq!(
+                            tensors[1],
+                            conv_by_taps(&conv, &input, ins, outs),
+                            "{ih}x{iw} k{k} p{pad} s{stride} g{groups}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn valid_range_matches_brute_force() {
