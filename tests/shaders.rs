@@ -12,10 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
+use rayon::prelude::*;
 use res2net_wgpu::gpu::kernels::{all_variants, KernelKey, ShaderFile, ShaderKey, LIBRARY};
 use res2net_wgpu::gpu::uniforms;
 
@@ -294,16 +294,7 @@ fn every_runtime_variant_translates_to_spirv_msl_hlsl_and_glsl() {
         by_module.entry(&key.shader).or_default().push(key);
     }
     // Thousands of translations: the modules are shared out over the cores.
-    let modules: Vec<_> = by_module.into_iter().collect();
-    let next = AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                while let Some((shader, keys)) = modules.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    translate(shader, keys);
-                }
-            });
-        }
-    });
+    by_module
+        .into_par_iter()
+        .for_each(|(shader, keys)| translate(shader, &keys));
 }
