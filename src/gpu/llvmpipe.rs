@@ -8,8 +8,8 @@
 //! several threads per core the operating system hands the unfinished shares to whichever core is
 //! free. On lavapipe (AMD Zen 3, 2 cores), res2net50_26w_4s, sessions on devices made with 2 and 16
 //! threads alternating in one process: the 16-thread forwards took 0.85-0.92 of the time at batch 1
-//! and 8 lanes, 0.87-0.88 at 4 lanes, 0.82-0.91 at 16 lanes, 0.91-0.98 at batch 8 (README,
-//! *Threads per core on llvmpipe*).
+//! and 8 lanes, 0.87-0.88 at 4 lanes, 0.82-0.91 at 16 lanes, 0.91-0.98 at batch 8
+//! (docs/performance-history.md, *Threads per core on llvmpipe*).
 //!
 //! The variable is read once, when the driver enumerates its device, so it must be in the
 //! environment before the first [`GpuContext`](super::GpuContext) of the process. The `res2net`

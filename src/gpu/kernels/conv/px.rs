@@ -10,10 +10,11 @@
 //! images side by side, so a plane that is not a multiple of a tile (14x14: 49 texels, tiles of 8
 //! or 16) leaves one part tile per chunk instead of one per image: at batch 8 the 14x14 pointwise
 //! convs took a median 0.91 of their time with tiles per image on lavapipe at 8 lanes, 0.78 at 16
-//! lanes and 0.82 over OpenGL (README, *Tiles over the batch*). Each step reduces 4 input
-//! channels. With subgroups each lane loads `ceil(M / SG)` weight texels per step, shared with
-//! `subgroupBroadcast`; without (OpenGL, adapters whose subgroup size varies) every lane loads the
-//! `M` texels at uniform coordinates. The subgroup width is a define, one variant per width.
+//! lanes and 0.82 over OpenGL (docs/performance-history.md, *Tiles over the batch*). Each step
+//! reduces 4 input channels. With subgroups each lane loads `ceil(M / SG)` weight texels per step,
+//! shared with `subgroupBroadcast`; without (OpenGL, adapters whose subgroup size varies) every
+//! lane loads the `M` texels at uniform coordinates. The subgroup width is a define, one variant
+//! per width.
 
 use super::{
     fusions, lanes, rule_first, ConvFamily, ConvPlan, ConvShape, Operand, Packing, Tile, Variant,
