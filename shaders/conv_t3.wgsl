@@ -13,7 +13,10 @@
 //
 // A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = group and
 // block of M output channels (fastest), y = tile of SG * P texels, z = image. Lane l owns texels
-// tile * SG * P + j * SG + l (j < P) x the M channels. With SUBGROUPS each lane loads WQ / SG
+// tile * SG * P + j * SG + l (j < P) x the M channels. With FLAT_ROWS at stride 1 the tiles run
+// over the chunk's images as in conv_px.wgsl (workgroup (y, z) takes tile z * Y + y of the
+// images' texels, one image after another), so a 14x14 or 7x7 plane, which is not a multiple of a
+// tile, leaves a part tile only at the end of the chunk. With SUBGROUPS each lane loads WQ / SG
 // weight texels per tap, shared with subgroupBroadcast; without, every lane loads the M / 4 texels
 // at uniform coordinates.
 //
@@ -89,7 +92,7 @@ fn taps(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, s: u32) -> array<vec4<f32>, 3>
 #endif
 
 @compute @workgroup_size(#{SG})
-fn conv_t3(id: Invocation) {
+fn conv_t3(id: Invocation, @builtin(num_workgroups) grid: vec3<u32>) {
     let n = id.wg.z;
     let g = id.wg.x / p.cout_blocks;
     let blk = id.wg.x % p.cout_blocks;
@@ -109,13 +112,32 @@ fn conv_t3(id: Invocation) {
     let w = vec4<u32>(p.in_w);
 #endif
     let q = (plane + 3u) / 4u;
+#ifdef CHANNEL_ROWS
+    // The tiles run over the chunk's images: workgroup (y, z) takes tile z * Y + y of their
+    // texels, one image after another, so a part tile is left only at the chunk's end.
+    let texels = grid.z * q;
+    let fb = (id.wg.z * grid.y + id.wg.y) * #{SG * P}u;
+    if (fb >= texels) {
+        return;
+    }
+#endif
 #for J in 0..P
+#ifdef CHANNEL_ROWS
+    // Texel t<J> of image n<J> (past the last image for lanes past the chunk's texels).
+    let u#{J} = fb + #{J * SG}u + id.lane;
+    let n#{J} = u#{J} / q;
+    let t#{J} = u#{J} - n#{J} * q;
+    let pv#{J} = u#{J} < texels;
+    let xb#{J} = n#{J} * p.x_img;
+    let ab#{J} = n#{J} * p.add_img;
+#else
     let t#{J} = id.wg.y * #{SG * P}u + #{J * SG}u + id.lane;
+    let pv#{J} = t#{J} < q;
+#endif
     let f#{J} = 4u * t#{J} + vec4<u32>(0u, 1u, 2u, 3u);
     let y#{J} = vec4<i32>(f#{J} / w);
     let lv#{J} = (f#{J} % w) > vec4<u32>(0u);
     let rv#{J} = (f#{J} % w + 1u) < w;
-    let pv#{J} = t#{J} < q;
 #for I in 0..M
     var a#{I}_#{J} = vec4<f32>(0.0);
 #endfor
@@ -167,9 +189,9 @@ fn conv_t3(id: Invocation) {
         // Wraps below the first texel only where every pixel is masked.
         let ct#{KY}_#{J} = u32(i32(t#{J}) + e#{KY});
         let tp#{KY}_#{J} = taps(
-            input(xb + ct#{KY}_#{J} - 1u, ab + ct#{KY}_#{J} - 1u),
-            input(xb + ct#{KY}_#{J}, ab + ct#{KY}_#{J}),
-            input(xb + ct#{KY}_#{J} + 1u, ab + ct#{KY}_#{J} + 1u),
+            input(xb#{J} + ct#{KY}_#{J} - 1u, ab#{J} + ct#{KY}_#{J} - 1u),
+            input(xb#{J} + ct#{KY}_#{J}, ab#{J} + ct#{KY}_#{J}),
+            input(xb#{J} + ct#{KY}_#{J} + 1u, ab#{J} + ct#{KY}_#{J} + 1u),
             sh#{KY},
         );
         let k0_#{KY}_#{J} = select(vec4<f32>(0.0), tp#{KY}_#{J}[0], ok#{KY}_#{J} & lv#{J});
@@ -319,10 +341,12 @@ fn conv_t3(id: Invocation) {
 #endfor
     }
 #endif
+#ifndef CHANNEL_ROWS
     // The image of each texel, for the stores: the workgroup's.
 #for J in 0..P
     let n#{J} = n;
 #endfor
+#endif
 #ifdef RAGGED_PLANE
 #import store_values
 #else

@@ -1289,7 +1289,8 @@ fn conv_px_matches_cpu() {
 /// (`FLAT_ROWS`: Res2Net's 14x14 maps, texels that straddle two rows or hold several) and planes
 /// that are not a multiple of 4 pixels (`RAGGED_PLANE`: 7x7 maps). The narrow and the wide tile
 /// with ragged channel blocks, the hierarchical add and a residual, both activations, batches and
-/// chunks, rows of one texel or one pixel, more than a texture row per channel; and stride 2 for
+/// chunks (flat planes' tiles run over the chunk's images, several images in one tile where planes
+/// are small), rows of one texel or one pixel, more than a texture row per channel; and stride 2 for
 /// 3x3 kernels to output rows of whole texels or not (`STRIDE2`, with `FLAT_ROWS` and
 /// `RAGGED_PLANE`) and for 7x7 ones (`STEM7`, also at stride 1). Every case must run on the variant
 /// named.
@@ -1340,7 +1341,11 @@ fn conv_t3_matches_cpu() {
                 batch: 2,
                 ..sized(2, 53)
             },
-            sized(3, 9),
+            // Several images' planes in one tile (where the tiles run over the images).
+            ConvCase {
+                batch: 3,
+                ..sized(3, 9)
+            },
             sized(4, 9),
             // Grouped: 8 groups of 4 channels (4-channel blocks), 2 groups of 12 -> 20 (28).
             ConvCase {
