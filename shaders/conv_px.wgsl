@@ -15,12 +15,13 @@
 //
 // A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = block of M
 // output channels (fastest, so neighbouring workgroups read the same input texels), y = tile of
-// SG * P texels, z = image. The tiles run over the chunk's images side by side: workgroup (y, z)
-// takes tile z * Y + y (Y = tiles per image) of the images' Q texels each, one after another, and
-// lane l owns texels tile * SG * P + j * SG + l (j < P) of that sequence x the M channels: M * P
-// vec4 accumulators. So a plane that is not a multiple of a tile (14x14: 49 texels in tiles of 8)
-// leaves a part tile only at the end of the chunk, and the workgroups past the last tile (one
-// fewer than the images at most) return at once. With SUBGROUPS each lane loads WQ / SG weight
+// SG * P texels, z = image. The tiles run over the chunk's images side by side
+// (lib/chunk_tiles.wgsl): workgroup (y, z) takes tile z * Y + y (Y = tiles per image) of the
+// images' Q texels each, one after another, and lane l owns texels tile * SG * P + j * SG + l
+// (j < P) of that sequence x the M channels: M * P vec4 accumulators. So a plane that is not a
+// multiple of a tile (14x14: 49 texels in tiles of 8) leaves a part tile only at the end of the
+// chunk, and the workgroups past the last tile (one fewer than the images at most) return at
+// once. With SUBGROUPS each lane loads WQ / SG weight
 // texels per step and the lanes share them with subgroupBroadcast (never subgroupBroadcastFirst,
 // which aborts LLVM on lavapipe); without, every lane loads the M texels at uniform coordinates.
 //
@@ -48,18 +49,8 @@ fn conv_px(id: Invocation, @builtin(num_workgroups) grid: vec3<u32>) {
     let g0 = 0u;
     let plane = p.in_h * p.in_w;
     let q = (plane + 3u) / 4u;
-    let texels = grid.z * q;
-    let fb = (id.wg.z * grid.y + id.wg.y) * #{SG * P}u;
-    if (fb >= texels) {
-        return;
-    }
-    // Texel J of the lane: texel t<J> of image n<J> (past the last image for lanes past the
-    // chunk's texels, which pv<J> keeps from storing).
+#import chunk_tiles
 #for J in 0..P
-    let f#{J} = fb + #{J * SG}u + id.lane;
-    let n#{J} = f#{J} / q;
-    let t#{J} = f#{J} - n#{J} * q;
-    let pv#{J} = f#{J} < texels;
     let xb#{J} = n#{J} * p.x_img + t#{J};
 #endfor
     let steps = p.cin_g / 4u;

@@ -14,11 +14,11 @@
 // A workgroup is one subgroup of SG lanes (SG invocations without SUBGROUPS). Grid: x = group and
 // block of M output channels (fastest), y = tile of SG * P texels, z = image. Lane l owns texels
 // tile * SG * P + j * SG + l (j < P) x the M channels. With FLAT_ROWS at stride 1 the tiles run
-// over the chunk's images as in conv_px.wgsl (workgroup (y, z) takes tile z * Y + y of the
-// images' texels, one image after another), so a 14x14 or 7x7 plane, which is not a multiple of a
-// tile, leaves a part tile only at the end of the chunk. With SUBGROUPS each lane loads WQ / SG
-// weight texels per tap, shared with subgroupBroadcast; without, every lane loads the M / 4 texels
-// at uniform coordinates.
+// over the chunk's images as in conv_px.wgsl (lib/chunk_tiles.wgsl: workgroup (y, z) takes tile
+// z * Y + y of the images' texels, one image after another), so a 14x14 or 7x7 plane, which is not
+// a multiple of a tile, leaves a part tile only at the end of the chunk. With SUBGROUPS each lane
+// loads WQ / SG weight texels per tap, shared with subgroupBroadcast; without, every lane loads
+// the M / 4 texels at uniform coordinates.
 //
 // With FLAT_ROWS a texel holds pixels 4t..4t + 4 of the flattened plane, which may straddle two
 // rows. Kernel row ky of input channel c reads the view from c * plane + (ky - 1) * width values
@@ -113,21 +113,10 @@ fn conv_t3(id: Invocation, @builtin(num_workgroups) grid: vec3<u32>) {
 #endif
     let q = (plane + 3u) / 4u;
 #ifdef CHANNEL_ROWS
-    // The tiles run over the chunk's images: workgroup (y, z) takes tile z * Y + y of their
-    // texels, one image after another, so a part tile is left only at the chunk's end.
-    let texels = grid.z * q;
-    let fb = (id.wg.z * grid.y + id.wg.y) * #{SG * P}u;
-    if (fb >= texels) {
-        return;
-    }
+#import chunk_tiles
 #endif
 #for J in 0..P
 #ifdef CHANNEL_ROWS
-    // Texel t<J> of image n<J> (past the last image for lanes past the chunk's texels).
-    let u#{J} = fb + #{J * SG}u + id.lane;
-    let n#{J} = u#{J} / q;
-    let t#{J} = u#{J} - n#{J} * q;
-    let pv#{J} = u#{J} < texels;
     let xb#{J} = n#{J} * p.x_img;
     let ab#{J} = n#{J} * p.add_img;
 #else

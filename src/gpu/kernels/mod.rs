@@ -243,7 +243,7 @@ impl ShaderFile {
 }
 
 /// The shared modules of `shaders/lib/`, by import name.
-pub const LIBRARY: [(&str, &str); 12] = [
+pub const LIBRARY: [(&str, &str); 13] = [
     ("arena", include_str!("../../../shaders/lib/arena.wgsl")),
     ("weights", include_str!("../../../shaders/lib/weights.wgsl")),
     (
@@ -256,6 +256,10 @@ pub const LIBRARY: [(&str, &str); 12] = [
     ("tiled", include_str!("../../../shaders/lib/tiled.wgsl")),
     ("texels", include_str!("../../../shaders/lib/texels.wgsl")),
     ("tile", include_str!("../../../shaders/lib/tile.wgsl")),
+    (
+        "chunk_tiles",
+        include_str!("../../../shaders/lib/chunk_tiles.wgsl"),
+    ),
     (
         "store_texels",
         include_str!("../../../shaders/lib/store_texels.wgsl"),
