@@ -154,10 +154,7 @@ fn conv(graph: &Graph, c: &Conv, tensors: &mut [Vec<f32>], batch: usize) {
                             if c.stride == 1 {
                                 axpy(dst, &row[x0..x0 + dst.len()], wv);
                             } else {
-                                let taps = row[x0..].iter().step_by(c.stride);
-                                for (d, x) in dst.iter_mut().zip(taps) {
-                                    *d += wv * x;
-                                }
+                                axpy(dst, row[x0..].iter().step_by(c.stride), wv);
                             }
                         }
                     }
@@ -175,9 +172,9 @@ fn conv(graph: &Graph, c: &Conv, tensors: &mut [Vec<f32>], batch: usize) {
     scatter(graph, c.dst, &out, tensors, batch);
 }
 
-/// `dst += w * src`, element by element (the compiler vectorises it; no fused multiply-add, so the
-/// sums are the ones the plain loop makes).
-fn axpy(dst: &mut [f32], src: &[f32], w: f32) {
+/// `dst += w * src`, element by element (the compiler vectorises it over a slice; no fused
+/// multiply-add, so the sums are the ones the plain loop makes).
+fn axpy<'a>(dst: &mut [f32], src: impl IntoIterator<Item = &'a f32>, w: f32) {
     for (d, x) in dst.iter_mut().zip(src) {
         *d += w * x;
     }
